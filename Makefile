@@ -1,0 +1,48 @@
+# hlsgate — convenience targets over CMake.
+#   make run    install runtime deps, build (release), start the gateway on the default policy
+#   make test   install test deps, build with ASan+UBSan, run ctest, busted and the e2e suite
+#   make build  release build only (build/hlsgate)
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+ASAN_PRELOAD = $(shell gcc -print-file-name=libasan.so):$(shell gcc -print-file-name=libubsan.so)
+
+.PHONY: run build deps deps-test build-asan test test-unit test-lua test-e2e clean
+
+deps:
+	@scripts/install-deps.sh run
+
+deps-test:
+	@scripts/install-deps.sh test
+	@cd tests && npm ci --silent --no-audit --no-fund
+
+build: deps
+	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build/release -j$(JOBS)
+
+run: build
+	@scripts/run-demo.sh
+
+build-asan: deps-test
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug -DHG_SANITIZE=ON >/dev/null
+	@cmake --build build -j$(JOBS)
+
+# Runs every suite even when one fails, then fails if any did; each runner prints its
+# own summary line last.
+test: build-asan
+	@rc=0; \
+	$(MAKE) --no-print-directory test-unit || rc=1; \
+	$(MAKE) --no-print-directory test-lua || rc=1; \
+	$(MAKE) --no-print-directory test-e2e || rc=1; \
+	exit $$rc
+
+test-unit:
+	@cd build && ctest --output-on-failure -j$(JOBS)
+
+test-lua:
+	@LD_PRELOAD=$(ASAN_PRELOAD) ASAN_OPTIONS=detect_leaks=0 busted
+
+test-e2e:
+	@HLSGATE_BIN=$(CURDIR)/build/hlsgate node --test --test-concurrency=1 tests/e2e/
+
+clean:
+	rm -rf build

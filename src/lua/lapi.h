@@ -1,0 +1,24 @@
+/* lapi.h — the Lua API areas: one file src/lua/api_<area>.c per area.
+ *
+ * Each opener pushes one table of functions (built with luaL_newlib from a luaL_Reg
+ * array) and returns 1. lmodule.c assembles them into the `hlsgate` module that
+ * policies `require` in the server and that busted loads as lib/hlsgate.so.
+ * Binding rules: luaL_check* every argument first; misuse raises; runtime failures
+ * return nil, err. Call only from the thread that owns the lua_State.
+ */
+#ifndef HG_LUA_LAPI_H
+#define HG_LUA_LAPI_H
+
+#include <lua.h>
+
+int hg__lua_open_http(lua_State *L);   /* response/json/error constructors */
+int hg__lua_open_crypto(lua_State *L); /* sha, hmac, base64, random, constant-time compare */
+int hg__lua_open_jwt(lua_State *L);    /* JWT sign/verify */
+int hg__lua_open_s3(lua_State *L);     /* SigV4 header signing and presigning */
+int hg__lua_open_url(lua_State *L);    /* RFC 3986 parse/resolve/encode, queries, paths */
+int hg__lua_open_hls(lua_State *L);    /* playlist rewriter */
+
+/* Pushes the `hlsgate` module table (all areas above, plus `version`). Returns 1. */
+int hg__lua_open_module(lua_State *L);
+
+#endif

@@ -1,0 +1,28 @@
+/* lmodule.c — assembles the `hlsgate` Lua module from the API areas (see lapi.h). */
+#include "lua/lapi.h"
+
+#include <lauxlib.h>
+
+#ifndef HG_VERSION
+#define HG_VERSION "0.1.0"
+#endif
+
+int hg__lua_open_module(lua_State *L) {
+  static const struct {
+    const char *name;
+    lua_CFunction open;
+  } areas[] = {
+      {"crypto", hg__lua_open_crypto}, {"jwt", hg__lua_open_jwt},
+      {"s3", hg__lua_open_s3},         {"url", hg__lua_open_url},
+      {"hls", hg__lua_open_hls},
+  };
+  /* The http area's constructors (response, json, error) live at the top level. */
+  hg__lua_open_http(L);
+  for (size_t i = 0; i < sizeof(areas) / sizeof(areas[0]); i++) {
+    areas[i].open(L);
+    lua_setfield(L, -2, areas[i].name);
+  }
+  lua_pushliteral(L, HG_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}
