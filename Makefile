@@ -6,7 +6,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 ASAN_PRELOAD = $(shell gcc -print-file-name=libasan.so):$(shell gcc -print-file-name=libubsan.so)
 
-.PHONY: run build deps deps-test build-asan test test-unit test-lua test-e2e clean
+.PHONY: run build deps deps-test build-asan test test-unit test-lua test-e2e fuzz clean
 
 deps:
 	@scripts/install-deps.sh run
@@ -33,6 +33,7 @@ test: build-asan
 	$(MAKE) --no-print-directory test-unit || rc=1; \
 	$(MAKE) --no-print-directory test-lua || rc=1; \
 	$(MAKE) --no-print-directory test-e2e || rc=1; \
+	$(MAKE) --no-print-directory fuzz || rc=1; \
 	exit $$rc
 
 test-unit:
@@ -43,6 +44,14 @@ test-lua:
 
 test-e2e:
 	@HLSGATE_BIN=$(CURDIR)/build/hlsgate node --test --test-concurrency=1 tests/e2e/
+
+# Builds the libFuzzer targets with clang and runs each briefly (FUZZ_SECONDS) on its
+# seed corpus (tests/fuzz/corpus/<target>/, plus the shared playlists for the rewriter).
+FUZZ_SECONDS ?= 20
+fuzz: deps-test
+	@CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DHG_FUZZ=ON >/dev/null
+	@cmake --build build/fuzz -j$(JOBS) >/dev/null
+	@tests/fuzz/run.sh build/fuzz $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build
