@@ -13,7 +13,7 @@ deps:
 
 deps-test:
 	@scripts/install-deps.sh test
-	@cd tests && npm ci --silent --no-audit --no-fund
+	@if [ -f tests/package-lock.json ]; then cd tests && npm ci --silent --no-audit --no-fund; fi
 
 build: deps
 	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -1,1 +1,187 @@
-int main(void){return 0;}
+/* main.c — hlsgate entry point: parse the command line, start the workers, and turn
+ * signals into reloads (HUP) and graceful stops (TERM/INT). Everything else lives in
+ * the modules; this file stays thin. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/listen.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "lua/policy.h"
+
+typedef struct app_s {
+  hg_config_t cfg;
+  hg_worker_t **workers;
+  int nworkers;
+  uv_signal_t sig_hup, sig_term, sig_int;
+  hg_policy_limits_t limits;
+  unsigned long reloads_ok, reloads_failed;
+} app_t;
+
+/* Reads and compiles the policy as a reload would. Returns the source (one reference)
+ * or NULL with "file:line: message" in err. */
+static hg_policy_src_t *load_checked(const hg_config_t *cfg, const hg_policy_limits_t *lim,
+                                     char *err, size_t errlen) {
+  hg_policy_src_t *src = hg_policy_src_read(cfg->policy_path, err, errlen);
+  if (src == NULL) return NULL;
+  hg_policy_t *p = hg_policy_new(src, lim, err, errlen);
+  if (p == NULL) {
+    hg_policy_src_release(src);
+    return NULL;
+  }
+  hg_policy_release(p);
+  return src;
+}
+
+static void on_hup(uv_signal_t *h, int signum) {
+  (void)signum;
+  app_t *app = h->data;
+  char err[512];
+  hg_policy_src_t *src = load_checked(&app->cfg, &app->limits, err, sizeof(err));
+  if (src == NULL) {
+    app->reloads_failed++;
+    hg_log(HG_LOG_ERROR, "reload failed, keeping the current policy: %s", err);
+    return;
+  }
+  app->reloads_ok++;
+  hg_log(HG_LOG_INFO, "reloading policy %s (version %s)", hg_policy_src_path(src),
+         hg_policy_src_version(src));
+  for (int i = 0; i < app->nworkers; i++) hg_worker_reload(app->workers[i], src);
+  hg_policy_src_release(src);
+}
+
+static void on_stop(uv_signal_t *h, int signum) {
+  app_t *app = h->data;
+  hg_log(HG_LOG_INFO, "%s: draining (up to %llu ms)", signum == SIGINT ? "SIGINT" : "SIGTERM",
+         (unsigned long long)app->cfg.drain_timeout_ms);
+  for (int i = 0; i < app->nworkers; i++) hg_worker_stop(app->workers[i]);
+  uv_close((uv_handle_t *)&app->sig_hup, NULL);
+  uv_close((uv_handle_t *)&app->sig_term, NULL);
+  uv_close((uv_handle_t *)&app->sig_int, NULL);
+}
+
+/* Opens one socket per (worker, address); port 0 is resolved by the first worker's
+ * socket and shared by the others. Returns 0 or an error code (logged). */
+static int open_sockets(const char **addrs, size_t n, int nworkers, int reuseport, int *fds) {
+  for (size_t a = 0; a < n; a++) {
+    int port = 0;
+    for (int w = 0; w < nworkers; w++) {
+      int fd = hg_listen_socket(addrs[a], reuseport, &port);
+      if (fd < 0) {
+        hg_log(HG_LOG_ERROR, "cannot listen on %s: %s", addrs[a], hg_strerror(fd));
+        return fd;
+      }
+      fds[w * HG_MAX_LISTEN + a] = fd;
+    }
+    char shown[160];
+    const char *colon = strrchr(addrs[a], ':');
+    snprintf(shown, sizeof(shown), "%.*s:%d", (int)(colon - addrs[a]), addrs[a], port);
+    hg_log(HG_LOG_INFO, "listening on %s", shown);
+  }
+  return 0;
+}
+
+static int run(app_t *app) {
+  hg_config_t *cfg = &app->cfg;
+  char err[512];
+  hg_policy_src_t *src = load_checked(cfg, &app->limits, err, sizeof(err));
+  if (src == NULL) {
+    hg_log(HG_LOG_ERROR, "%s", err);
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  int nw = cfg->workers;
+  int *fds = calloc((size_t)nw * HG_MAX_LISTEN, sizeof(int));
+  int admin_fd = -1, admin_port = 0;
+  app->workers = calloc((size_t)nw, sizeof(*app->workers));
+  int rc = fds && app->workers ? 0 : HG_ENOMEM;
+  /* The admin listener is served by worker 1 only. */
+  if (!rc && cfg->admin_listen) {
+    admin_fd = hg_listen_socket(cfg->admin_listen, 0, &admin_port);
+    if (admin_fd < 0) {
+      hg_log(HG_LOG_ERROR, "cannot listen on %s: %s", cfg->admin_listen, hg_strerror(admin_fd));
+      rc = admin_fd;
+    } else {
+      hg_log(HG_LOG_INFO, "admin listening on %.*s:%d",
+             (int)(strrchr(cfg->admin_listen, ':') - cfg->admin_listen), cfg->admin_listen,
+             admin_port);
+    }
+  }
+  if (!rc) rc = open_sockets(cfg->listen, cfg->nlisten, nw, 1, fds);
+  for (int i = 0; !rc && i < nw; i++) {
+    app->workers[i] = hg_worker_new(i + 1, cfg, fds + i * HG_MAX_LISTEN, cfg->nlisten,
+                                    &admin_fd, i == 0 && admin_fd >= 0 ? 1 : 0);
+    if (app->workers[i] == NULL) rc = HG_ENOMEM;
+    else rc = hg_worker_start(app->workers[i], src);
+    if (!rc) app->nworkers = i + 1;
+  }
+  hg_policy_src_release(src);
+  free(fds);
+  if (rc) {
+    for (int i = 0; i < app->nworkers; i++) hg_worker_stop(app->workers[i]);
+    for (int i = 0; i < nw && app->workers; i++) hg_worker_join_free(app->workers[i]);
+    free(app->workers);
+    return 1;
+  }
+  hg_log(HG_LOG_INFO, "hlsgate %s ready: %d worker(s), policy %s", HG_VERSION, nw,
+         cfg->policy_path);
+
+  uv_loop_t *loop = uv_default_loop();
+  uv_signal_init(loop, &app->sig_hup);
+  uv_signal_init(loop, &app->sig_term);
+  uv_signal_init(loop, &app->sig_int);
+  app->sig_hup.data = app->sig_term.data = app->sig_int.data = app;
+  uv_signal_start(&app->sig_hup, on_hup, SIGHUP);
+  uv_signal_start(&app->sig_term, on_stop, SIGTERM);
+  uv_signal_start(&app->sig_int, on_stop, SIGINT);
+  uv_run(loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < app->nworkers; i++) hg_worker_join_free(app->workers[i]);
+  free(app->workers);
+  uv_loop_close(loop);
+  hg_log(HG_LOG_INFO, "stopped");
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  app_t app;
+  memset(&app, 0, sizeof(app));
+  char err[512];
+  if (hg_config_parse(&app.cfg, argc, argv, err, sizeof(err)) != 0) {
+    fprintf(stderr, "hlsgate: %s\n", err);
+    return 2;
+  }
+  hg_config_t *cfg = &app.cfg;
+  app.limits.memory = cfg->lua_memory;
+  app.limits.budget = cfg->lua_budget;
+  if (cfg->log_debug) hg_log_set_level(HG_LOG_DEBUG);
+  switch (cfg->mode) {
+  case HG_MODE_HELP:
+    hg_config_usage(stdout);
+    return 0;
+  case HG_MODE_VERSION:
+    printf("hlsgate %s (libuv %s, %s)\n", HG_VERSION, uv_version_string(), hg_policy_runtime());
+    return 0;
+  case HG_MODE_CHECK: {
+    hg_policy_src_t *src = load_checked(cfg, &app.limits, err, sizeof(err));
+    if (src == NULL) {
+      fprintf(stderr, "%s\n", err);
+      return 1;
+    }
+    printf("%s: OK (version %s)\n", cfg->policy_path, hg_policy_src_version(src));
+    hg_policy_src_release(src);
+    return 0;
+  }
+  case HG_MODE_TOKEN:
+    fprintf(stderr, "hlsgate token: the private-bucket policy is not available in this build\n");
+    return 2;
+  case HG_MODE_RUN:
+    break;
+  }
+  return run(&app);
+}

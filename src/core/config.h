@@ -1,0 +1,50 @@
+/* config.h — the command line and its environment equivalents (SPEC §3).
+ *
+ * Flags win over HLSGATE_* environment variables, which win over defaults. Parsed once
+ * by the main thread before workers start; read-only afterwards, so any thread may read.
+ */
+#ifndef HG_CORE_CONFIG_H
+#define HG_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HG_MAX_LISTEN 16
+
+typedef enum {
+  HG_MODE_RUN,
+  HG_MODE_CHECK,   /* --check [FILE] */
+  HG_MODE_VERSION, /* --version */
+  HG_MODE_HELP,    /* --help */
+  HG_MODE_TOKEN    /* token --prefix P [--ttl S] [--path P] */
+} hg_mode_t;
+
+typedef struct hg_config_s {
+  hg_mode_t mode;
+  const char *listen[HG_MAX_LISTEN]; /* "HOST:PORT" */
+  size_t nlisten;
+  const char *admin_listen; /* NULL: /metrics on the main listeners */
+  const char *policy_path;
+  int workers;
+  /* Timeouts in milliseconds. */
+  uint64_t header_timeout_ms;    /* first byte of a request → end of headers/body (408) */
+  uint64_t keepalive_timeout_ms; /* idle keep-alive connection is closed silently */
+  uint64_t drain_timeout_ms;     /* SIGTERM: in-flight requests get this long */
+  /* Lua limits. */
+  size_t lua_memory;        /* bytes per Lua state */
+  uint64_t lua_budget;      /* VM instructions per hook call */
+  int log_debug;
+  /* token subcommand */
+  const char *token_prefix;
+  const char *token_path;
+  long token_ttl;
+} hg_config_t;
+
+/* Fills `c` from argv and the environment. Returns 0, or HG_EINVAL with a message in
+ * err[0..errlen). Strings point into argv/environ (no ownership). Main thread. */
+int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Writes the --help text to `out`. */
+void hg_config_usage(void *out_file);
+
+#endif

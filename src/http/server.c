@@ -1,0 +1,658 @@
+/* server.c — HTTP/1.1 server on libuv + llhttp (see server.h).
+ *
+ * Connection life: IDLE (no request bytes yet) → READING (parsing a request; the
+ * header timer runs) → BUSY (handed to the request callback) → WRITING (response
+ * queued) → IDLE again, or closed. Reading stops while BUSY/WRITING, which is what
+ * bounds pipelining: unread requests stay in the kernel's buffers, not ours.
+ * A connection is freed only when both its handles are closed and no handler holds
+ * its transaction.
+ */
+#include "http/server.h"
+
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+
+#define READ_CHUNK 16384
+#define MAX_HEADERS 100
+
+enum { S_IDLE, S_READING, S_BUSY, S_WRITING };
+
+struct hg_http_txn_s {
+  struct conn_s *conn;
+  hg_request_t req;
+};
+
+typedef struct conn_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t wreq;
+  hg_http_server_t *srv;
+  struct conn_s *prev, *next;
+  llhttp_t parser;
+  int state;
+  int handles;     /* open libuv handles (tcp, timer) */
+  int closing;     /* close started */
+  int close_after; /* close once the current response is written */
+  int reading;
+  hg_buf_t in;     /* read buffer; bytes before in_off are consumed */
+  size_t in_off;
+  hg_buf_t out;    /* serialized response */
+  /* per-request parse state */
+  hg_http_txn_t txn;
+  hg_buf_t url, field, value, body;
+  size_t header_bytes;
+  hg_header_t *hdrs;
+  size_t nhdrs;
+  int err_status;
+  const char *err_msg;
+  char peer[64];
+} conn_t;
+
+struct hg_http_server_s {
+  uv_loop_t *loop;
+  hg_http_limits_t lim;
+  hg_http_request_cb cb;
+  void *ud;
+  llhttp_settings_t settings;
+  uv_tcp_t *listeners[16];
+  size_t nlisteners;
+  size_t nopen_listeners;
+  conn_t *conns;
+  size_t nconns;
+  int draining;
+  uv_timer_t drain_timer;
+  int drain_timer_open;
+  void (*drain_done)(void *);
+  void *drain_ud;
+  uint64_t rng[2];
+  time_t date_sec;
+  char date[40];
+};
+
+static void conn_close(conn_t *c);
+static void conn_process(conn_t *c);
+
+/* ---- helpers ---- */
+
+/* xorshift128+ for request ids: fast, per server (per thread), seeded from getrandom.
+ * Ids are correlation handles, not secrets. */
+static uint64_t rng_next(hg_http_server_t *s) {
+  uint64_t x = s->rng[0], y = s->rng[1];
+  s->rng[0] = y;
+  x ^= x << 23;
+  s->rng[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+  return s->rng[1] + y;
+}
+
+static const char *http_date(hg_http_server_t *s) {
+  time_t now = time(NULL);
+  if (now != s->date_sec) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(s->date, sizeof(s->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    s->date_sec = now;
+  }
+  return s->date;
+}
+
+/* A received X-Request-Id is reused only if it is short and harmless in logs. */
+static int sane_request_id(const char *v, size_t n) {
+  if (n == 0 || n > 32) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = v[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '-' || ch == '_' || ch == '.'))
+      return 0;
+  }
+  return 1;
+}
+
+static void timer_start(conn_t *c, uint64_t ms);
+
+/* ---- per-request state ---- */
+
+static void txn_begin(conn_t *c) {
+  hg_request_t *req = &c->txn.req;
+  hg_arena_t *arena = req->arena;
+  if (arena) hg_arena_reset(arena);
+  memset(req, 0, sizeof(*req));
+  req->arena = arena ? arena : hg_arena_new(4096);
+  req->start_ns = uv_hrtime();
+  snprintf(req->client, sizeof(req->client), "%s", c->peer);
+  req->method = "-";
+  req->target = "-";
+  req->target_len = req->path_len = 1;
+  c->txn.conn = c;
+  hg_buf_clear(&c->url);
+  hg_buf_clear(&c->field);
+  hg_buf_clear(&c->value);
+  hg_buf_clear(&c->body);
+  c->header_bytes = 0;
+  c->nhdrs = 0;
+  c->hdrs = NULL;
+  c->err_status = 0;
+  c->err_msg = NULL;
+}
+
+static int fail(conn_t *c, int status, const char *msg) {
+  c->err_status = status;
+  c->err_msg = msg;
+  return -1;
+}
+
+/* ---- llhttp callbacks ---- */
+
+static conn_t *conn_of(llhttp_t *p) { return p->data; }
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  conn_t *c = conn_of(p);
+  if (c->url.len + len > c->srv->lim.max_uri) return fail(c, 414, "request URI too long");
+  return hg_buf_append(&c->url, at, len) ? fail(c, 500, "out of memory") : 0;
+}
+
+static int add_header_bytes(conn_t *c, size_t len) {
+  c->header_bytes += len;
+  return c->header_bytes > c->srv->lim.max_headers ? fail(c, 431, "request headers too large") : 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  conn_t *c = conn_of(p);
+  if (add_header_bytes(c, len)) return -1;
+  return hg_buf_append(&c->field, at, len) ? fail(c, 500, "out of memory") : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  conn_t *c = conn_of(p);
+  if (add_header_bytes(c, len)) return -1;
+  return hg_buf_append(&c->value, at, len) ? fail(c, 500, "out of memory") : 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  hg_arena_t *a = c->txn.req.arena;
+  if (c->nhdrs == MAX_HEADERS) return fail(c, 431, "too many request headers");
+  if (c->hdrs == NULL) {
+    c->hdrs = hg_arena_alloc(a, MAX_HEADERS * sizeof(hg_header_t));
+    if (c->hdrs == NULL) return fail(c, 500, "out of memory");
+  }
+  hg_header_t *h = &c->hdrs[c->nhdrs];
+  h->name = hg_arena_strndup(a, c->field.data ? c->field.data : "", c->field.len);
+  h->name_len = c->field.len;
+  h->value = hg_arena_strndup(a, c->value.data ? c->value.data : "", c->value.len);
+  h->value_len = c->value.len;
+  if (h->name == NULL || h->value == NULL) return fail(c, 500, "out of memory");
+  c->nhdrs++;
+  hg_buf_clear(&c->field);
+  hg_buf_clear(&c->value);
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  hg_request_t *req = &c->txn.req;
+  req->method = llhttp_method_name((llhttp_method_t)p->method);
+  req->target = hg_arena_strndup(req->arena, c->url.data ? c->url.data : "", c->url.len);
+  if (req->target == NULL) return fail(c, 500, "out of memory");
+  req->target_len = c->url.len;
+  req->path_len = strcspn(req->target, "?");
+  req->headers = c->hdrs;
+  req->nheaders = c->nhdrs;
+  req->http_major = p->http_major;
+  req->http_minor = p->http_minor;
+  const hg_header_t *rid = hg_request_header(req, "X-Request-Id");
+  if (rid && sane_request_id(rid->value, rid->value_len)) {
+    memcpy(req->id, rid->value, rid->value_len);
+    req->id[rid->value_len] = '\0';
+  } else {
+    snprintf(req->id, sizeof(req->id), "%016llx%016llx", (unsigned long long)rng_next(c->srv),
+             (unsigned long long)rng_next(c->srv));
+  }
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->srv->lim.max_body)
+    return fail(c, 413, "request body too large");
+  /* Expect: 100-continue — tell the client to send the body we are willing to take. */
+  const hg_header_t *exp = hg_request_header(req, "Expect");
+  if (exp && exp->value_len == 12 && strncasecmp(exp->value, "100-continue", 12) == 0 &&
+      p->http_minor >= 1) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  conn_t *c = conn_of(p);
+  if (c->body.len + len > c->srv->lim.max_body) return fail(c, 413, "request body too large");
+  return hg_buf_append(&c->body, at, len) ? fail(c, 500, "out of memory") : 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  conn_t *c = conn_of(p);
+  hg_request_t *req = &c->txn.req;
+  if (c->body.len > 0) {
+    req->body = hg_arena_strndup(req->arena, c->body.data, c->body.len);
+    if (req->body == NULL) return fail(c, 500, "out of memory");
+    req->body_len = c->body.len;
+  }
+  if (!llhttp_should_keep_alive(p)) c->close_after = 1;
+  return HPE_PAUSED; /* hand the request over before parsing the next one */
+}
+
+/* ---- writing ---- */
+
+static void access_log(conn_t *c, int status, size_t bytes) {
+  hg_request_t *req = &c->txn.req;
+  hg_buf_t b = HG_BUF_INIT;
+  double ms = (double)(uv_hrtime() - req->start_ns) / 1e6;
+  hg_buf_puts(&b, "{\"time\":\"");
+  hg_log_timestamp(&b);
+  hg_buf_printf(&b, "\",\"id\":\"%s\",\"client\":\"", req->id[0] ? req->id : "-");
+  hg_buf_json_escape(&b, req->client, strlen(req->client));
+  hg_buf_printf(&b, "\",\"method\":\"%s\",\"path\":\"", req->method);
+  hg_buf_t path = HG_BUF_INIT;
+  hg_log_redact_target(&path, req->target, req->target_len);
+  hg_buf_json_escape(&b, path.data ? path.data : "", path.len);
+  hg_buf_free(&path);
+  hg_buf_printf(&b, "\",\"status\":%d,\"bytes\":%zu,\"duration_ms\":%.3f", status, bytes, ms);
+  if (req->log_policy) hg_buf_printf(&b, ",\"policy\":\"%s\"", req->log_policy);
+  if (req->log_upstream_status)
+    hg_buf_printf(&b, ",\"upstream_status\":%d,\"upstream_ms\":%.3f", req->log_upstream_status,
+                  req->log_upstream_ms);
+  if (req->log_cache) hg_buf_printf(&b, ",\"cache\":\"%s\"", req->log_cache);
+  hg_buf_putc(&b, '}');
+  if (b.data) hg_log_access(b.data, b.len);
+  hg_buf_free(&b);
+}
+
+/* Frees the connection once nothing refers to it any more. */
+static void conn_maybe_free(conn_t *c) {
+  if (c->handles > 0 || c->state == S_BUSY) return;
+  hg_http_server_t *s = c->srv;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  s->nconns--;
+  hg_arena_free(c->txn.req.arena);
+  hg_buf_free(&c->in);
+  hg_buf_free(&c->out);
+  hg_buf_free(&c->url);
+  hg_buf_free(&c->field);
+  hg_buf_free(&c->value);
+  hg_buf_free(&c->body);
+  free(c);
+  if (s->draining && s->nconns == 0 && s->nopen_listeners == 0 && s->drain_done) {
+    void (*done)(void *) = s->drain_done;
+    s->drain_done = NULL;
+    if (s->drain_timer_open) uv_timer_stop(&s->drain_timer);
+    done(s->drain_ud);
+  }
+}
+
+static void on_handle_close(uv_handle_t *h) {
+  conn_t *c = h->data;
+  c->handles--;
+  conn_maybe_free(c);
+}
+
+static void conn_close(conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  uv_close((uv_handle_t *)&c->tcp, on_handle_close);
+  uv_close((uv_handle_t *)&c->timer, on_handle_close);
+}
+
+static void start_reading(conn_t *c);
+
+static void on_write(uv_write_t *w, int status) {
+  conn_t *c = w->data;
+  hg_buf_clear(&c->out);
+  c->state = S_IDLE;
+  if (status < 0 || c->close_after || c->closing) {
+    conn_close(c);
+    return;
+  }
+  /* Compact the read buffer, then parse any pipelined request already received. */
+  if (c->in_off > 0) {
+    memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+    c->in.len -= c->in_off;
+    c->in_off = 0;
+  }
+  timer_start(c, c->srv->lim.keepalive_timeout_ms);
+  conn_process(c);
+  if (!c->closing && (c->state == S_IDLE || c->state == S_READING)) start_reading(c);
+}
+
+static int is_hop_or_framing(const char *name, size_t n) {
+  static const char *names[] = {"content-length", "transfer-encoding", "connection",
+                                "keep-alive", "date", "x-request-id", "upgrade"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    if (strlen(names[i]) == n && strncasecmp(names[i], name, n) == 0) return 1;
+  return 0;
+}
+
+int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res) {
+  conn_t *c = txn->conn;
+  hg_request_t *req = &txn->req;
+  int head = strcmp(req->method, "HEAD") == 0;
+  int no_body = head || res->status == 204 || res->status == 304 || res->status < 200;
+  if (c->closing) { /* the client went away while we worked */
+    access_log(c, 499, 0);
+    c->state = S_IDLE;
+    conn_maybe_free(c);
+    return UV_ECONNRESET;
+  }
+  if (c->srv->draining) c->close_after = 1;
+  hg_buf_t *o = &c->out;
+  hg_buf_clear(o);
+  hg_buf_printf(o, "HTTP/1.1 %d %s\r\nServer: hlsgate\r\nDate: %s\r\n", res->status,
+                hg_http_reason(res->status), http_date(c->srv));
+  for (size_t i = 0; i < res->nheaders; i++) {
+    const hg_header_t *h = &res->headers[i];
+    if (is_hop_or_framing(h->name, h->name_len)) continue;
+    hg_buf_append(o, h->name, h->name_len);
+    hg_buf_append(o, ": ", 2);
+    hg_buf_append(o, h->value, h->value_len);
+    hg_buf_append(o, "\r\n", 2);
+  }
+  if (res->status >= 200 && res->status != 204 && res->status != 304)
+    hg_buf_printf(o, "Content-Length: %zu\r\n", res->body ? res->body_len : 0);
+  hg_buf_printf(o, "X-Request-Id: %s\r\nConnection: %s\r\n\r\n", req->id,
+                c->close_after ? "close" : "keep-alive");
+  size_t body_len = (!no_body && res->body) ? res->body_len : 0;
+  int rc = body_len ? hg_buf_append(o, res->body, body_len) : 0;
+  if (rc || o->data == NULL) { /* out of memory while serializing: drop the connection */
+    access_log(c, 500, 0);
+    c->state = S_IDLE;
+    conn_close(c);
+    return HG_ENOMEM;
+  }
+  access_log(c, res->status, body_len);
+  c->state = S_WRITING;
+  uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
+  c->wreq.data = c;
+  rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (rc < 0) {
+    c->state = S_IDLE;
+    conn_close(c);
+  }
+  return rc;
+}
+
+/* Answers a request the server itself rejects (parse errors, limits, timeouts) and
+ * closes the connection after it: after a framing error the byte stream cannot be
+ * trusted for another request. */
+static void respond_error(conn_t *c, int status, const char *msg) {
+  hg_request_t *req = &c->txn.req;
+  if (req->arena == NULL) txn_begin(c);
+  if (req->id[0] == '\0')
+    snprintf(req->id, sizeof(req->id), "%016llx%016llx", (unsigned long long)rng_next(c->srv),
+             (unsigned long long)rng_next(c->srv));
+  hg_response_t res;
+  memset(&res, 0, sizeof(res));
+  c->close_after = 1;
+  c->state = S_BUSY;
+  if (hg_response_error(&res, req->arena, status, msg, req->id) != 0) {
+    c->state = S_IDLE;
+    conn_close(c);
+    return;
+  }
+  hg_http_respond(&c->txn, &res);
+}
+
+/* Maps an llhttp error to a status. An unknown method on an otherwise well-formed
+ * request line ("BREW / HTTP/1.1") is 405; anything else malformed is 400. */
+static int error_status(conn_t *c, llhttp_errno_t err, const char **msg) {
+  if (c->err_status) {
+    *msg = c->err_msg;
+    return c->err_status;
+  }
+  if (err == HPE_INVALID_METHOD) {
+    const char *p = c->in.data + c->in_off, *end = c->in.data + c->in.len;
+    const char *q = p;
+    while (q < end && *q >= 'A' && *q <= 'Z') q++;
+    if (q > p && q < end && *q == ' ' && q + 1 < end && q[1] != ' ') {
+      *msg = "method not allowed";
+      return 405;
+    }
+  }
+  *msg = "bad request";
+  return 400;
+}
+
+/* Parses buffered input until a request is complete (then hands it over), the input
+ * runs out, or an error answers and closes. */
+static void conn_process(conn_t *c) {
+  while (!c->closing && (c->state == S_IDLE || c->state == S_READING) && c->in_off < c->in.len) {
+    if (c->state == S_IDLE) {
+      c->state = S_READING;
+      txn_begin(c);
+      timer_start(c, c->srv->lim.header_timeout_ms);
+    }
+    const char *data = c->in.data + c->in_off;
+    size_t len = c->in.len - c->in_off;
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_OK) {
+      c->in_off = c->in.len;
+      break;
+    }
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+      c->in_off += (size_t)(llhttp_get_error_pos(&c->parser) - data);
+      if (err == HPE_PAUSED_UPGRADE) c->close_after = 1; /* no upgrades here */
+      llhttp_resume(&c->parser);
+      c->state = S_BUSY;
+      uv_timer_stop(&c->timer);
+      c->srv->cb(c->srv->ud, &c->txn, &c->txn.req);
+      break;
+    }
+    const char *msg;
+    int status = error_status(c, err, &msg);
+    hg_log(HG_LOG_DEBUG, "%s: %d %s (llhttp: %s)", c->peer, status, msg, llhttp_errno_name(err));
+    respond_error(c, status, msg);
+    break;
+  }
+  if (c->in_off == c->in.len) c->in.len = c->in_off = 0;
+  if (!c->closing && c->state != S_IDLE && c->state != S_READING && c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp); /* backpressure: one request at a time */
+    c->reading = 0;
+  }
+}
+
+/* ---- reading and timers ---- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)hint;
+  conn_t *c = h->data;
+  if (hg_buf_reserve(&c->in, READ_CHUNK) != 0) {
+    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+    return;
+  }
+  *buf = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len - 1));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  conn_t *c = stream->data;
+  if (nread < 0) {
+    /* EOF or error. A half-received request is abandoned; a request being handled
+     * still gets its response attempt (the write will fail if the peer is gone). */
+    uv_read_stop(stream);
+    c->reading = 0;
+    if (c->state == S_BUSY || c->state == S_WRITING) c->close_after = 1;
+    else conn_close(c);
+    return;
+  }
+  if (nread == 0) return;
+  c->in.len += (size_t)nread;
+  c->in.data[c->in.len] = '\0';
+  conn_process(c);
+}
+
+static void start_reading(conn_t *c) {
+  if (c->reading || c->closing) return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+  else conn_close(c);
+}
+
+static void on_timer(uv_timer_t *t) {
+  conn_t *c = t->data;
+  if (c->state == S_READING) {
+    respond_error(c, 408, "request timeout");
+  } else if (c->state == S_IDLE) {
+    conn_close(c); /* idle keep-alive or a client that never sent a byte */
+  }
+}
+
+static void timer_start(conn_t *c, uint64_t ms) {
+  if (!c->closing) uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* ---- accepting ---- */
+
+static void on_connection(uv_stream_t *server, int status) {
+  hg_http_server_t *s = server->data;
+  if (status < 0 || s->draining) return;
+  conn_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return; /* the kernel keeps the connection queued; we retry next time */
+  c->srv = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  c->tcp.data = c;
+  c->handles = 1;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_close);
+    c->next = s->conns; /* linked so that conn_maybe_free can unlink */
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    return;
+  }
+  uv_timer_init(s->loop, &c->timer);
+  c->timer.data = c;
+  c->handles = 2;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  snprintf(c->peer, sizeof(c->peer), "-");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
+    else uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
+  c->parser.data = c;
+  c->state = S_IDLE;
+  timer_start(c, s->lim.header_timeout_ms);
+  start_reading(c);
+}
+
+hg_http_server_t *hg_http_server_new(uv_loop_t *loop, const hg_http_limits_t *limits,
+                                     hg_http_request_cb cb, void *ud) {
+  hg_http_server_t *s = calloc(1, sizeof(*s));
+  if (s == NULL) return NULL;
+  s->loop = loop;
+  s->lim = *limits;
+  s->cb = cb;
+  s->ud = ud;
+  llhttp_settings_init(&s->settings);
+  s->settings.on_url = on_url;
+  s->settings.on_header_field = on_header_field;
+  s->settings.on_header_value = on_header_value;
+  s->settings.on_header_value_complete = on_header_value_complete;
+  s->settings.on_headers_complete = on_headers_complete;
+  s->settings.on_body = on_body;
+  s->settings.on_message_complete = on_message_complete;
+  if (getrandom(s->rng, sizeof(s->rng), 0) != sizeof(s->rng) || (s->rng[0] | s->rng[1]) == 0) {
+    s->rng[0] = uv_hrtime() | 1;
+    s->rng[1] = (uint64_t)(uintptr_t)s;
+  }
+  return s;
+}
+
+int hg_http_server_listen_fd(hg_http_server_t *s, int fd) {
+  if (s->nlisteners == sizeof(s->listeners) / sizeof(s->listeners[0])) {
+    close(fd);
+    return UV_EINVAL;
+  }
+  uv_tcp_t *t = malloc(sizeof(*t));
+  if (t == NULL) {
+    close(fd);
+    return UV_ENOMEM;
+  }
+  uv_tcp_init(s->loop, t);
+  t->data = s;
+  int rc = uv_tcp_open(t, fd);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)t, 511, on_connection);
+  s->listeners[s->nlisteners++] = t;
+  s->nopen_listeners++;
+  return rc;
+}
+
+static void on_listener_close(uv_handle_t *h) {
+  hg_http_server_t *s = h->data;
+  free(h);
+  s->nopen_listeners--;
+  if (s->draining && s->nconns == 0 && s->nopen_listeners == 0 && s->drain_done) {
+    void (*done)(void *) = s->drain_done;
+    s->drain_done = NULL;
+    if (s->drain_timer_open) uv_timer_stop(&s->drain_timer);
+    done(s->drain_ud);
+  }
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+  hg_http_server_t *s = t->data;
+  hg_log(HG_LOG_WARN, "drain timeout: closing %zu connection(s)", s->nconns);
+  for (conn_t *c = s->conns; c; c = c->next) conn_close(c);
+}
+
+static void on_drain_timer_close(uv_handle_t *h) {
+  hg_http_server_t *s = h->data;
+  s->drain_timer_open = 0;
+  free(s);
+}
+
+void hg_http_server_drain(hg_http_server_t *s, uint64_t timeout_ms, void (*done)(void *),
+                          void *ud) {
+  s->draining = 1;
+  s->drain_done = done;
+  s->drain_ud = ud;
+  uv_timer_init(s->loop, &s->drain_timer);
+  s->drain_timer.data = s;
+  s->drain_timer_open = 1;
+  uv_timer_start(&s->drain_timer, on_drain_timeout, timeout_ms, 0);
+  for (size_t i = 0; i < s->nlisteners; i++) uv_close((uv_handle_t *)s->listeners[i], on_listener_close);
+  s->nlisteners = 0;
+  /* Idle connections go now; busy ones finish their response with Connection: close. */
+  conn_t *next;
+  for (conn_t *c = s->conns; c; c = next) {
+    next = c->next;
+    if (c->state == S_IDLE && c->in.len == c->in_off) conn_close(c);
+    else c->close_after = 1;
+  }
+  if (s->nconns == 0 && s->nopen_listeners == 0 && s->drain_done) {
+    s->drain_done = NULL;
+    uv_timer_stop(&s->drain_timer);
+    done(ud);
+  }
+}
+
+void hg_http_server_free(hg_http_server_t *s) {
+  if (s == NULL) return;
+  if (s->drain_timer_open) uv_close((uv_handle_t *)&s->drain_timer, on_drain_timer_close);
+  else free(s);
+}
+
+size_t hg_http_server_connections(const hg_http_server_t *s) { return s->nconns; }

@@ -1,0 +1,61 @@
+/* server.h — the HTTP/1.1 server side: accepts connections on a libuv loop, parses
+ * requests with llhttp (keep-alive, pipelining, SPEC §8 limits) and writes responses.
+ *
+ * The server knows nothing of policies: each complete request is handed to the
+ * request callback with a transaction (txn); whoever handles it answers exactly once
+ * with hg_http_respond, now or later. Pipelined requests are answered in order: the
+ * next one is parsed only after the current response is written. One server lives on
+ * one loop and is used only by that loop's thread.
+ */
+#ifndef HG_HTTP_SERVER_H
+#define HG_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "http/message.h"
+
+typedef struct hg_http_server_s hg_http_server_t;
+typedef struct hg_http_txn_s hg_http_txn_t;
+
+typedef struct hg_http_limits_s {
+  size_t max_headers;            /* total header bytes (431), SPEC: 16 KiB */
+  size_t max_uri;                /* request target bytes (414), SPEC: 8 KiB */
+  size_t max_body;               /* request body bytes (413), SPEC: 64 KiB */
+  uint64_t header_timeout_ms;    /* request started but incomplete → 408 */
+  uint64_t keepalive_timeout_ms; /* idle between requests → silent close */
+} hg_http_limits_t;
+
+/* Called once per complete request on the server's thread. `req` (and its arena) stays
+ * valid until hg_http_respond returns. */
+typedef void (*hg_http_request_cb)(void *ud, hg_http_txn_t *txn, hg_request_t *req);
+
+/* Returns a server on `loop`, or NULL on OOM. Limits are copied. The caller owns it:
+ * hg_http_server_drain, then hg_http_server_free once the drain callback ran. */
+hg_http_server_t *hg_http_server_new(uv_loop_t *loop, const hg_http_limits_t *limits,
+                                     hg_http_request_cb cb, void *ud);
+
+/* Adopts `fd`, a bound TCP socket, and starts accepting on it. Returns 0 or a UV_E*
+ * code (the fd is closed on failure too). */
+int hg_http_server_listen_fd(hg_http_server_t *srv, int fd);
+
+/* Graceful stop: closes the listeners, closes idle connections, lets in-flight requests
+ * finish (their responses carry Connection: close), and calls `done` once no connection
+ * is left. After `timeout_ms` the remaining connections are closed forcibly. */
+void hg_http_server_drain(hg_http_server_t *srv, uint64_t timeout_ms,
+                          void (*done)(void *ud), void *ud);
+
+/* Frees a drained server (after its done callback). */
+void hg_http_server_free(hg_http_server_t *srv);
+
+/* Number of open client connections. */
+size_t hg_http_server_connections(const hg_http_server_t *srv);
+
+/* Sends `res` for `txn` (Content-Length, Date, X-Request-Id and Connection are the
+ * server's; a policy's framing headers are ignored). HEAD and 204/304 get no body.
+ * Ends the transaction: the request and its arena are gone after this returns.
+ * Returns 0, or a negative code when the client is already gone (the txn still ends). */
+int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res);
+
+#endif

@@ -1,0 +1,481 @@
+/* policy.c — the Lua policy host (see policy.h).
+ *
+ * Each hg_policy_t is one lua_State with:
+ *  - an allocator that enforces the memory cap (allocation beyond it fails, which Lua
+ *    turns into a catchable "not enough memory" error);
+ *  - a count hook that enforces the instruction budget of the current hook call. Once
+ *    the budget is spent the hook raises on every step, so a policy that catches the
+ *    error with pcall cannot keep running; the call is answered 500 either way;
+ *  - `require "hlsgate"` preloaded with the C API plus host-only functions (log).
+ * This is the only place, with src/lua/api_*.c, that includes the Lua headers.
+ */
+#include "lua/policy.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <errno.h>
+#include <mbedtls/sha256.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "lua/lapi.h"
+
+#define HOOK_STEP 1000 /* instructions between budget checks */
+
+struct hg_policy_src_s {
+  atomic_int refs;
+  char *path;
+  char *bytes;
+  size_t len;
+  char version[13];
+};
+
+struct hg_policy_s {
+  int refs;
+  lua_State *L;
+  hg_policy_src_t *src;
+  int on_request; /* registry ref */
+  size_t mem, mem_limit;
+  uint64_t used, budget;
+  int exceeded;
+};
+
+/* ---- sources ---- */
+
+hg_policy_src_t *hg_policy_src_read(const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  hg_policy_src_t *src = calloc(1, sizeof(*src));
+  hg_buf_t b = HG_BUF_INIT;
+  char chunk[8192];
+  size_t n;
+  int rc = 0;
+  while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0) rc = hg_buf_append(&b, chunk, n);
+  int ioerr = ferror(f);
+  fclose(f);
+  if (src == NULL || rc || ioerr || (src->path = strdup(path)) == NULL) {
+    snprintf(err, errlen, "%s: cannot read: %s", path, ioerr ? "I/O error" : "out of memory");
+    hg_buf_free(&b);
+    if (src) free(src->path);
+    free(src);
+    return NULL;
+  }
+  if (b.data == NULL) hg_buf_reserve(&b, 0);
+  src->bytes = hg_buf_steal(&b, &src->len);
+  atomic_init(&src->refs, 1);
+  unsigned char digest[32];
+  mbedtls_sha256_ret((const unsigned char *)src->bytes, src->len, digest, 0);
+  for (int i = 0; i < 6; i++) snprintf(src->version + 2 * i, 3, "%02x", digest[i]);
+  return src;
+}
+
+void hg_policy_src_retain(hg_policy_src_t *src) { atomic_fetch_add(&src->refs, 1); }
+
+void hg_policy_src_release(hg_policy_src_t *src) {
+  if (src == NULL || atomic_fetch_sub(&src->refs, 1) != 1) return;
+  free(src->path);
+  free(src->bytes);
+  free(src);
+}
+
+const char *hg_policy_src_version(const hg_policy_src_t *src) { return src->version; }
+const char *hg_policy_src_path(const hg_policy_src_t *src) { return src->path; }
+
+/* ---- Lua state plumbing ---- */
+
+static hg_policy_t *self(lua_State *L) { return *(hg_policy_t **)lua_getextraspace(L); }
+
+/* Allocator with a cap. `osize` is a type tag when ptr is NULL, so only count it for
+ * real blocks. */
+static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  hg_policy_t *p = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    p->mem -= old;
+    return NULL;
+  }
+  if (nsize > old && p->mem + (nsize - old) > p->mem_limit) return NULL;
+  void *n = realloc(ptr, nsize);
+  if (n == NULL) return NULL;
+  p->mem = p->mem - old + nsize;
+  return n;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  hg_policy_t *p = self(L);
+  p->used += HOOK_STEP;
+  if (p->used > p->budget) {
+    p->exceeded = 1;
+    luaL_error(L, "instruction budget exceeded (%I instructions)", (lua_Integer)p->budget);
+  }
+}
+
+/* Message handler: appends a traceback to string errors. */
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* hg.log(level, ...) — level is "debug", "info", "warn" or "error"; the other arguments
+ * are converted with tostring and joined by spaces. */
+static int l_log(lua_State *L) {
+  static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+  int level = luaL_checkoption(L, 1, NULL, levels);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int n = lua_gettop(L);
+  for (int i = 2; i <= n; i++) {
+    if (i > 2) luaL_addchar(&b, ' ');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  lua_Debug ar;
+  const char *where = "?";
+  int line = 0;
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar)) where = ar.short_src, line = ar.currentline;
+  hg_log((hg_log_level_t)level, "policy %s:%d: %s", where, line, lua_tostring(L, -1));
+  return 0;
+}
+
+/* package.preload.hlsgate: the C API plus host-only functions. */
+static int open_hlsgate(lua_State *L) {
+  hg__lua_open_module(L);
+  lua_pushcfunction(L, l_log);
+  lua_setfield(L, -2, "log");
+  return 1;
+}
+
+/* Prepends the policy's directory and the Lua library directories (source tree, then
+ * installed) to package.path, and preloads `hlsgate`. */
+static void set_paths(lua_State *L, const char *policy_path) {
+  const char *slash = strrchr(policy_path, '/');
+  lua_getglobal(L, "package");
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  if (slash) luaL_addlstring(&b, policy_path, (size_t)(slash - policy_path));
+  else luaL_addchar(&b, '.');
+  luaL_addstring(&b, "/?.lua;" HG_SOURCE_LUA_DIR "/?.lua;" HG_SOURCE_LUA_DIR "/?/init.lua;"
+                 HG_LUA_DIR "/?.lua;" HG_LUA_DIR "/?/init.lua;");
+  lua_getfield(L, -2, "path");
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, open_hlsgate);
+  lua_setfield(L, -2, "hlsgate");
+  lua_pop(L, 1);
+}
+
+/* Runs the chunk and finds on_request; leaves nothing on the stack. Returns 0 or -1
+ * with err filled as "file:line: message". */
+static int load_chunk(hg_policy_t *p, char *err, size_t errlen) {
+  lua_State *L = p->L;
+  lua_pushcfunction(L, msgh);
+  int rc = luaL_loadbufferx(L, p->src->bytes, p->src->len, lua_pushfstring(L, "@%s", p->src->path), "t");
+  lua_remove(L, -2); /* the chunk name */
+  if (rc == LUA_OK) {
+    p->used = 0;
+    p->exceeded = 0;
+    rc = lua_pcall(L, 0, 1, -2);
+  }
+  if (rc != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    /* The traceback follows the first line; keep "file:line: message" only. */
+    size_t n = msg ? strcspn(msg, "\n") : 0;
+    snprintf(err, errlen, "%.*s", (int)n, msg ? msg : "policy error");
+    lua_settop(L, 0);
+    return -1;
+  }
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "on_request");
+  else lua_pushvalue(L, -1);
+  if (!lua_isfunction(L, -1)) {
+    snprintf(err, errlen, "%s: the policy must return a table with an on_request function",
+             p->src->path);
+    lua_settop(L, 0);
+    return -1;
+  }
+  p->on_request = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, 0);
+  return 0;
+}
+
+hg_policy_t *hg_policy_new(hg_policy_src_t *src, const hg_policy_limits_t *lim, char *err,
+                           size_t errlen) {
+  hg_policy_t *p = calloc(1, sizeof(*p));
+  if (p == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  p->refs = 1;
+  p->mem_limit = lim->memory;
+  p->budget = lim->budget;
+  p->src = src;
+  hg_policy_src_retain(src);
+  p->L = lua_newstate(lalloc, p);
+  if (p->L == NULL) {
+    snprintf(err, errlen, "%s: cannot create a Lua state", src->path);
+    hg_policy_release(p);
+    return NULL;
+  }
+  *(hg_policy_t **)lua_getextraspace(p->L) = p;
+  luaL_openlibs(p->L);
+  lua_sethook(p->L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
+  set_paths(p->L, src->path);
+  if (load_chunk(p, err, errlen) != 0) {
+    hg_policy_release(p);
+    return NULL;
+  }
+  return p;
+}
+
+void hg_policy_retain(hg_policy_t *p) { p->refs++; }
+
+void hg_policy_release(hg_policy_t *p) {
+  if (p == NULL || --p->refs > 0) return;
+  if (p->L) lua_close(p->L);
+  hg_policy_src_release(p->src);
+  free(p);
+}
+
+const char *hg_policy_version(const hg_policy_t *p) { return p->src->version; }
+
+/* ---- requests ---- */
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c |= 0x20;
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Pushes s[0..n) percent-decoded ('+' as space, as in forms); invalid escapes are kept
+ * literally rather than failing the whole query. */
+static void push_decoded(lua_State *L, const char *s, size_t n) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++) {
+    int hi, lo;
+    if (s[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+        (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+      luaL_addchar(&b, (char)(hi * 16 + lo));
+      i += 2;
+    } else {
+      luaL_addchar(&b, s[i] == '+' ? ' ' : s[i]);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+/* Pushes the decoded query as { name = value } (the first of repeated names wins). */
+static void push_query(lua_State *L, const char *q, size_t n) {
+  lua_newtable(L);
+  const char *p = q, *end = q + n;
+  while (p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    const char *pe = amp ? amp : end;
+    if (pe > p) {
+      const char *eq = memchr(p, '=', (size_t)(pe - p));
+      const char *ke = eq ? eq : pe;
+      push_decoded(L, p, (size_t)(ke - p));
+      if (lua_rawget(L, -2) == LUA_TNIL) {
+        lua_pop(L, 1);
+        push_decoded(L, p, (size_t)(ke - p));
+        if (eq) push_decoded(L, eq + 1, (size_t)(pe - eq - 1));
+        else lua_pushliteral(L, "");
+        lua_rawset(L, -3);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+    p = amp ? amp + 1 : end;
+  }
+}
+
+/* Pushes the request table given to on_request. */
+static void push_request(lua_State *L, const hg_request_t *req) {
+  lua_createtable(L, 0, 12);
+  lua_pushstring(L, req->method);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, req->target, req->target_len);
+  lua_setfield(L, -2, "target");
+  lua_pushlstring(L, req->target, req->path_len);
+  lua_setfield(L, -2, "path");
+  const char *q = req->target + req->path_len;
+  size_t qlen = req->target_len - req->path_len;
+  if (qlen > 0) q++, qlen--; /* skip '?' */
+  lua_pushlstring(L, q, qlen);
+  lua_setfield(L, -2, "raw_query");
+  push_query(L, q, qlen);
+  lua_setfield(L, -2, "query");
+  /* headers: lower-case names; repeated headers joined with ", " (RFC 9110 §5.3). */
+  lua_createtable(L, 0, (int)req->nheaders);
+  for (size_t i = 0; i < req->nheaders; i++) {
+    const hg_header_t *h = &req->headers[i];
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t k = 0; k < h->name_len; k++) {
+      char c = h->name[k];
+      luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c);
+    }
+    luaL_pushresult(&b);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TSTRING) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, h->value, h->value_len);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, h->value, h->value_len);
+    }
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -2, "headers");
+  if (req->body) {
+    lua_pushlstring(L, req->body, req->body_len);
+    lua_setfield(L, -2, "body");
+  }
+  lua_pushstring(L, req->client);
+  lua_setfield(L, -2, "client");
+  lua_pushstring(L, req->id);
+  lua_setfield(L, -2, "id");
+  lua_pushfstring(L, "%d.%d", req->http_major, req->http_minor);
+  lua_setfield(L, -2, "http_version");
+}
+
+/* Security: a header name must be a token and a value must not contain CR/LF/NUL, or a
+ * policy could inject headers or split the response. */
+static int valid_header(const char *name, size_t nlen, const char *value, size_t vlen) {
+  if (nlen == 0) return 0;
+  for (size_t i = 0; i < nlen; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c <= 32 || c >= 127 || strchr("()<>@,;:\\\"/[]?={}", c)) return 0;
+  }
+  for (size_t i = 0; i < vlen; i++) {
+    unsigned char c = (unsigned char)value[i];
+    if (c == '\r' || c == '\n' || c == '\0') return 0;
+  }
+  return 1;
+}
+
+/* Converts the value at the top of the stack into `res`. Returns 0, or -1 with a
+ * message pushed. */
+static int to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
+  int t = lua_gettop(L);
+  if (lua_type(L, t) == LUA_TSTRING) { /* `return "text"` → 200 text/plain */
+    size_t n;
+    const char *s = lua_tolstring(L, t, &n);
+    res->status = 200;
+    res->body = hg_arena_strndup(req->arena, s, n);
+    res->body_len = n;
+    hg_response_add_header(res, "Content-Type", 12, "text/plain; charset=utf-8", 25);
+    return res->body ? 0 : (lua_pushliteral(L, "out of memory"), -1);
+  }
+  if (!lua_istable(L, t)) {
+    lua_pushfstring(L, "on_request returned a %s (expected a response table or nil)",
+                    luaL_typename(L, t));
+    return -1;
+  }
+  lua_getfield(L, t, "status");
+  int isnum;
+  lua_Integer status = lua_tointegerx(L, -1, &isnum);
+  if (lua_isnil(L, -1)) status = 200, isnum = 1;
+  lua_pop(L, 1);
+  if (!isnum || status < 100 || status > 599) {
+    lua_pushliteral(L, "response status must be an integer 100..599");
+    return -1;
+  }
+  res->status = (int)status;
+  lua_getfield(L, t, "headers");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      size_t nlen, vlen;
+      const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &nlen) : NULL;
+      int multi = lua_istable(L, -1);
+      lua_Integer count = multi ? luaL_len(L, -1) : 1;
+      for (lua_Integer i = 1; i <= count; i++) {
+        if (multi) lua_rawgeti(L, -1, i);
+        const char *value = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
+                                ? lua_tolstring(L, -1, &vlen) : NULL;
+        if (name == NULL || value == NULL || !valid_header(name, nlen, value, vlen)) {
+          lua_pushfstring(L, "invalid response header %s", name ? name : "(non-string name)");
+          return -1;
+        }
+        char *n = hg_arena_strndup(req->arena, name, nlen);
+        char *v = hg_arena_strndup(req->arena, value, vlen);
+        if (n == NULL || v == NULL || hg_response_add_header(res, n, nlen, v, vlen) != 0) {
+          lua_pushliteral(L, "too many response headers");
+          return -1;
+        }
+        if (multi) lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnil(L, -1)) {
+    lua_pushliteral(L, "response headers must be a table");
+    return -1;
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, t, "body");
+  if (!lua_isnil(L, -1)) {
+    size_t n;
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (s == NULL) {
+      lua_pushliteral(L, "response body must be a string");
+      return -1;
+    }
+    res->body = hg_arena_strndup(req->arena, s, n);
+    res->body_len = n;
+    if (res->body == NULL) {
+      lua_pushliteral(L, "out of memory");
+      return -1;
+    }
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res) {
+  lua_State *L = p->L;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, msgh);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_request);
+  push_request(L, req);
+  p->used = 0;
+  p->exceeded = 0;
+  int rc = lua_pcall(L, 1, 1, 1);
+  int result;
+  if (rc != LUA_OK || p->exceeded) {
+    const char *msg = rc != LUA_OK ? lua_tostring(L, -1) : NULL;
+    hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id,
+           msg ? msg : (p->exceeded ? "instruction budget exceeded (error was caught)"
+                                    : "non-string error"));
+    result = p->exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
+    if (rc == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT);
+  } else if (lua_isnil(L, -1)) {
+    result = HG_PLAN_NONE;
+  } else if (to_response(L, req, res) != 0) {
+    hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
+    res->nheaders = 0;
+    res->body = NULL;
+    result = HG_EPOLICY;
+  } else {
+    result = HG_PLAN_RESPOND;
+  }
+  lua_settop(L, 0);
+  return result;
+}
+
+const char *hg_policy_runtime(void) { return LUA_RELEASE; }

@@ -1,0 +1,68 @@
+/* policy.h — the Lua policy host: loads a policy script into a sandboxed-by-budget Lua
+ * state and runs its hooks for requests (SPEC §4).
+ *
+ * A policy source (the script's bytes, read once per reload) is shared by all workers;
+ * each worker compiles it into its own hg_policy_t (one lua_State). A request retains
+ * the policy it started with, so a reload never changes a request mid-flight.
+ */
+#ifndef HG_LUA_POLICY_H
+#define HG_LUA_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/message.h"
+
+/* ---- sources: immutable, reference-counted, any thread ---- */
+
+typedef struct hg_policy_src_s hg_policy_src_t;
+
+/* Reads the policy file at `path`. Returns a source with one reference, or NULL with a
+ * message in err. Any thread. */
+hg_policy_src_t *hg_policy_src_read(const char *path, char *err, size_t errlen);
+
+/* Reference counting (atomic): any thread. The last release frees. */
+void hg_policy_src_retain(hg_policy_src_t *src);
+void hg_policy_src_release(hg_policy_src_t *src);
+
+/* The source's version: the first 12 hex digits of its SHA-256. Lives as long as src. */
+const char *hg_policy_src_version(const hg_policy_src_t *src);
+const char *hg_policy_src_path(const hg_policy_src_t *src);
+
+/* ---- compiled policies: one Lua state, owned by one thread ---- */
+
+typedef struct hg_policy_limits_s {
+  size_t memory;   /* bytes the Lua state may allocate */
+  uint64_t budget; /* VM instructions per hook call (and for loading the chunk) */
+} hg_policy_limits_t;
+
+typedef struct hg_policy_s hg_policy_t;
+
+/* Compiles and runs `src` in a new Lua state. The chunk must return a table with an
+ * `on_request` function (or return that function). Returns a policy with one reference
+ * (it retains src), or NULL with "file:line: message" in err. The calling thread owns
+ * the result from then on. */
+hg_policy_t *hg_policy_new(hg_policy_src_t *src, const hg_policy_limits_t *lim, char *err,
+                           size_t errlen);
+
+/* Reference counting (not atomic: owner thread only). The last release closes the state. */
+void hg_policy_retain(hg_policy_t *p);
+void hg_policy_release(hg_policy_t *p);
+const char *hg_policy_version(const hg_policy_t *p);
+
+/* What on_request decided. */
+enum {
+  HG_PLAN_NONE = 0,    /* the hook returned nil: the core answers 404/405 */
+  HG_PLAN_RESPOND = 1, /* `res` holds a complete response */
+};
+
+/* Runs the policy's on_request hook for `req` within the instruction budget. Returns an
+ * HG_PLAN_* value, or HG_EPOLICY (Lua error, invalid return value) / HG_EBUDGET /
+ * HG_ENOMEM; errors are logged here with the request id and a traceback. Strings in
+ * `res` are copied into the request's arena. Owner thread only. */
+int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res);
+
+/* The Lua release the host runs ("Lua 5.4.4"). Static string. */
+const char *hg_policy_runtime(void);
+
+#endif
