@@ -148,17 +148,12 @@ static int run(app_t *app) {
   return 0;
 }
 
-int main(int argc, char **argv) {
-  app_t app;
-  memset(&app, 0, sizeof(app));
+/* Runs the mode the command line asked for; returns the exit status. */
+static int dispatch(app_t *app) {
   char err[512];
-  if (hg_config_parse(&app.cfg, argc, argv, err, sizeof(err)) != 0) {
-    fprintf(stderr, "hlsgate: %s\n", err);
-    return 2;
-  }
-  hg_config_t *cfg = &app.cfg;
-  app.limits.memory = cfg->lua_memory;
-  app.limits.budget = cfg->lua_budget;
+  hg_config_t *cfg = &app->cfg;
+  app->limits.memory = cfg->lua_memory;
+  app->limits.budget = cfg->lua_budget;
   if (cfg->log_debug) hg_log_set_level(HG_LOG_DEBUG);
   switch (cfg->mode) {
   case HG_MODE_HELP:
@@ -168,7 +163,7 @@ int main(int argc, char **argv) {
     printf("hlsgate %s (libuv %s, %s)\n", HG_VERSION, uv_version_string(), hg_policy_runtime());
     return 0;
   case HG_MODE_CHECK: {
-    hg_policy_src_t *src = load_checked(cfg, &app.limits, err, sizeof(err));
+    hg_policy_src_t *src = load_checked(cfg, &app->limits, err, sizeof(err));
     if (src == NULL) {
       fprintf(stderr, "%s\n", err);
       return 1;
@@ -183,5 +178,19 @@ int main(int argc, char **argv) {
   case HG_MODE_RUN:
     break;
   }
-  return run(&app);
+  return run(app);
+}
+
+int main(int argc, char **argv) {
+  app_t app;
+  memset(&app, 0, sizeof(app));
+  char err[512];
+  if (hg_config_parse(&app.cfg, argc, argv, err, sizeof(err)) != 0) {
+    fprintf(stderr, "hlsgate: %s\n", err);
+    hg_config_free(&app.cfg);
+    return 2;
+  }
+  int rc = dispatch(&app);
+  hg_config_free(&app.cfg);
+  return rc;
 }

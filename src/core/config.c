@@ -49,6 +49,11 @@ static long ncpu(void) {
   return n > 0 ? n : 1;
 }
 
+void hg_config_free(hg_config_t *c) {
+  free(c->owned);
+  c->owned = NULL;
+}
+
 int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t errlen) {
   memset(c, 0, sizeof(*c));
   c->mode = HG_MODE_RUN;
@@ -62,8 +67,7 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
   c->token_path = "master.m3u8";
   c->token_ttl = -1;
 
-  /* Environment first; flags below override. HLSGATE_LISTEN may hold a comma list; its
-   * copy is intentionally kept for the life of the process. */
+  /* Environment first; flags below override. HLSGATE_LISTEN may hold a comma list. */
   const char *env;
   if ((env = getenv("HLSGATE_POLICY")) && *env) c->policy_path = env;
   if ((env = getenv("HLSGATE_ADMIN_LISTEN")) && *env) c->admin_listen = env;
@@ -76,8 +80,9 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
     c->workers = (int)v;
   }
   if ((env = getenv("HLSGATE_LISTEN")) && *env) {
-    char *copy = strdup(env), *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok && c->nlisten < HG_MAX_LISTEN;
+    char *save = NULL;
+    c->owned = strdup(env);
+    for (char *tok = c->owned ? strtok_r(c->owned, ",", &save) : NULL; tok && c->nlisten < HG_MAX_LISTEN;
          tok = strtok_r(NULL, ",", &save))
       c->listen[c->nlisten++] = tok;
   }

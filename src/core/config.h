@@ -38,11 +38,15 @@ typedef struct hg_config_s {
   const char *token_prefix;
   const char *token_path;
   long token_ttl;
+  char *owned; /* copy of HLSGATE_LISTEN that listen[] may point into */
 } hg_config_t;
 
 /* Fills `c` from argv and the environment. Returns 0, or HG_EINVAL with a message in
  * err[0..errlen). Strings point into argv/environ (no ownership). Main thread. */
 int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Frees what hg_config_parse allocated. */
+void hg_config_free(hg_config_t *c);
 
 /* Writes the --help text to `out`. */
 void hg_config_usage(void *out_file);

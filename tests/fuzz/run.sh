@@ -13,11 +13,15 @@ for bin in "$build"/tests/fuzz/fuzz_*; do
   seeds=()
   [ -d "$root/tests/fuzz/corpus/$name" ] && seeds+=("$root/tests/fuzz/corpus/$name")
   case $name in *rewrite*|*hls*) seeds+=("$root/../shared/conformance/playlists") ;; esac
+  mkdir -p "$scratch/corpus" "$scratch/artifacts"
   if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
-       "$scratch" "${seeds[@]}" >"$scratch.log" 2>&1; then
+       -artifact_prefix="$scratch/artifacts/" "$scratch/corpus" "${seeds[@]}" >"$scratch.log" 2>&1; then
     pass=$((pass + 1)); echo "fuzz: $name ok ($secs s)"
   else
     fail=$((fail + 1)); echo "fuzz: $name FAILED"; tail -40 "$scratch.log"
+    for a in "$scratch"/artifacts/*; do
+      [ -f "$a" ] && { echo "reproducer $(basename "$a") (base64):"; base64 -w0 "$a"; echo; }
+    done
   fi
   rm -rf "$scratch" "$scratch.log"
 done

@@ -1,0 +1,103 @@
+/* client.h — the HTTP/1.1 upstream client: async DNS, TLS (mbedTLS, verified against the
+ * system CA bundle plus an optional extra CA file, with SNI), keep-alive pooling per
+ * origin, bounded redirects, SSRF checks on every resolved address, gzip decoding,
+ * timeouts, and a streamed body with pause/resume for backpressure.
+ *
+ * One hg_upstream_t per worker loop; everything here runs on that loop's thread.
+ */
+#ifndef HG_UPSTREAM_CLIENT_H
+#define HG_UPSTREAM_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "http/message.h"
+
+typedef struct hg_upstream_s hg_upstream_t;
+typedef struct hg_fetch_s hg_fetch_t;
+
+/* Per-worker client settings (copied). */
+typedef struct hg_upstream_config_s {
+  const char *ca_file;          /* extra PEM CA file trusted besides the system bundle, or NULL */
+  size_t max_idle_per_origin;   /* pooled keep-alive connections per scheme://host:port (default 8) */
+  size_t max_conns_per_origin;  /* concurrent connections per origin; 0 = unlimited */
+  uint64_t idle_timeout_ms;     /* pooled connection lifetime while idle (default 30000) */
+} hg_upstream_config_t;
+
+/* Returns a client for `loop`, or NULL (OOM, unreadable CA file; see err). The caller
+ * owns it; hg_upstream_close it before closing the loop (the loop must then run once
+ * more for the close callbacks). Loop thread. */
+hg_upstream_t *hg_upstream_new(uv_loop_t *loop, const hg_upstream_config_t *cfg, char *err,
+                               size_t errlen);
+void hg_upstream_close(hg_upstream_t *u);
+
+/* SSRF classes an address may fall in. A fetch may only connect to addresses whose
+ * class is 0 or allowed by its `allow` mask. */
+enum {
+  HG_ADDR_LOOPBACK = 1 << 0,    /* 127.0.0.0/8, ::1 */
+  HG_ADDR_PRIVATE = 1 << 1,     /* RFC 1918, fc00::/7, 100.64.0.0/10 (CGNAT) */
+  HG_ADDR_LINKLOCAL = 1 << 2,   /* 169.254.0.0/16 (incl. 169.254.169.254 metadata), fe80::/10 */
+  HG_ADDR_UNSPECIFIED = 1 << 3, /* 0.0.0.0/8, :: */
+  HG_ADDR_OTHER = 1 << 4,       /* multicast, broadcast, reserved, documentation ranges */
+  HG_ADDR_ALL = 0x1f,
+};
+
+/* Classifies a socket address (IPv4-mapped IPv6 is classified as its IPv4 address).
+ * Returns a bitmask of HG_ADDR_* (0 = public). Pure; any thread. */
+int hg_upstream_addr_class(const struct sockaddr *sa);
+
+typedef struct hg_fetch_opts_s {
+  const char *method;          /* "GET" (default) or "HEAD" */
+  const char *url;             /* absolute http(s) URL */
+  const hg_header_t *headers;  /* extra request headers (Host, Connection, Accept-Encoding
+                                * and Content-Length are the client's) */
+  size_t nheaders;
+  int allow;                   /* HG_ADDR_* classes allowed (0 = public addresses only) */
+  const char *const *allow_hosts; /* NULL = any host; else host patterns ("*.example.com") */
+  size_t nallow_hosts;
+  int max_redirects;           /* 0 = do not follow; each hop re-checks hosts and addresses */
+  int accept_gzip;             /* send Accept-Encoding: gzip and decode transparently */
+  uint64_t connect_timeout_ms; /* DNS + TCP + TLS handshake (default 5000) */
+  uint64_t read_timeout_ms;    /* between bytes (default 10000) */
+  uint64_t total_timeout_ms;   /* whole exchange incl. body (0 = none) */
+} hg_fetch_opts_t;
+
+/* Response head as received from the final hop (after redirects). */
+typedef struct hg_fetch_head_s {
+  int status;
+  const hg_header_t *headers;  /* valid during the on_head callback only */
+  size_t nheaders;
+  int64_t content_length;      /* -1 when unknown (chunked, close-delimited, or gzip-decoded) */
+  const char *final_url;       /* valid until the fetch ends */
+} hg_fetch_head_t;
+
+typedef struct hg_fetch_cbs_s {
+  /* The response head arrived (after redirects). Return 0 to receive the body, or a
+   * negative code to abort: on_done then runs with that code. */
+  int (*on_head)(void *ud, hg_fetch_t *f, const hg_fetch_head_t *head);
+  /* A body chunk (decoded). The callee owns `data` and must free() it. It may call
+   * hg_fetch_pause to stop reading until hg_fetch_resume. */
+  void (*on_data)(void *ud, hg_fetch_t *f, char *data, size_t len);
+  /* Exactly once, last: 0 after the whole body, or a negative code: UV_E* for
+   * connection errors, HG_ETIMEOUT, HG_EDENIED (SSRF / host not allowed), HG_EUPSTREAM
+   * (malformed response, TLS verification failure, too many redirects, bad gzip), or the
+   * value on_head returned. `msg` says which origin and why, with no secret in it;
+   * valid during the callback only. The fetch is freed after on_done returns. */
+  void (*on_done)(void *ud, hg_fetch_t *f, int err, const char *msg);
+} hg_fetch_cbs_t;
+
+/* Starts a fetch. Returns it, or NULL with nothing started (bad URL, OOM: then no
+ * callback will run). Strings in opts are copied. Loop thread. */
+hg_fetch_t *hg_fetch_start(hg_upstream_t *u, const hg_fetch_opts_t *opts,
+                           const hg_fetch_cbs_t *cbs, void *ud);
+
+/* Flow control for the body (idempotent). Loop thread. */
+void hg_fetch_pause(hg_fetch_t *f);
+void hg_fetch_resume(hg_fetch_t *f);
+
+/* Cancels a fetch: no callback runs after this returns, the connection is closed (never
+ * pooled) and the fetch freed. Loop thread. */
+void hg_fetch_abort(hg_fetch_t *f);
+
+#endif
