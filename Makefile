@@ -50,7 +50,7 @@ test-e2e:
 FUZZ_SECONDS ?= 20
 fuzz: deps-test
 	@CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DHG_FUZZ=ON >/dev/null
-	@cmake --build build/fuzz -j$(JOBS) >/dev/null
+	@cmake --build build/fuzz -j$(JOBS) --target fuzzers >/dev/null
 	@tests/fuzz/run.sh build/fuzz $(FUZZ_SECONDS)
 
 clean:
