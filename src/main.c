@@ -5,15 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "core/cache.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/listen.h"
 #include "core/log.h"
 #include "core/worker.h"
+#include "crypto/jwt.h"
 #include "lua/policy.h"
+#include "url/url.h"
 
 typedef struct app_s {
   hg_config_t cfg;
@@ -21,6 +25,7 @@ typedef struct app_s {
   int nworkers;
   uv_signal_t sig_hup, sig_term, sig_int;
   hg_policy_limits_t limits;
+  hg_cache_t *cache;
   unsigned long reloads_ok, reloads_failed;
 } app_t;
 
@@ -100,7 +105,8 @@ static int run(app_t *app) {
   int *fds = calloc((size_t)nw * HG_MAX_LISTEN, sizeof(int));
   int admin_fd = -1, admin_port = 0;
   app->workers = calloc((size_t)nw, sizeof(*app->workers));
-  int rc = fds && app->workers ? 0 : HG_ENOMEM;
+  app->cache = hg_cache_new(cfg->cache_size, cfg->cache_max_object);
+  int rc = fds && app->workers && app->cache ? 0 : HG_ENOMEM;
   /* The admin listener is served by worker 1 only. */
   if (!rc && cfg->admin_listen) {
     admin_fd = hg_listen_socket(cfg->admin_listen, 0, &admin_port);
@@ -115,7 +121,7 @@ static int run(app_t *app) {
   }
   if (!rc) rc = open_sockets(cfg->listen, cfg->nlisten, nw, 1, fds);
   for (int i = 0; !rc && i < nw; i++) {
-    app->workers[i] = hg_worker_new(i + 1, cfg, fds + i * HG_MAX_LISTEN, cfg->nlisten,
+    app->workers[i] = hg_worker_new(i + 1, cfg, app->cache, fds + i * HG_MAX_LISTEN, cfg->nlisten,
                                     &admin_fd, i == 0 && admin_fd >= 0 ? 1 : 0);
     if (app->workers[i] == NULL) rc = HG_ENOMEM;
     else rc = hg_worker_start(app->workers[i], src);
@@ -127,6 +133,7 @@ static int run(app_t *app) {
     for (int i = 0; i < app->nworkers; i++) hg_worker_stop(app->workers[i]);
     for (int i = 0; i < nw && app->workers; i++) hg_worker_join_free(app->workers[i]);
     free(app->workers);
+    hg_cache_free(app->cache);
     return 1;
   }
   hg_log(HG_LOG_INFO, "hlsgate %s ready: %d worker(s), policy %s", HG_VERSION, nw,
@@ -143,9 +150,51 @@ static int run(app_t *app) {
   uv_run(loop, UV_RUN_DEFAULT);
   for (int i = 0; i < app->nworkers; i++) hg_worker_join_free(app->workers[i]);
   free(app->workers);
+  hg_cache_free(app->cache);
   uv_loop_close(loop);
   hg_log(HG_LOG_INFO, "stopped");
   return 0;
+}
+
+/* `hlsgate token`: mints a token as the shipped private-bucket policy expects (HS256,
+ * sub "hls", pfx, exp; secret from HLSGATE_JWT_SECRET) and prints it with its URL. */
+static int mint_token(const hg_config_t *cfg) {
+  const char *secret = getenv("HLSGATE_JWT_SECRET");
+  if (cfg->token_prefix == NULL || *cfg->token_prefix == '\0') {
+    fprintf(stderr, "hlsgate token: --prefix is required\n");
+    return 2;
+  }
+  if (secret == NULL || *secret == '\0') {
+    fprintf(stderr, "hlsgate token: HLSGATE_JWT_SECRET is not set\n");
+    return 2;
+  }
+  long ttl = cfg->token_ttl;
+  const char *env_ttl = getenv("HLSGATE_TOKEN_TTL");
+  if (ttl < 0) ttl = env_ttl && *env_ttl ? atol(env_ttl) : 86400;
+  if (ttl <= 0) {
+    fprintf(stderr, "hlsgate token: the TTL must be positive\n");
+    return 2;
+  }
+  long long exp = (long long)time(NULL) + ttl;
+  hg_buf_t claims = HG_BUF_INIT, tok = HG_BUF_INIT, path = HG_BUF_INIT;
+  size_t plen = strlen(cfg->token_prefix);
+  while (plen > 1 && cfg->token_prefix[plen - 1] == '/') plen--;
+  hg_buf_puts(&claims, "{\"sub\":\"hls\",\"pfx\":\"");
+  hg_buf_json_escape(&claims, cfg->token_prefix, plen);
+  hg_buf_printf(&claims, "\",\"exp\":%lld}", exp);
+  const char *why = NULL;
+  int rc = hg_jwt_sign(&tok, HG_JWT_HS256, NULL, secret, strlen(secret), claims.data, claims.len, &why);
+  if (rc == 0) rc = hg_url_encode(&path, cfg->token_path, strlen(cfg->token_path), HG_URL_ENC_KEEP_SLASH);
+  if (rc == 0) {
+    printf("token:      %s\nexpires_at: %lld\nurl:        /stream/hls/%s?token=%s\n", tok.data, exp,
+           path.data, tok.data);
+  } else {
+    fprintf(stderr, "hlsgate token: %s\n", why ? why : hg_strerror(rc));
+  }
+  hg_buf_free(&claims);
+  hg_buf_free(&tok);
+  hg_buf_free(&path);
+  return rc ? 1 : 0;
 }
 
 /* Runs the mode the command line asked for; returns the exit status. */
@@ -173,8 +222,7 @@ static int dispatch(app_t *app) {
     return 0;
   }
   case HG_MODE_TOKEN:
-    fprintf(stderr, "hlsgate token: the private-bucket policy is not available in this build\n");
-    return 2;
+    return mint_token(cfg);
   case HG_MODE_RUN:
     break;
   }

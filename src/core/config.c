@@ -26,6 +26,10 @@ void hg_config_usage(void *out_file) {
       "  --drain-timeout SEC      SIGTERM grace period for in-flight requests (default 30)\n"
       "  --lua-memory MIB         memory cap per Lua state (default 64)\n"
       "  --lua-budget N           VM instructions per policy hook call (default 10000000)\n"
+      "  --ca-file FILE           extra PEM CA bundle trusted for upstream TLS [HLSGATE_CA_FILE]\n"
+      "  --max-playlist MIB       largest playlist fetched for rewriting (default 16)\n"
+      "  --cache-size MIB         object cache shared by the workers (default 256)\n"
+      "  --cache-max-object MIB   larger objects are relayed, not cached (default 32)\n"
       "  --debug                  verbose operational log\n"
       "  --check [FILE]           load the policy as a reload would; exit 0 (OK) or 1\n"
       "  --version, --help\n"
@@ -65,12 +69,16 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
   c->lua_memory = (size_t)64 << 20;
   c->lua_budget = 10000000;
   c->token_path = "master.m3u8";
+  c->max_playlist = (size_t)16 << 20;
+  c->cache_size = (size_t)256 << 20;
+  c->cache_max_object = (size_t)32 << 20;
   c->token_ttl = -1;
 
   /* Environment first; flags below override. HLSGATE_LISTEN may hold a comma list. */
   const char *env;
   if ((env = getenv("HLSGATE_POLICY")) && *env) c->policy_path = env;
   if ((env = getenv("HLSGATE_ADMIN_LISTEN")) && *env) c->admin_listen = env;
+  if ((env = getenv("HLSGATE_CA_FILE")) && *env) c->ca_file = env;
   if ((env = getenv("HLSGATE_WORKERS")) && *env) {
     double v;
     if (parse_num(env, 1024, &v) || v < 1) {
@@ -152,6 +160,15 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
       NUM_ARG(65536, c->lua_memory, (double)(1 << 20));
     } else if (strcmp(a, "--lua-budget") == 0) {
       NUM_ARG(1e12, c->lua_budget, 1);
+    } else if (strcmp(a, "--ca-file") == 0) {
+      NEED_ARG();
+      c->ca_file = next;
+    } else if (strcmp(a, "--max-playlist") == 0) {
+      NUM_ARG(1024, c->max_playlist, (double)(1 << 20));
+    } else if (strcmp(a, "--cache-size") == 0) {
+      NUM_ARG(1 << 20, c->cache_size, (double)(1 << 20));
+    } else if (strcmp(a, "--cache-max-object") == 0) {
+      NUM_ARG(1 << 20, c->cache_max_object, (double)(1 << 20));
     } else if (strcmp(a, "--debug") == 0) {
       c->log_debug = 1;
     } else if (c->mode == HG_MODE_TOKEN && strcmp(a, "--prefix") == 0) {

@@ -34,6 +34,10 @@ typedef struct hg_config_s {
   size_t lua_memory;        /* bytes per Lua state */
   uint64_t lua_budget;      /* VM instructions per hook call */
   int log_debug;
+  const char *ca_file;      /* extra CA bundle for upstream TLS */
+  size_t max_playlist;      /* bytes; larger playlists are a 502 */
+  size_t cache_size;        /* bytes of cached objects (all workers) */
+  size_t cache_max_object;  /* larger objects are relayed but not cached */
   /* token subcommand */
   const char *token_prefix;
   const char *token_path;

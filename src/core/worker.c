@@ -14,12 +14,14 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/pipeline.h"
 #include "http/server.h"
 
 struct hg_worker_s {
   int id;
   char name[16];
   const hg_config_t *cfg;
+  hg_cache_t *cache; /* shared */
   int fds[HG_MAX_LISTEN];
   size_t nfds;
   int admin_fds[HG_MAX_LISTEN];
@@ -31,6 +33,8 @@ struct hg_worker_s {
   hg_http_server_t *admin;
   int servers_open;
   hg_policy_t *policy; /* current; requests retain the one they started with */
+  hg_pipeline_ctx_t pipeline;
+  int pipeline_ok; /* initialized and not yet closed */
   int draining;
   /* startup handshake */
   uv_sem_t started;
@@ -97,10 +101,14 @@ static void on_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
   hg_policy_retain(policy);
   req->log_policy = hg_policy_version(policy);
   hg_response_t res;
+  hg_plan_t plan;
   memset(&res, 0, sizeof(res));
-  int plan = hg_policy_on_request(policy, req, &res);
+  int kind = hg_policy_on_request(policy, req, &res, &plan);
+  if (kind == HG_PLAN_FETCH) hg_pipeline_run(&w->pipeline, txn, req, policy, &plan);
   hg_policy_release(policy);
-  switch (plan) {
+  switch (kind) {
+  case HG_PLAN_FETCH:
+    break;
   case HG_PLAN_RESPOND:
     hg_http_respond(txn, &res);
     break;
@@ -129,9 +137,13 @@ static void on_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
 
 /* ---- control ---- */
 
+/* Every server drained: close the worker's own handles so its loop ends. */
 static void on_server_drained(void *ud) {
   hg_worker_t *w = ud;
-  if (--w->servers_open == 0) uv_close((uv_handle_t *)&w->async, NULL);
+  if (--w->servers_open > 0) return;
+  uv_close((uv_handle_t *)&w->async, NULL);
+  if (w->pipeline_ok) hg_pipeline_ctx_close(&w->pipeline);
+  w->pipeline_ok = 0;
 }
 
 static void switch_policy(hg_worker_t *w, hg_policy_src_t *src) {
@@ -196,10 +208,16 @@ static void worker_main(void *arg) {
       .max_body = 64 * 1024,
       .header_timeout_ms = w->cfg->header_timeout_ms,
       .keepalive_timeout_ms = w->cfg->keepalive_timeout_ms,
+      .send_timeout_ms = 60000,
   };
+  char perr[256] = "";
+  int prc = hg_pipeline_ctx_init(&w->pipeline, &w->loop, w->cache, w->cfg->ca_file,
+                                 w->cfg->max_playlist, perr, sizeof(perr));
+  if (prc) hg_log(HG_LOG_ERROR, "upstream client: %s", perr);
+  w->pipeline_ok = prc == 0;
   w->http = hg_http_server_new(&w->loop, &limits, on_request, w);
   if (w->nadmin) w->admin = hg_http_server_new(&w->loop, &limits, on_admin_request, w);
-  int rc = w->http == NULL || (w->nadmin && w->admin == NULL) ? UV_ENOMEM : 0;
+  int rc = prc ? prc : w->http == NULL || (w->nadmin && w->admin == NULL) ? UV_ENOMEM : 0;
   if (!rc) rc = listen_all(w, w->http, w->fds, w->nfds);
   if (!rc && w->admin) rc = listen_all(w, w->admin, w->admin_fds, w->nadmin);
   w->start_rc = rc;
@@ -211,19 +229,21 @@ static void worker_main(void *arg) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
   hg_http_server_free(w->http);
   hg_http_server_free(w->admin);
+  if (w->pipeline_ok) hg_pipeline_ctx_close(&w->pipeline);
   uv_run(&w->loop, UV_RUN_DEFAULT); /* let the servers' close callbacks run */
   if (uv_loop_close(&w->loop) != 0) hg_log(HG_LOG_WARN, "loop closed with handles open");
   hg_policy_release(w->policy);
   w->policy = NULL;
 }
 
-hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, const int *fds, size_t nfds,
-                           const int *admin_fds, size_t nadmin) {
+hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, hg_cache_t *cache, const int *fds,
+                           size_t nfds, const int *admin_fds, size_t nadmin) {
   hg_worker_t *w = calloc(1, sizeof(*w));
   if (w == NULL) return NULL;
   w->id = id;
   snprintf(w->name, sizeof(w->name), "w%d", id);
   w->cfg = cfg;
+  w->cache = cache;
   memcpy(w->fds, fds, nfds * sizeof(int));
   w->nfds = nfds;
   if (nadmin) memcpy(w->admin_fds, admin_fds, nadmin * sizeof(int));

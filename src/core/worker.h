@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "core/cache.h"
 #include "core/config.h"
 #include "lua/policy.h"
 
@@ -15,9 +16,10 @@ typedef struct hg_worker_s hg_worker_t;
 
 /* Returns a worker (not yet running) that will serve `fds` (its listening sockets; it
  * takes ownership) and, if nadmin > 0, `admin_fds` with only the built-in endpoints.
- * `cfg` must outlive the worker. NULL on OOM. Main thread. */
-hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, const int *fds, size_t nfds,
-                           const int *admin_fds, size_t nadmin);
+ * `cfg` and the shared `cache` (may be NULL) must outlive the worker. NULL on OOM.
+ * Main thread. */
+hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, hg_cache_t *cache, const int *fds,
+                           size_t nfds, const int *admin_fds, size_t nadmin);
 
 /* Starts the thread, which compiles `src` and starts accepting. Blocks until the worker
  * is serving. Returns 0, or HG_EPOLICY / a UV_E* code when it could not start (the

@@ -35,7 +35,6 @@ struct hg_http_txn_s {
 typedef struct conn_s {
   uv_tcp_t tcp;
   uv_timer_t timer;
-  uv_write_t wreq;
   hg_http_server_t *srv;
   struct conn_s *prev, *next;
   llhttp_t parser;
@@ -46,7 +45,18 @@ typedef struct conn_s {
   int reading;
   hg_buf_t in;     /* read buffer; bytes before in_off are consumed */
   size_t in_off;
-  hg_buf_t out;    /* serialized response */
+  hg_buf_t out;    /* serialized response head (and body, for buffered responses) */
+  /* response being written */
+  int pending;     /* uv_write requests in flight */
+  size_t queued;   /* body bytes in flight */
+  int ended;       /* the handler finished the response */
+  int chunked;     /* body framed with chunked encoding */
+  int body_allowed;
+  int gone_notified;
+  int status;      /* for the access log */
+  size_t body_bytes;
+  hg_http_drain_cb drain;
+  void *drain_ud;
   /* per-request parse state */
   hg_http_txn_t txn;
   hg_buf_t url, field, value, body;
@@ -313,11 +323,23 @@ static void conn_close(conn_t *c) {
 
 static void start_reading(conn_t *c);
 
-static void on_write(uv_write_t *w, int status) {
-  conn_t *c = w->data;
+/* A queued write: the bytes, plus the chunk-size line when chunked. */
+typedef struct wchunk_s {
+  uv_write_t req;
+  conn_t *c;
+  char *data;
+  size_t len;      /* body bytes (0 for the head) */
+  int owned;       /* free(data) when done */
+  char prefix[24];
+} wchunk_t;
+
+/* The response is fully written: log nothing more, then go back to reading (keep-alive
+ * and pipelined requests) or close. */
+static void txn_done(conn_t *c) {
   hg_buf_clear(&c->out);
   c->state = S_IDLE;
-  if (status < 0 || c->close_after || c->closing) {
+  c->drain = NULL;
+  if (c->close_after || c->closing) {
     conn_close(c);
     return;
   }
@@ -332,6 +354,65 @@ static void on_write(uv_write_t *w, int status) {
   if (!c->closing && (c->state == S_IDLE || c->state == S_READING)) start_reading(c);
 }
 
+/* Tells a streaming handler, once, that its client is gone. */
+static void notify_gone(conn_t *c, int status) {
+  if (c->ended || c->gone_notified || c->drain == NULL) return;
+  c->gone_notified = 1;
+  c->drain(c->drain_ud, status < 0 ? status : UV_ECONNRESET);
+}
+
+static void on_chunk_write(uv_write_t *req, int status) {
+  wchunk_t *w = req->data;
+  conn_t *c = w->c;
+  c->pending--;
+  c->queued -= w->len;
+  if (w->owned) free(w->data);
+  free(w);
+  if (status < 0) {
+    conn_close(c);
+    notify_gone(c, status);
+  }
+  if (c->pending > 0) return;
+  if (!c->closing) uv_timer_stop(&c->timer);
+  if (c->ended) {
+    if (c->state == S_WRITING) txn_done(c);
+  } else if (!c->closing && c->drain) {
+    c->drain(c->drain_ud, 0);
+  }
+}
+
+/* Queues one write (with chunk framing when `frame`). Returns 0 or a negative code (the
+ * connection is then closing; owned data has been freed). */
+static int queue_write(conn_t *c, char *data, size_t hlen, size_t blen, int owned, int frame) {
+  wchunk_t *w = malloc(sizeof(*w));
+  if (w == NULL) {
+    if (owned) free(data);
+    conn_close(c);
+    return UV_ENOMEM;
+  }
+  w->c = c;
+  w->data = data;
+  w->len = blen;
+  w->owned = owned;
+  w->req.data = w;
+  uv_buf_t bufs[3];
+  unsigned n = 0;
+  if (frame) bufs[n++] = uv_buf_init(w->prefix, (unsigned)snprintf(w->prefix, sizeof(w->prefix), "%zx\r\n", blen));
+  bufs[n++] = uv_buf_init(data, (unsigned)(hlen + blen));
+  if (frame) bufs[n++] = uv_buf_init("\r\n", 2);
+  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_chunk_write);
+  if (rc < 0) {
+    if (owned) free(data);
+    free(w);
+    conn_close(c);
+    return rc;
+  }
+  c->pending++;
+  c->queued += blen;
+  timer_start(c, c->srv->lim.send_timeout_ms); /* a client that stops reading is cut off */
+  return 0;
+}
+
 static int is_hop_or_framing(const char *name, size_t n) {
   static const char *names[] = {"content-length", "transfer-encoding", "connection",
                                 "keep-alive", "date", "x-request-id", "upgrade"};
@@ -340,37 +421,67 @@ static int is_hop_or_framing(const char *name, size_t n) {
   return 0;
 }
 
-int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res) {
-  conn_t *c = txn->conn;
-  hg_request_t *req = &txn->req;
-  int head = strcmp(req->method, "HEAD") == 0;
-  int no_body = head || res->status == 204 || res->status == 304 || res->status < 200;
-  if (c->closing) { /* the client went away while we worked */
-    access_log(c, 499, 0);
-    c->state = S_IDLE;
-    conn_maybe_free(c);
-    return UV_ECONNRESET;
-  }
-  if (c->srv->draining) c->close_after = 1;
+/* Serializes the status line and headers into c->out. `clen` >= 0 → Content-Length;
+ * -1 → chunked (if c->chunked) or nothing (close-delimited / no body). */
+static int serialize_head(conn_t *c, const hg_response_t *res, int64_t clen) {
   hg_buf_t *o = &c->out;
   hg_buf_clear(o);
-  hg_buf_printf(o, "HTTP/1.1 %d %s\r\nServer: hlsgate\r\nDate: %s\r\n", res->status,
-                hg_http_reason(res->status), http_date(c->srv));
-  for (size_t i = 0; i < res->nheaders; i++) {
+  int rc = hg_buf_printf(o, "HTTP/1.1 %d %s\r\nServer: hlsgate\r\nDate: %s\r\n", res->status,
+                         hg_http_reason(res->status), http_date(c->srv));
+  for (size_t i = 0; !rc && i < res->nheaders; i++) {
     const hg_header_t *h = &res->headers[i];
     if (is_hop_or_framing(h->name, h->name_len)) continue;
-    hg_buf_append(o, h->name, h->name_len);
-    hg_buf_append(o, ": ", 2);
-    hg_buf_append(o, h->value, h->value_len);
-    hg_buf_append(o, "\r\n", 2);
+    rc = hg_buf_append(o, h->name, h->name_len);
+    if (!rc) rc = hg_buf_append(o, ": ", 2);
+    if (!rc) rc = hg_buf_append(o, h->value, h->value_len);
+    if (!rc) rc = hg_buf_append(o, "\r\n", 2);
   }
-  if (res->status >= 200 && res->status != 204 && res->status != 304)
-    hg_buf_printf(o, "Content-Length: %zu\r\n", res->body ? res->body_len : 0);
-  hg_buf_printf(o, "X-Request-Id: %s\r\nConnection: %s\r\n\r\n", req->id,
-                c->close_after ? "close" : "keep-alive");
-  size_t body_len = (!no_body && res->body) ? res->body_len : 0;
-  int rc = body_len ? hg_buf_append(o, res->body, body_len) : 0;
-  if (rc || o->data == NULL) { /* out of memory while serializing: drop the connection */
+  if (!rc && res->status >= 200 && res->status != 204 && res->status != 304) {
+    if (clen >= 0) rc = hg_buf_printf(o, "Content-Length: %lld\r\n", (long long)clen);
+    else if (c->chunked) rc = hg_buf_puts(o, "Transfer-Encoding: chunked\r\n");
+  }
+  if (!rc)
+    rc = hg_buf_printf(o, "X-Request-Id: %s\r\nConnection: %s\r\n\r\n", c->txn.req.id,
+                       c->close_after ? "close" : "keep-alive");
+  return rc;
+}
+
+/* Common start of every response: no body for HEAD/1xx/204/304; Connection: close
+ * while draining. Returns 0, or non-zero when the client is already gone. */
+static int begin_response(conn_t *c, int status) {
+  const char *m = c->txn.req.method;
+  c->body_allowed = !(strcmp(m, "HEAD") == 0 || status == 204 || status == 304 || status < 200);
+  c->status = status;
+  c->body_bytes = 0;
+  c->ended = 0;
+  c->gone_notified = 0;
+  c->chunked = 0;
+  if (c->srv->draining) c->close_after = 1;
+  return c->closing;
+}
+
+/* Ends the transaction on a connection that died while the handler worked. */
+static void abandon(conn_t *c) {
+  access_log(c, 499, c->body_bytes);
+  c->ended = 1;
+  c->state = S_IDLE;
+  conn_maybe_free(c);
+}
+
+int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res) {
+  conn_t *c = txn->conn;
+  if (begin_response(c, res->status)) {
+    abandon(c);
+    return UV_ECONNRESET;
+  }
+  size_t body_len = res->body ? res->body_len : 0;
+  int rc = serialize_head(c, res, (int64_t)body_len);
+  size_t hlen = c->out.len;
+  if (!c->body_allowed) body_len = 0;
+  if (!rc && body_len) rc = hg_buf_append(&c->out, res->body, body_len);
+  c->body_bytes = body_len;
+  c->ended = 1;
+  if (rc) { /* out of memory while serializing: drop the connection */
     access_log(c, 500, 0);
     c->state = S_IDLE;
     conn_close(c);
@@ -378,14 +489,59 @@ int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res) {
   }
   access_log(c, res->status, body_len);
   c->state = S_WRITING;
-  uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
-  c->wreq.data = c;
-  rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-  if (rc < 0) {
+  return queue_write(c, c->out.data, hlen, body_len, 0, 0);
+}
+
+int hg_http_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t content_length,
+                         hg_http_drain_cb drain, void *ud) {
+  conn_t *c = txn->conn;
+  c->drain = drain;
+  c->drain_ud = ud;
+  if (begin_response(c, res->status)) return UV_ECONNRESET;
+  if (content_length < 0 && c->body_allowed) {
+    if (c->txn.req.http_major == 1 && c->txn.req.http_minor >= 1) c->chunked = 1;
+    else c->close_after = 1; /* HTTP/1.0: the close delimits the body */
+  }
+  if (serialize_head(c, res, c->body_allowed || content_length >= 0 ? content_length : -1)) {
+    conn_close(c);
+    return HG_ENOMEM;
+  }
+  /* c->out stays untouched until txn_done, so the head can be written from it. */
+  return queue_write(c, c->out.data, c->out.len, 0, 0, 0);
+}
+
+int hg_http_stream_write(hg_http_txn_t *txn, char *data, size_t len) {
+  conn_t *c = txn->conn;
+  if (c->closing) {
+    free(data);
+    return UV_ECONNRESET;
+  }
+  if (!c->body_allowed || len == 0) {
+    free(data);
+    return 0;
+  }
+  c->body_bytes += len;
+  return queue_write(c, data, 0, len, 1, c->chunked);
+}
+
+size_t hg_http_stream_queued(const hg_http_txn_t *txn) { return txn->conn->queued; }
+
+void hg_http_stream_end(hg_http_txn_t *txn, int complete) {
+  conn_t *c = txn->conn;
+  if (c->closing) {
+    abandon(c);
+    return;
+  }
+  access_log(c, c->status, c->body_bytes);
+  c->ended = 1;
+  if (!complete) { /* a truncated body must not look complete: close */
     c->state = S_IDLE;
     conn_close(c);
+    return;
   }
-  return rc;
+  c->state = S_WRITING;
+  if (c->chunked) queue_write(c, "0\r\n\r\n", 5, 0, 0, 0);
+  else if (c->pending == 0) txn_done(c);
 }
 
 /* Answers a request the server itself rejects (parse errors, limits, timeouts) and
@@ -509,6 +665,9 @@ static void on_timer(uv_timer_t *t) {
     respond_error(c, 408, "request timeout");
   } else if (c->state == S_IDLE) {
     conn_close(c); /* idle keep-alive or a client that never sent a byte */
+  } else if (c->pending > 0) {
+    hg_log(HG_LOG_DEBUG, "%s: send timeout, closing", c->peer);
+    conn_close(c); /* the client stopped reading; pending writes are cancelled */
   }
 }
 

@@ -25,6 +25,7 @@ typedef struct hg_http_limits_s {
   size_t max_body;               /* request body bytes (413), SPEC: 64 KiB */
   uint64_t header_timeout_ms;    /* request started but incomplete → 408 */
   uint64_t keepalive_timeout_ms; /* idle between requests → silent close */
+  uint64_t send_timeout_ms;      /* no write progress while responding → close */
 } hg_http_limits_t;
 
 /* Called once per complete request on the server's thread. `req` (and its arena) stays
@@ -57,5 +58,33 @@ size_t hg_http_server_connections(const hg_http_server_t *srv);
  * Ends the transaction: the request and its arena are gone after this returns.
  * Returns 0, or a negative code when the client is already gone (the txn still ends). */
 int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res);
+
+/* ---- streamed responses (relays) ----
+ * stream_start sends the head; stream_write queues body chunks; stream_end finishes.
+ * The caller keeps the txn until stream_end. Backpressure: when hg_http_stream_queued
+ * is above the caller's high-water mark it stops its producer and waits for the drain
+ * callback, which runs whenever every queued chunk has been written. */
+
+/* Called when the write queue empties (status 0), or once with a negative status when
+ * the client is gone (the caller must then stop producing and call stream_end). */
+typedef void (*hg_http_drain_cb)(void *ud, int status);
+
+/* Sends the status line and headers of `res` (its body is ignored). `content_length` >= 0
+ * frames the body with Content-Length; -1 streams it chunked (close-delimited for
+ * HTTP/1.0 clients). Returns 0 or a negative code (client gone; still call stream_end). */
+int hg_http_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t content_length,
+                         hg_http_drain_cb drain, void *ud);
+
+/* Queues `data` (malloc'd; the server owns and frees it from now on). Returns 0, or a
+ * negative code when the client is gone (data is freed anyway). */
+int hg_http_stream_write(hg_http_txn_t *txn, char *data, size_t len);
+
+/* Bytes queued but not yet written to the client. */
+size_t hg_http_stream_queued(const hg_http_txn_t *txn);
+
+/* Ends the response. `complete` = 0 means the body was cut short (an upstream failed
+ * mid-body): the connection is closed so the client sees the truncation. The txn is
+ * gone after this returns. */
+void hg_http_stream_end(hg_http_txn_t *txn, int complete);
 
 #endif

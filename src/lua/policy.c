@@ -447,35 +447,357 @@ static int to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
   return 0;
 }
 
-int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res) {
+/* ---- plans ---- */
+
+/* Field readers for the plan table at `t`. Each returns 0 or -1 with an error message
+ * pushed; strings are copied into the request's arena. */
+typedef struct reader_s {
+  lua_State *L;
+  hg_arena_t *arena;
+  int t; /* absolute index of the table being read */
+  const char *where;
+} reader_t;
+
+static int rd_fail(reader_t *r, const char *field, const char *want) {
+  lua_pushfstring(r->L, "%s.%s: expected %s", r->where, field, want);
+  return -1;
+}
+
+static int rd_str(reader_t *r, const char *field, const char **out) {
+  lua_getfield(r->L, r->t, field);
+  int type = lua_type(r->L, -1);
+  if (type == LUA_TNIL) {
+    lua_pop(r->L, 1);
+    return 0;
+  }
+  if (type != LUA_TSTRING && type != LUA_TNUMBER) return rd_fail(r, field, "a string");
+  size_t n;
+  const char *s = lua_tolstring(r->L, -1, &n);
+  *out = hg_arena_strndup(r->arena, s, n);
+  lua_pop(r->L, 1);
+  return *out ? 0 : rd_fail(r, field, "memory");
+}
+
+static int rd_int(reader_t *r, const char *field, lua_Integer lo, lua_Integer hi, lua_Integer *out) {
+  lua_getfield(r->L, r->t, field);
+  if (lua_isnil(r->L, -1)) {
+    lua_pop(r->L, 1);
+    return 0;
+  }
+  int ok;
+  lua_Integer v = lua_tointegerx(r->L, -1, &ok);
+  lua_pop(r->L, 1);
+  if (!ok || v < lo || v > hi) return rd_fail(r, field, "an integer in range");
+  *out = v;
+  return 0;
+}
+
+static int rd_bool(reader_t *r, const char *field, int *out) {
+  lua_getfield(r->L, r->t, field);
+  int type = lua_type(r->L, -1);
+  if (type != LUA_TNIL && type != LUA_TBOOLEAN) {
+    lua_pop(r->L, 1);
+    return rd_fail(r, field, "a boolean");
+  }
+  if (type == LUA_TBOOLEAN) *out = lua_toboolean(r->L, -1);
+  lua_pop(r->L, 1);
+  return 0;
+}
+
+/* Pushes field `field` of the table if it is a table (returns 1), nothing for nil
+ * (returns 0), or fails (-1). */
+static int rd_table(reader_t *r, const char *field) {
+  lua_getfield(r->L, r->t, field);
+  if (lua_istable(r->L, -1)) return 1;
+  int isnil = lua_isnil(r->L, -1);
+  lua_pop(r->L, 1);
+  return isnil ? 0 : rd_fail(r, field, "a table");
+}
+
+/* Reads a { name = value } table of header-like pairs into out[0..*n) (cap entries),
+ * rejecting CR/LF injection. */
+static int rd_pairs(reader_t *r, const char *field, hg_header_t *out, size_t cap, size_t *n) {
+  int has = rd_table(r, field);
+  if (has <= 0) return has;
+  lua_State *L = r->L;
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    size_t nl, vl;
+    const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &nl) : NULL;
+    int vt = lua_type(L, -1);
+    const char *value = vt == LUA_TSTRING || vt == LUA_TNUMBER ? lua_tolstring(L, -1, &vl) : NULL;
+    if (name == NULL || value == NULL || !valid_header(name, nl, value, vl) || *n == cap) {
+      lua_pop(L, 3);
+      return rd_fail(r, field, "string pairs without CR/LF (at most 16)");
+    }
+    hg_header_t *h = &out[(*n)++];
+    h->name = hg_arena_strndup(r->arena, name, nl);
+    h->name_len = nl;
+    h->value = hg_arena_strndup(r->arena, value, vl);
+    h->value_len = vl;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int parse_action(lua_State *L, int idx) {
+  static const char *const names[] = {"keep", "drop", "absolute", "proxy", "presign", NULL};
+  const char *s = lua_tostring(L, idx);
+  for (int i = 0; s && names[i]; i++)
+    if (strcmp(s, names[i]) == 0) return HG_ACT_KEEP + i;
+  return -1;
+}
+
+static int rd_s3(reader_t *r, hg_plan_s3_t *s3) {
+  s3->path_style = 1;
+  if (rd_str(r, "endpoint", &s3->endpoint) || rd_str(r, "public_endpoint", &s3->public_endpoint) ||
+      rd_str(r, "region", &s3->region) || rd_str(r, "bucket", &s3->bucket) ||
+      rd_str(r, "access_key", &s3->access_key) || rd_str(r, "secret_key", &s3->secret_key) ||
+      rd_str(r, "session_token", &s3->session_token) || rd_bool(r, "path_style", &s3->path_style))
+    return -1;
+  if (!s3->endpoint || !s3->bucket || !s3->access_key || !s3->secret_key) {
+    lua_pushfstring(r->L, "%s: endpoint, bucket, access_key and secret_key are required", r->where);
+    return -1;
+  }
+  if (!s3->region) s3->region = "us-east-1";
+  return 0;
+}
+
+/* Converts the plan table at index t into `plan`. Returns 0 or -1 with a message pushed. */
+static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
+  reader_t r = {L, req->arena, t, "plan"};
+  lua_Integer v;
+  plan->hook_ref = LUA_NOREF;
+  plan->max_redirects = 5;
+  /* origin */
+  int has = rd_table(&r, "origin");
+  if (has == 0) lua_pushliteral(L, "plan.origin: expected a table");
+  if (has != 1) return -1;
+  reader_t o = {L, req->arena, lua_gettop(L), "origin"};
+  const char *type = NULL;
+  if (rd_str(&o, "type", &type)) return -1;
+  if (type && strcmp(type, "file") == 0) {
+    plan->origin = HG_ORIGIN_FILE;
+    if (rd_str(&o, "root", &plan->file_root) || rd_str(&o, "path", &plan->file_path)) return -1;
+    if (!plan->file_root || !plan->file_path) {
+      lua_pushliteral(L, "origin: a file origin needs root and path");
+      return -1;
+    }
+  } else if (type && strcmp(type, "http") == 0) {
+    plan->origin = HG_ORIGIN_HTTP;
+    int allow_private = 0;
+    if (rd_str(&o, "url", &plan->url) || rd_bool(&o, "allow_private", &allow_private) ||
+        rd_pairs(&o, "headers", plan->req_headers, 16, &plan->nreq_headers))
+      return -1;
+    if (rd_int(&o, "max_redirects", 0, 20, &v) == 0) plan->max_redirects = (int)v; else return -1;
+    plan->allow_private = allow_private ? -1 : 0; /* every address class */
+    int hosts = rd_table(&o, "allow_hosts");
+    if (hosts < 0) return -1;
+    if (hosts) {
+      size_t n = (size_t)luaL_len(L, -1);
+      plan->allow_hosts = hg_arena_alloc(req->arena, (n + 1) * sizeof(char *));
+      for (size_t i = 0; plan->allow_hosts && i < n; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        size_t len;
+        const char *h = lua_tolstring(L, -1, &len);
+        if (h == NULL) {
+          lua_pushliteral(L, "origin.allow_hosts: expected strings");
+          return -1;
+        }
+        plan->allow_hosts[plan->nallow_hosts++] = hg_arena_strndup(req->arena, h, len);
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+    if (!plan->url) {
+      lua_pushliteral(L, "origin: an http origin needs url");
+      return -1;
+    }
+  } else if (type && strcmp(type, "s3") == 0) {
+    plan->origin = HG_ORIGIN_S3;
+    if (rd_str(&o, "key", &plan->s3_key) || rd_s3(&o, &plan->s3)) return -1;
+    if (!plan->s3_key) {
+      lua_pushliteral(L, "origin: an s3 origin needs key");
+      return -1;
+    }
+    plan->has_s3 = 1;
+  } else {
+    lua_pushliteral(L, "origin.type: expected \"file\", \"http\" or \"s3\"");
+    return -1;
+  }
+  lua_pop(L, 1); /* origin */
+  /* response */
+  if (rd_pairs(&r, "headers", plan->headers, 16, &plan->nheaders) ||
+      rd_str(&r, "content_type", &plan->content_type) ||
+      rd_str(&r, "filename", &plan->disposition_name))
+    return -1;
+  v = 0;
+  if (rd_int(&r, "cache_ttl", 0, 31536000, &v)) return -1;
+  plan->cache_ttl = (uint64_t)v;
+  v = 0;
+  if (rd_int(&r, "timeout", 0, 3600, &v)) return -1;
+  plan->timeout_ms = (uint64_t)v * 1000;
+  /* rewrite rules */
+  plan->default_action = HG_ACT_KEEP;
+  has = rd_table(&r, "rewrite");
+  if (has < 0) return -1;
+  if (has) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      size_t kl;
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
+      int act = parse_action(L, -1);
+      int cls = k ? hg_hls_class_parse(k, kl) : -1;
+      if (act < 0 || (cls < 0 && (k == NULL || strcmp(k, "default") != 0))) {
+        lua_pushfstring(L, "plan.rewrite: bad rule %s (classes: playlist, segment, key, …; "
+                        "actions: keep, drop, absolute, proxy, presign)", k ? k : "?");
+        return -1;
+      }
+      if (cls < 0) plan->default_action = (hg_action_t)act;
+      else plan->actions[cls] = (hg_action_t)act;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  has = rd_table(&r, "proxy");
+  if (has < 0) return -1;
+  if (has) {
+    reader_t px = {L, req->arena, lua_gettop(L), "proxy"};
+    if (rd_str(&px, "from", &plan->proxy_from) || rd_str(&px, "to", &plan->proxy_to) ||
+        rd_str(&px, "prefix", &plan->proxy_prefix) ||
+        rd_pairs(&px, "params", plan->proxy_params, 8, &plan->nproxy_params))
+      return -1;
+    if (!plan->proxy_prefix && !(plan->proxy_from && plan->proxy_to)) {
+      lua_pushliteral(L, "plan.proxy: give prefix, or from and to");
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  has = rd_table(&r, "presign");
+  if (has < 0) return -1;
+  plan->presign_ttl = 3600;
+  if (has) {
+    reader_t ps = {L, req->arena, lua_gettop(L), "presign"};
+    v = 3600;
+    if (rd_int(&ps, "ttl", 1, 604800, &v) || rd_str(&ps, "prefix", &plan->presign_prefix)) return -1;
+    plan->presign_ttl = (uint32_t)v;
+    lua_pop(L, 1);
+  }
+  has = rd_table(&r, "s3");
+  if (has < 0) return -1;
+  if (has) {
+    reader_t s3 = {L, req->arena, lua_gettop(L), "s3"};
+    if (rd_s3(&s3, &plan->s3)) return -1;
+    plan->has_s3 = 1;
+    lua_pop(L, 1);
+  }
+  if (rd_bool(&r, "private", &plan->carries_token)) return -1;
+  lua_getfield(L, t, "on_uri");
+  if (lua_isfunction(L, -1)) {
+    plan->hook_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else if (!lua_isnil(L, -1)) {
+    lua_pushliteral(L, "plan.on_uri: expected a function");
+    return -1;
+  } else {
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* Calls the function at the top of the stack with `nargs` arguments below it under the
+ * budget; logs failures with the request id. Returns 0 with one result on the stack, or
+ * a negative code with the stack restored to `base`. */
+static int call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int base) {
+  lua_State *L = p->L;
+  p->used = 0;
+  p->exceeded = 0;
+  int rc = lua_pcall(L, nargs, 1, base + 1);
+  if (rc == LUA_OK && !p->exceeded) return 0;
+  const char *msg = rc != LUA_OK ? lua_tostring(L, -1) : NULL;
+  hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id,
+         msg ? msg : (p->exceeded ? "instruction budget exceeded (error was caught)"
+                                  : "non-string error"));
+  if (rc == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT);
+  lua_settop(L, base);
+  return p->exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
+}
+
+int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res, hg_plan_t *plan) {
   lua_State *L = p->L;
   lua_settop(L, 0);
   lua_pushcfunction(L, msgh);
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_request);
   push_request(L, req);
-  p->used = 0;
-  p->exceeded = 0;
-  int rc = lua_pcall(L, 1, 1, 1);
-  int result;
-  if (rc != LUA_OK || p->exceeded) {
-    const char *msg = rc != LUA_OK ? lua_tostring(L, -1) : NULL;
-    hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id,
-           msg ? msg : (p->exceeded ? "instruction budget exceeded (error was caught)"
-                                    : "non-string error"));
-    result = p->exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
-    if (rc == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT);
-  } else if (lua_isnil(L, -1)) {
-    result = HG_PLAN_NONE;
-  } else if (to_response(L, req, res) != 0) {
-    hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
-    res->nheaders = 0;
-    res->body = NULL;
-    result = HG_EPOLICY;
-  } else {
-    result = HG_PLAN_RESPOND;
+  int rc = call_hook(p, req, 1, 0);
+  if (rc < 0) return rc;
+  int result, is_plan = 0;
+  if (lua_istable(L, -1)) {
+    is_plan = lua_getfield(L, -1, "origin") != LUA_TNIL; /* a plan, not a response */
+    lua_pop(L, 1);
   }
+  if (lua_isnil(L, -1)) {
+    result = HG_PLAN_NONE;
+  } else if (is_plan) {
+    memset(plan, 0, sizeof(*plan));
+    result = to_plan(L, lua_gettop(L), req, plan) == 0 ? HG_PLAN_FETCH : HG_EPOLICY;
+    if (result != HG_PLAN_FETCH) hg_policy_plan_done(p, plan);
+  } else {
+    result = to_response(L, req, res) == 0 ? HG_PLAN_RESPOND : HG_EPOLICY;
+    if (result != HG_PLAN_RESPOND) {
+      res->nheaders = 0;
+      res->body = NULL;
+    }
+  }
+  if (result == HG_EPOLICY) hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
   lua_settop(L, 0);
   return result;
+}
+
+int hg_policy_uri_hook(hg_policy_t *p, const hg_plan_t *plan, const hg_request_t *req,
+                       const hg_hls_uri_t *uri, hg_buf_t *replacement) {
+  lua_State *L = p->L;
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, msgh);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, plan->hook_ref);
+  lua_createtable(L, 0, 7);
+  lua_pushstring(L, hg_hls_class_name(uri->cls));
+  lua_setfield(L, -2, "class");
+  lua_pushlstring(L, uri->url, uri->url_len);
+  lua_setfield(L, -2, "url");
+  lua_pushlstring(L, uri->raw, uri->raw_len);
+  lua_setfield(L, -2, "raw");
+  lua_pushlstring(L, uri->tag, uri->tag_len);
+  lua_setfield(L, -2, "tag");
+  if (uri->attrs) {
+    lua_pushlstring(L, uri->attrs, uri->attrs_len);
+    lua_setfield(L, -2, "attrs");
+  }
+  lua_pushinteger(L, (lua_Integer)uri->line);
+  lua_setfield(L, -2, "line");
+  int rc = call_hook(p, req, 1, base);
+  if (rc < 0) return rc;
+  int act;
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  if (lua_isnil(L, -1)) {
+    act = HG_ACT_UNSET;
+  } else if (s && (act = parse_action(L, -1)) >= 0) {
+    /* an action name */
+  } else if (s && n > 0 && valid_header("x", 1, s, n) && strpbrk(s, "\" \t") == NULL) {
+    act = hg_buf_append(replacement, s, n) ? HG_ENOMEM : HG_ACT_HOOK;
+  } else {
+    hg_log(HG_LOG_ERROR, "request %s: policy error: on_uri returned %s (expected an action, a URL or nil)",
+           req->id, luaL_typename(L, -1));
+    act = HG_EPOLICY;
+  }
+  lua_settop(L, base);
+  return act;
+}
+
+void hg_policy_plan_done(hg_policy_t *p, hg_plan_t *plan) {
+  if (plan->hook_ref != LUA_NOREF && plan->hook_ref != 0) luaL_unref(p->L, LUA_REGISTRYINDEX, plan->hook_ref);
+  plan->hook_ref = LUA_NOREF;
 }
 
 const char *hg_policy_runtime(void) { return LUA_RELEASE; }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/plan.h"
 #include "http/message.h"
 
 /* ---- sources: immutable, reference-counted, any thread ---- */
@@ -54,13 +55,26 @@ const char *hg_policy_version(const hg_policy_t *p);
 enum {
   HG_PLAN_NONE = 0,    /* the hook returned nil: the core answers 404/405 */
   HG_PLAN_RESPOND = 1, /* `res` holds a complete response */
+  HG_PLAN_FETCH = 2,   /* `plan` says where to fetch from and how to rewrite */
 };
 
 /* Runs the policy's on_request hook for `req` within the instruction budget. Returns an
  * HG_PLAN_* value, or HG_EPOLICY (Lua error, invalid return value) / HG_EBUDGET /
  * HG_ENOMEM; errors are logged here with the request id and a traceback. Strings in
- * `res` are copied into the request's arena. Owner thread only. */
-int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res);
+ * `res` and `plan` are copied into the request's arena. A FETCH plan may hold a Lua
+ * reference (its on_uri hook): release it with hg_policy_plan_done. Owner thread only. */
+int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res,
+                         hg_plan_t *plan);
+
+/* Runs the plan's on_uri hook for one playlist URI. Returns the action it named
+ * (HG_ACT_KEEP … HG_ACT_PRESIGN; HG_ACT_UNSET for nil: use the class rule), or
+ * HG_ACT_HOOK when it returned a URL string, which is appended to `replacement`, or a
+ * negative code on a Lua error or bad return value (logged). Owner thread only. */
+int hg_policy_uri_hook(hg_policy_t *p, const hg_plan_t *plan, const hg_request_t *req,
+                       const hg_hls_uri_t *uri, hg_buf_t *replacement);
+
+/* Releases what the plan holds in the Lua state. Owner thread only. */
+void hg_policy_plan_done(hg_policy_t *p, hg_plan_t *plan);
 
 /* The Lua release the host runs ("Lua 5.4.4"). Static string. */
 const char *hg_policy_runtime(void);

@@ -1,0 +1,168 @@
+-- hlsgate.private_bucket — the "freeframe" recipe (SPEC §1, §9): HLS from a private
+-- S3-compatible bucket, scoped by a JWT per asset prefix.
+--
+--   GET  {mount}{path}?token=T   T: HS256 JWT with sub = "hls", pfx = S3 prefix, exp.
+--                                Playlists are fetched with signed requests and rewritten:
+--                                playlist URIs stay in the gateway (same token), segments,
+--                                parts, keys and maps are presigned, preload hints proxied.
+--   POST {token_path}            Authorization: Bearer <admin key>; JSON
+--                                {"prefix": "...", "ttl": N, "path": "master.m3u8"} →
+--                                {"token", "url", "expires_at"}.
+-- With `root` instead of `s3`, objects come from a local directory (the demo) and every
+-- URI is proxied, since a local file cannot be presigned.
+local hg = require("hlsgate")
+local util = require("hlsgate.util")
+
+local M = {}
+
+local PLAYLIST_CLASSES = { "playlist", "iframe_playlist", "image_playlist", "rendition_report",
+                           "preload_hint", "session_data", "steering", "asset_list" }
+local MEDIA_CLASSES = { "segment", "part", "key", "session_key", "map", "asset" }
+
+--- M.mint(secret, prefix, ttl [, now]) -> token, expires_at
+function M.mint(secret, prefix, ttl, now)
+  local exp = (now or os.time()) + ttl
+  local token = assert(hg.jwt.sign({ sub = "hls", pfx = prefix, exp = exp }, secret, { alg = "HS256" }))
+  return token, exp
+end
+
+--- M.new(opts) -> handler(req)
+-- opts: secret (string or { kid = secret, … } for rotation), mount ("/stream/hls/"),
+-- token_path ("/stream/token"), token_ttl, presign_ttl, admin_key, leeway (seconds),
+-- and either s3 = { endpoint, public_endpoint, region, bucket, access_key, secret_key,
+-- session_token, path_style } or root = "/local/dir"; cache_ttl for playlists (0).
+function M.new(opts)
+  local mount = opts.mount or "/stream/hls/"
+  local token_path = opts.token_path or "/stream/token"
+  local token_ttl = opts.token_ttl or 86400
+  local presign_ttl = opts.presign_ttl or 86400
+  local keys = opts.secret
+  local s3, root = opts.s3, opts.root
+  local base -- the URL that objects resolve under (what proxied URIs are mapped from)
+  if s3 then
+    local ep = s3.endpoint:gsub("/+$", "")
+    if s3.path_style == false then
+      local scheme, host = ep:match("^(https?://)(.*)$")
+      base = scheme .. s3.bucket .. "." .. host .. "/"
+    else
+      base = ep .. "/" .. s3.bucket .. "/"
+    end
+  else
+    base = "http://file.invalid/" -- the base URL of file origins (plan.h)
+  end
+
+  local function mint_endpoint(req)
+    if req.method ~= "POST" then return util.deny(405, "method not allowed", { Allow = "POST" }) end
+    local auth = req.headers.authorization or ""
+    local given = auth:match("^[Bb]earer%s+(.+)$")
+    -- Security: constant-time comparison; no admin key configured means minting is off.
+    if not opts.admin_key or not given or not hg.crypto.equals(given, opts.admin_key) then
+      return util.deny(401, "admin key required")
+    end
+    local body = req.body and hg.json_decode(req.body)
+    if type(body) ~= "table" or type(body.prefix) ~= "string" or body.prefix == "" then
+      return util.deny(400, "JSON body with a prefix required")
+    end
+    local ttl = tonumber(body.ttl or token_ttl)
+    if not ttl or ttl < 1 or ttl > 31536000 then return util.deny(400, "ttl must be 1..31536000") end
+    local path = body.path or "master.m3u8"
+    if type(path) ~= "string" or not hg.url.join_key("", path) then return util.deny(400, "bad path") end
+    local prefix = body.prefix:gsub("/+$", "")
+    local secret = type(keys) == "table" and keys[opts.kid or next(keys)] or keys
+    local token, exp = M.mint(secret, prefix, math.floor(ttl))
+    return hg.json(200, {
+      token = token,
+      url = mount .. path .. "?token=" .. token,
+      expires_at = exp,
+    }, { ["Cache-Control"] = "no-store" })
+  end
+
+  local function stream(req)
+    if req.method ~= "GET" and req.method ~= "HEAD" then
+      return util.deny(405, "method not allowed", { Allow = "GET, HEAD, OPTIONS" })
+    end
+    if not keys then return util.deny(503, "HLSGATE_JWT_SECRET is not configured") end
+    local token = req.query.token
+    if not token or token == "" then return util.deny(401, "missing token") end
+    local claims, why = hg.jwt.verify(token, keys, { alg = "HS256", leeway = opts.leeway or 30 })
+    if not claims then return util.deny(401, "invalid token: " .. why) end
+    if claims.sub ~= "hls" then return util.deny(403, "token not valid for streaming") end
+    if type(claims.pfx) ~= "string" or claims.pfx == "" then return util.deny(403, "token has no prefix") end
+    local prefix = claims.pfx:gsub("/+$", "")
+    local rel = req.path:sub(#mount + 1)
+    local key, _, code = hg.url.join_key(prefix, rel)
+    if not key then
+      -- traversal (.., encoded dots or slashes) or a malformed path is a bad request;
+      -- anything else that would leave the prefix is out of scope
+      if code == "scope" or code == "prefix" then return util.deny(403, "out of scope") end
+      return util.deny(400, "bad path")
+    end
+    if key:sub(1, #prefix + 1) ~= prefix .. "/" then return util.deny(403, "out of scope") end
+    local rewrite = {}
+    for _, c in ipairs(PLAYLIST_CLASSES) do rewrite[c] = "proxy" end
+    for _, c in ipairs(MEDIA_CLASSES) do rewrite[c] = s3 and "presign" or "proxy" end
+    local plan = {
+      rewrite = rewrite,
+      proxy = { from = base .. hg.url.encode(prefix, "path") .. "/", to = mount,
+                params = { token = token } },
+      presign = { ttl = presign_ttl, prefix = prefix .. "/" },
+      private = true,
+      cache_ttl = opts.cache_ttl or 0,
+      headers = opts.cors and opts.cors.headers(req) or nil,
+    }
+    if s3 then
+      plan.origin = { type = "s3", key = key, endpoint = s3.endpoint, region = s3.region,
+                      bucket = s3.bucket, access_key = s3.access_key, secret_key = s3.secret_key,
+                      session_token = s3.session_token, path_style = s3.path_style,
+                      public_endpoint = s3.public_endpoint }
+      plan.s3 = plan.origin
+    else
+      plan.origin = { type = "file", root = root, path = key }
+    end
+    return plan
+  end
+
+  return function(req)
+    if req.method == "OPTIONS" and opts.cors then return opts.cors.preflight(req) end
+    if req.path == token_path then return mint_endpoint(req) end
+    if req.path:sub(1, #mount) == mount then return stream(req) end
+    return nil
+  end
+end
+
+--- M.from_env([overrides]) -> handler configured by the SPEC §9 environment variables.
+function M.from_env(overrides)
+  overrides = overrides or {}
+  local opts = {
+    secret = util.env("HLSGATE_JWT_SECRET"),
+    token_ttl = util.env_number("HLSGATE_TOKEN_TTL", 86400, 1),
+    presign_ttl = util.env_number("HLSGATE_PRESIGN_TTL", 86400, 1, 604800),
+    admin_key = util.env("HLSGATE_ADMIN_KEY"),
+    cors = util.cors(util.split(util.env("HLSGATE_CORS_ORIGINS", "*"))),
+  }
+  local bucket = util.env("S3_BUCKET")
+  if bucket then
+    opts.s3 = {
+      endpoint = util.env("S3_ENDPOINT", "https://s3.amazonaws.com"),
+      public_endpoint = util.env("S3_PUBLIC_ENDPOINT"),
+      region = util.env("S3_REGION", "us-east-1"),
+      bucket = bucket,
+      access_key = util.env("AWS_ACCESS_KEY_ID"),
+      secret_key = util.env("AWS_SECRET_ACCESS_KEY"),
+      session_token = util.env("AWS_SESSION_TOKEN"),
+      path_style = util.env_bool("S3_PATH_STYLE", true),
+    }
+    if not opts.s3.access_key or not opts.s3.secret_key then
+      error("S3_BUCKET is set but AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not", 0)
+    end
+  else
+    opts.root = overrides.root or util.env("HLSGATE_DEMO_DIR", "var/demo")
+  end
+  for k, v in pairs(overrides) do opts[k] = v end
+  if not opts.secret then
+    hg.log("warn", "HLSGATE_JWT_SECRET is not set: /stream/ answers 503")
+  end
+  return M.new(opts)
+end
+
+return M

@@ -1,0 +1,19 @@
+-- policies/policy.lua — the default hlsgate policy: mounts both shipped recipes.
+--
+--   /stream/hls/…, /stream/token  private bucket (hlsgate.private_bucket): S3 when
+--                                 S3_BUCKET is set, else the local demo directory
+--                                 HLSGATE_DEMO_DIR (default var/demo)
+--   /proxy?url=…                  open CORS proxy (hlsgate.open_proxy)
+--
+-- Configure it with the environment variables of docs/policies.md; copy it to start your
+-- own. Reload after editing with `kill -HUP <pid>`.
+local util = require("hlsgate.util")
+local private_bucket = require("hlsgate.private_bucket")
+local open_proxy = require("hlsgate.open_proxy")
+
+local route = util.router({
+  { prefix = "/stream/", handler = private_bucket.from_env() },
+  { prefix = "/proxy", handler = open_proxy.from_env() },
+})
+
+return { on_request = route }

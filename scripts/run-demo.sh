@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# run-demo.sh — start hlsgate on the default policy with sample video (the README's first
+# command ends here). Generates a two-rendition H.264/AAC HLS sample with ffmpeg into
+# $HLSGATE_DEMO_DIR/sample (once), mints a token for it and prints a playable URL.
+# Configure with the usual environment variables; S3_BUCKET switches to a real bucket.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${HLSGATE_BIN:-build/release/hlsgate}
+export HLSGATE_DEMO_DIR=${HLSGATE_DEMO_DIR:-$PWD/var/demo}
+export HLSGATE_LISTEN=${HLSGATE_LISTEN:-0.0.0.0:8080}
+sample=$HLSGATE_DEMO_DIR/sample
+
+if [ ! -f "$sample/master.m3u8" ]; then
+  echo "run-demo: generating sample HLS in $sample (about 20 s)…" >&2
+  mkdir -p "$sample"
+  (cd "$sample" && ffmpeg -hide_banner -loglevel error -y \
+    -f lavfi -i "testsrc2=size=1280x720:rate=25" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
+    -t 60 -filter_complex "[0:v]split=2[hi][lo0];[lo0]scale=640:360[lo]" \
+    -map "[hi]" -map "[lo]" -map 1:a -map 1:a \
+    -c:v libx264 -preset veryfast -profile:v main -g 50 -keyint_min 50 -sc_threshold 0 \
+    -b:v:0 2500k -b:v:1 800k -c:a aac -b:a 96k -ac 2 \
+    -f hls -hls_time 4 -hls_playlist_type vod -hls_segment_filename 'v%v/seg%03d.ts' \
+    -master_pl_name master.m3u8 -var_stream_map "v:0,a:0 v:1,a:1" 'v%v/index.m3u8')
+fi
+
+# A secret for this demo, kept so tokens survive restarts.
+if [ -z "${HLSGATE_JWT_SECRET:-}" ]; then
+  [ -f "$HLSGATE_DEMO_DIR/secret" ] || head -c 32 /dev/urandom | base64 > "$HLSGATE_DEMO_DIR/secret"
+  HLSGATE_JWT_SECRET=$(cat "$HLSGATE_DEMO_DIR/secret")
+  export HLSGATE_JWT_SECRET
+fi
+
+port=${HLSGATE_LISTEN##*:}
+host=$(hostname -I 2>/dev/null | awk '{print $1}')
+url=$("$bin" token --prefix sample --ttl "${HLSGATE_TOKEN_TTL:-86400}" | sed -n 's/^url: *//p')
+cat >&2 <<MSG
+
+hlsgate demo — play this URL (ffplay, VLC, Safari, or any hls.js player):
+
+    http://127.0.0.1:$port$url
+${host:+    http://$host:$port$url
+}
+  e.g.  ffplay "http://127.0.0.1:$port$url"
+  open CORS proxy: http://127.0.0.1:$port/proxy?url=<absolute m3u8 URL>
+  reload the policy: kill -HUP <pid>; stop: Ctrl-C
+
+MSG
+exec "$bin" --policy "${HLSGATE_POLICY:-policies/policy.lua}"
