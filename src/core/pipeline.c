@@ -403,6 +403,21 @@ static void start_relay(x_t *x) {
   }
 }
 
+/* A 206 whose Content-Range covers the whole object ("bytes 0-N-1/N", the answer to the
+ * "Range: bytes=0-" that ffmpeg and others send even for playlists) is the full body:
+ * it may be a playlist and is then rewritten and answered 200. */
+static int whole_range(const x_t *x) {
+  if (x->status != 206) return 0;
+  for (size_t i = 0; i < x->nup; i++) {
+    if (strcmp(x->up_headers[i].name, "Content-Range") != 0) continue;
+    long long a, b, total;
+    char star;
+    if (sscanf(x->up_headers[i].value, "bytes %lld-%lld/%lld%c", &a, &b, &total, &star) != 3) return 0;
+    return a == 0 && b == total - 1;
+  }
+  return 0;
+}
+
 /* Decides from the bytes so far (all of them when `final`) whether this is a playlist.
  * Returns 1 when decided. */
 static int sniff(x_t *x, int final) {
@@ -411,7 +426,7 @@ static int sniff(x_t *x, int final) {
   if (n >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) i = 3;
   while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) i++;
   /* Media bytes (0x47 sync, ISO boxes, ID3…) never start with '#': relay at once. */
-  int maybe = x->status == 200 && (i == n || p[i] == '#');
+  int maybe = (x->status == 200 || whole_range(x)) && (i == n || p[i] == '#');
   if (maybe && !final && n < SNIFF_MAX) return 0;
   if (maybe && hg_hls_is_playlist(x->body.data ? x->body.data : "", n)) {
     x->mode = M_BUFFER;
@@ -661,6 +676,7 @@ static int start_fetch(x_t *x) {
 /* ---- file source ---- */
 
 static void file_step(uv_fs_t *req);
+static void file_finish(x_t *x, int err, const char *msg);
 
 static void file_next(x_t *x, int step) {
   x->file.step = step;
@@ -688,9 +704,15 @@ static void file_next(x_t *x, int step) {
   x->file.req.data = x;
   if (rc < 0) { /* could not even queue it: behave as if it failed */
     x->file.busy = 0;
-    x->file.fd = step == F_CLOSE ? -1 : x->file.fd;
-    if (step == F_CLOSE) x_unref(x);
-    else src_done(x, rc, uv_strerror(rc));
+    if (step == F_CLOSE) { /* libuv refused to queue a close: close synchronously */
+      uv_fs_t r;
+      uv_fs_close(NULL, &r, x->file.fd, NULL);
+      uv_fs_req_cleanup(&r);
+      x->file.fd = -1;
+      x_unref(x);
+    } else {
+      file_finish(x, rc, uv_strerror(rc));
+    }
   }
 }
 
@@ -749,11 +771,18 @@ static void file_head(x_t *x, const uv_stat_t *st) {
   src_head(x, r > 0 ? 206 : 200, x->file.end - x->file.off);
 }
 
+/* The file source is over (err 0: all bytes sent): closes the fd if open (the close
+ * holds the fd reference) and reports the end (which drops the source reference). The
+ * exchange may be gone after this returns. */
 static void file_finish(x_t *x, int err, const char *msg) {
   x->file.abort = 1;
+  if (x->file.fd >= 0) file_next(x, F_CLOSE);
   src_done(x, err, msg);
 }
 
+/* One callback for every step of the file source: realpath(root) → realpath(path) →
+ * open → fstat → read… → close. References: the source holds one until it reports its
+ * end (or is aborted); an open fd holds another until its close completes. */
 static void file_step(uv_fs_t *req) {
   x_t *x = req->data;
   int step = x->file.step;
@@ -763,78 +792,90 @@ static void file_step(uv_fs_t *req) {
   int escaped = 0;
   if (step == F_PATH && res >= 0) {
     /* Security: the resolved path (symlinks followed) must stay inside the root. */
-    const char *real = req->ptr, *root = x->file.root_real ? x->file.root_real : "";
+    const char *real = req->ptr, *root = x->file.root_real ? x->file.root_real : "/nonexistent";
     size_t rl = strlen(root);
-    escaped = strncmp(real, root, rl) != 0 || (real[rl] != '/' && real[rl] != '\0' && !(rl == 1));
+    if (rl == 1) rl = 0; /* root is "/": everything is inside */
+    escaped = strncmp(real, root, rl) != 0 || (real[rl] != '/' && real[rl] != '\0');
     if (!escaped) {
       hg_buf_clear(&x->tmp);
       hg_buf_puts(&x->tmp, real);
     }
   }
-  if (step == F_OPEN && res >= 0) x->file.fd = (uv_file)res;
+  if (step == F_OPEN && res >= 0) {
+    x->file.fd = (uv_file)res;
+    x->refs++; /* the fd reference */
+  }
   uv_stat_t st = req->statbuf;
   uv_fs_req_cleanup(req);
   if (step == F_CLOSE) {
     x->file.fd = -1;
-    x_unref(x);
+    x_unref(x); /* the fd reference */
     return;
   }
-  if (x->file.abort) { /* the exchange no longer wants data */
+  if (x->file.abort) { /* aborted while this request was in flight */
     if (x->file.fd >= 0) file_next(x, F_CLOSE);
-    else x_unref(x);
+    x_unref(x); /* the source reference source_abort left to us */
     return;
   }
   if (res < 0 && step != F_READ) {
-    if (res == UV_ENOENT || res == UV_ENOTDIR) src_head(x, 404, 0), file_finish(x, 0, NULL);
-    else file_finish(x, (int)res, uv_strerror((int)res));
+    if (res == UV_ENOENT || res == UV_ENOTDIR || res == UV_EISDIR) {
+      src_head(x, 404, 0);
+      file_finish(x, 0, NULL);
+    } else {
+      file_finish(x, (int)res, uv_strerror((int)res));
+    }
     return;
   }
   switch (step) {
-  case F_ROOT: file_next(x, F_PATH); break;
+  case F_ROOT:
+    file_next(x, F_PATH);
+    return;
   case F_PATH:
-    if (escaped) src_head(x, 404, 0), file_finish(x, 0, NULL);
-    else file_next(x, F_OPEN);
-    break;
-  case F_OPEN: file_next(x, F_STAT); break;
+    if (escaped) {
+      src_head(x, 404, 0);
+      file_finish(x, 0, NULL);
+    } else {
+      file_next(x, F_OPEN);
+    }
+    return;
+  case F_OPEN:
+    file_next(x, F_STAT);
+    return;
   case F_STAT:
     if (!S_ISREG(st.st_mode)) {
       src_head(x, 404, 0);
       file_finish(x, 0, NULL);
-      break;
+      return;
     }
     file_head(x, &st);
-    if (x->file.abort || x->mode == M_DONE) break;
     if (x->file.off >= x->file.end) {
       file_finish(x, 0, NULL);
-      break;
+      return;
     }
     x->file.buf = malloc(FILE_CHUNK);
     if (x->file.buf == NULL) file_finish(x, UV_ENOMEM, "out of memory");
     else file_next(x, F_READ);
-    break;
-  case F_READ:
+    return;
+  case F_READ: {
     if (res <= 0) { /* error, or the file shrank under us */
       file_finish(x, res < 0 ? (int)res : HG_EUPSTREAM, res < 0 ? uv_strerror((int)res) : "file truncated");
-      break;
+      return;
     }
     x->file.off += res;
     char *chunk = malloc((size_t)res);
     if (chunk == NULL) {
       file_finish(x, UV_ENOMEM, "out of memory");
-      break;
+      return;
     }
     memcpy(chunk, x->file.buf, (size_t)res);
-    src_data(x, chunk, (size_t)res);
-    if (x->file.abort) break; /* src_data ended the exchange; a close follows */
+    src_data(x, chunk, (size_t)res); /* the fd reference keeps x alive through this */
+    if (x->file.abort) return;       /* src_data stopped the source */
     if (x->file.off >= x->file.end) file_finish(x, 0, NULL);
     else if (!x->paused) file_next(x, F_READ);
-    break;
+    return;
   }
-  /* file_finish → src_done dropped the source reference; if the fd is open and no fs
-   * request is in flight, close it now (the close holds its own reference). */
-  if (x->file.abort && !x->file.busy && x->file.fd >= 0) {
-    x->refs++;
-    file_next(x, F_CLOSE);
+  default:
+    return;
   }
 }
 
@@ -865,9 +906,9 @@ static void source_abort(x_t *x) {
     x_unref(x);
   } else if (x->plan.origin == HG_ORIGIN_FILE && !x->file.abort) {
     x->file.abort = 1;
-    if (!x->file.busy) {
-      if (x->file.fd >= 0) file_next(x, F_CLOSE); /* the close keeps the source reference */
-      else x_unref(x);
+    if (!x->file.busy) { /* else the in-flight callback closes and drops the reference */
+      if (x->file.fd >= 0) file_next(x, F_CLOSE);
+      x_unref(x);
     }
   }
 }

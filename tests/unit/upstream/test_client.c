@@ -324,7 +324,9 @@ static int run_until(uv_loop_t *loop, const int *flag, uint64_t ms) {
   int expired = 0;
   uv_timer_init(loop, &t);
   t.data = &expired;
-  uv_timer_start(&t, on_expire, ms, 0);
+  /* Repeating: libuv 1.44's UV_RUN_ONCE runs due timers before it polls, and would then
+   * block forever if this timer were the last one. */
+  uv_timer_start(&t, on_expire, ms, 5);
   while (!*flag && !expired) uv_run(loop, UV_RUN_ONCE);
   uv_close((uv_handle_t *)&t, NULL);
   uv_run(loop, UV_RUN_NOWAIT);
@@ -415,6 +417,7 @@ static void r_done(void *ud, hg_fetch_t *f, int err, const char *msg) {
   r->err = err;
   r->t_done = uv_now(&r->e->loop);
   snprintf(r->msg, sizeof(r->msg), "%s", msg ? msg : "(null)");
+  if (getenv("UPTEST_VERBOSE")) fprintf(stderr, "  done %d %s (%d ms)\n", err, r->msg, (int)(r->t_done - r->t0));
 }
 
 static const hg_fetch_cbs_t CBS = {r_head, r_data, r_done};
@@ -962,7 +965,105 @@ HG_TEST(abort_early_and_head_cancel) {
   env_done(&e);
 }
 
+/* Many fetches at once through a small connection limit, with aborts at every stage and
+ * follow-up fetches started from on_done: each surviving fetch ends exactly once. */
+typedef struct stress_s {
+  env_t *e;
+  int started, done_ok, done_err, extra_dones, follow_ups;
+  int dones[64];
+  int aborted[64];
+  int live[64];
+  hg_fetch_t *f[64];
+} stress_t;
+
+static stress_t *g_stress;
+
+static int st_head(void *ud, hg_fetch_t *f, const hg_fetch_head_t *h) {
+  (void)h;
+  int i = (int)(intptr_t)ud;
+  if (i % 11 == 5) { /* abort from inside on_head */
+    g_stress->aborted[i] = 1;
+    hg_fetch_abort(f);
+  }
+  return 0;
+}
+
+static void st_data(void *ud, hg_fetch_t *f, char *data, size_t len) {
+  (void)ud;
+  (void)f;
+  (void)len;
+  free(data);
+}
+
+static void st_done(void *ud, hg_fetch_t *f, int err, const char *msg);
+static const hg_fetch_cbs_t ST_CBS = {st_head, st_data, st_done};
+
+static void st_start(int i) {
+  stress_t *st = g_stress;
+  const char *paths[] = {"/hello", "/r/2", "/interim", "/chunked-gzip"};
+  hg_fetch_opts_t o = opts_for(url(st->e, "127.0.0.1", paths[i % 4]));
+  o.max_redirects = 3;
+  o.accept_gzip = 1;
+  st->f[i] = hg_fetch_start(st->e->u, &o, &ST_CBS, (void *)(intptr_t)i);
+  st->live[i] = st->f[i] != NULL;
+  st->started++;
+}
+
+static void st_done(void *ud, hg_fetch_t *f, int err, const char *msg) {
+  (void)f;
+  (void)msg;
+  int i = (int)(intptr_t)ud;
+  stress_t *st = g_stress;
+  if (st->aborted[i] || st->dones[i]) st->extra_dones++;
+  st->dones[i]++;
+  if (err == 0) st->done_ok++;
+  else st->done_err++;
+  if (i < 16) { /* start another one from inside on_done */
+    st->follow_ups++;
+    st_start(i + 48);
+  }
+}
+
+HG_TEST(stress_concurrency) {
+  env_t e;
+  hg_upstream_config_t cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.max_conns_per_origin = 4;
+  cfg.max_idle_per_origin = 2;
+  env_init(&e, &cfg);
+  stress_t st;
+  memset(&st, 0, sizeof(st));
+  st.e = &e;
+  g_stress = &st;
+  for (int i = 0; i < 48; i++) {
+    st_start(i);
+    if (i % 7 == 3) { /* abort right away: waiting for a slot or connecting */
+      st.aborted[i] = 1;
+      hg_fetch_abort(st.f[i]);
+    }
+  }
+  for (int k = 0; k < 200; k++) {
+    int open = 0;
+    for (int i = 0; i < 64; i++) open += st.live[i] && !st.dones[i] && !st.aborted[i];
+    if (open == 0) break;
+    run_for(&e.loop, 20);
+  }
+  int ended = 0, want = 0;
+  for (int i = 0; i < 64; i++) {
+    ended += st.dones[i];
+    want += st.live[i] && !st.aborted[i];
+  }
+  CHECK_INT(st.extra_dones, 0);
+  CHECK_INT(st.follow_ups, 13); /* 0..15 minus the three aborted ones */
+  CHECK_INT(st.started, 48 + 13);
+  CHECK_INT(ended, want);
+  CHECK_INT(st.done_err, 0);
+  CHECK(e.srv.accepts <= 4 + 8); /* the limit holds (plus reconnects after idle evictions) */
+  env_done(&e);
+}
+
 int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
   RUN(simple_get_and_headers);
   RUN(bad_starts_return_null);
   RUN(ssrf_denied);
@@ -979,5 +1080,6 @@ int main(void) {
   RUN(pause_resume_backpressure);
   RUN(abort_mid_body);
   RUN(abort_early_and_head_cancel);
+  RUN(stress_concurrency);
   return hgtest_done();
 }
