@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/listen.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/worker.h"
 #include "crypto/jwt.h"
 #include "lua/policy.h"
@@ -25,8 +26,7 @@ typedef struct app_s {
   int nworkers;
   uv_signal_t sig_hup, sig_term, sig_int;
   hg_policy_limits_t limits;
-  hg_cache_t *cache;
-  unsigned long reloads_ok, reloads_failed;
+  hg_worker_shared_t shared;
 } app_t;
 
 /* Reads and compiles the policy as a reload would. Returns the source (one reference)
@@ -50,11 +50,11 @@ static void on_hup(uv_signal_t *h, int signum) {
   char err[512];
   hg_policy_src_t *src = load_checked(&app->cfg, &app->limits, err, sizeof(err));
   if (src == NULL) {
-    app->reloads_failed++;
+    hg_metrics_reload(0);
     hg_log(HG_LOG_ERROR, "reload failed, keeping the current policy: %s", err);
     return;
   }
-  app->reloads_ok++;
+  hg_metrics_reload(1);
   hg_log(HG_LOG_INFO, "reloading policy %s (version %s)", hg_policy_src_path(src),
          hg_policy_src_version(src));
   for (int i = 0; i < app->nworkers; i++) hg_worker_reload(app->workers[i], src);
@@ -105,8 +105,11 @@ static int run(app_t *app) {
   int *fds = calloc((size_t)nw * HG_MAX_LISTEN, sizeof(int));
   int admin_fd = -1, admin_port = 0;
   app->workers = calloc((size_t)nw, sizeof(*app->workers));
-  app->cache = hg_cache_new(cfg->cache_size, cfg->cache_max_object);
-  int rc = fds && app->workers && app->cache ? 0 : HG_ENOMEM;
+  app->shared.cache = hg_cache_new(cfg->cache_size, cfg->cache_max_object);
+  app->shared.metrics = calloc((size_t)nw, sizeof(hg_metrics_t));
+  app->shared.nworkers = (size_t)nw;
+  hg_metrics_set_version(hg_policy_src_version(src));
+  int rc = fds && app->workers && app->shared.cache && app->shared.metrics ? 0 : HG_ENOMEM;
   /* The admin listener is served by worker 1 only. */
   if (!rc && cfg->admin_listen) {
     admin_fd = hg_listen_socket(cfg->admin_listen, 0, &admin_port);
@@ -121,7 +124,7 @@ static int run(app_t *app) {
   }
   if (!rc) rc = open_sockets(cfg->listen, cfg->nlisten, nw, 1, fds);
   for (int i = 0; !rc && i < nw; i++) {
-    app->workers[i] = hg_worker_new(i + 1, cfg, app->cache, fds + i * HG_MAX_LISTEN, cfg->nlisten,
+    app->workers[i] = hg_worker_new(i + 1, cfg, &app->shared, fds + i * HG_MAX_LISTEN, cfg->nlisten,
                                     &admin_fd, i == 0 && admin_fd >= 0 ? 1 : 0);
     if (app->workers[i] == NULL) rc = HG_ENOMEM;
     else rc = hg_worker_start(app->workers[i], src);
@@ -133,7 +136,8 @@ static int run(app_t *app) {
     for (int i = 0; i < app->nworkers; i++) hg_worker_stop(app->workers[i]);
     for (int i = 0; i < nw && app->workers; i++) hg_worker_join_free(app->workers[i]);
     free(app->workers);
-    hg_cache_free(app->cache);
+    hg_cache_free(app->shared.cache);
+    free(app->shared.metrics);
     return 1;
   }
   hg_log(HG_LOG_INFO, "hlsgate %s ready: %d worker(s), policy %s", HG_VERSION, nw,
@@ -150,7 +154,8 @@ static int run(app_t *app) {
   uv_run(loop, UV_RUN_DEFAULT);
   for (int i = 0; i < app->nworkers; i++) hg_worker_join_free(app->workers[i]);
   free(app->workers);
-  hg_cache_free(app->cache);
+  hg_cache_free(app->shared.cache);
+  free(app->shared.metrics);
   uv_loop_close(loop);
   hg_log(HG_LOG_INFO, "stopped");
   return 0;

@@ -16,7 +16,14 @@ local M = {}
 function M.new(opts)
   local path = opts.path or "/proxy"
   local cors = opts.cors or util.cors("*")
-  return function(req)
+  local handle
+  -- Every answer of this recipe counts under the "proxy" route in /metrics.
+  local function handler(req)
+    local res = handle(req)
+    if type(res) == "table" then res.route = res.route or "proxy" end
+    return res
+  end
+  handle = function(req)
     if req.path ~= path then return nil end
     if req.method == "OPTIONS" then return cors.preflight(req) end
     local h = cors.headers(req)
@@ -45,6 +52,7 @@ function M.new(opts)
       timeout = opts.timeout,
     }
   end
+  return handler
 end
 
 --- M.from_env([overrides]) -> handler configured by the SPEC §9 environment variables.

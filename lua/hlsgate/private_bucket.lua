@@ -122,10 +122,15 @@ function M.new(opts)
     return plan
   end
 
+  local function label(res, route)
+    if type(res) == "table" then res.route = res.route or route end
+    return res
+  end
+
   return function(req)
-    if req.method == "OPTIONS" and opts.cors then return opts.cors.preflight(req) end
-    if req.path == token_path then return mint_endpoint(req) end
-    if req.path:sub(1, #mount) == mount then return stream(req) end
+    if req.method == "OPTIONS" and opts.cors then return label(opts.cors.preflight(req), "stream") end
+    if req.path == token_path then return label(mint_endpoint(req), "token") end
+    if req.path:sub(1, #mount) == mount then return label(stream(req), "stream") end
     return nil
   end
 end

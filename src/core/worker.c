@@ -21,7 +21,8 @@ struct hg_worker_s {
   int id;
   char name[16];
   const hg_config_t *cfg;
-  hg_cache_t *cache; /* shared */
+  const hg_worker_shared_t *shared;
+  hg_metrics_t *metrics; /* ours, in shared->metrics */
   int fds[HG_MAX_LISTEN];
   size_t nfds;
   int admin_fds[HG_MAX_LISTEN];
@@ -71,19 +72,57 @@ static void respond_error(hg_http_txn_t *txn, hg_request_t *req, int status, con
   hg_http_respond(txn, &res);
 }
 
+/* /metrics: the Prometheus text exposition of every worker's counters. */
+static void respond_metrics(hg_worker_t *w, hg_http_txn_t *txn, hg_request_t *req) {
+  hg_buf_t b = HG_BUF_INIT;
+  hg_metrics_t *all[1024];
+  size_t n = w->shared->nworkers < 1024 ? w->shared->nworkers : 1024;
+  for (size_t i = 0; i < n; i++) all[i] = &w->shared->metrics[i];
+  hg_metrics_render(&b, all, n, w->shared->cache);
+  hg_response_t res;
+  memset(&res, 0, sizeof(res));
+  res.status = 200;
+  res.body = hg_arena_strndup(req->arena, b.data ? b.data : "", b.len);
+  res.body_len = res.body ? b.len : 0;
+  hg_buf_free(&b);
+  hg_response_add_header(&res, "Content-Type", 12, "text/plain; version=0.0.4; charset=utf-8", 40);
+  hg_response_add_header(&res, "Cache-Control", 13, "no-store", 8);
+  hg_http_respond(txn, &res);
+}
+
+static void on_request_done(void *ud, const hg_request_t *req, int status, size_t bytes) {
+  hg_worker_t *w = ud;
+  uint64_t us = (uv_hrtime() - req->start_ns) / 1000;
+  hg_metrics_request(w->metrics, hg_metrics_route(req->route ? req->route : "policy"), status, bytes, us,
+                     (uint64_t)(req->log_upstream_ms * 1000));
+}
+
+static void on_connection(void *ud, int delta) {
+  hg_worker_t *w = ud;
+  hg_metrics_connections(w->metrics, delta);
+}
+
 static int path_is(const hg_request_t *req, const char *path) {
   size_t n = strlen(path);
   return req->path_len == n && memcmp(req->target, path, n) == 0;
 }
 
 /* Built-in endpoints, answered without the policy so health checks work even when a
- * policy misbehaves. Returns 1 if it answered. */
-static int builtin(hg_worker_t *w, hg_http_txn_t *txn, hg_request_t *req) {
+ * policy misbehaves. /metrics is on the main listeners unless an admin listener exists.
+ * Returns 1 if it answered. */
+static int builtin(hg_worker_t *w, hg_http_txn_t *txn, hg_request_t *req, int admin) {
+  if (path_is(req, "/metrics") && (admin || w->cfg->admin_listen == NULL)) {
+    req->route = "metrics";
+    respond_metrics(w, txn, req);
+    return 1;
+  }
   if (path_is(req, "/healthz")) {
+    req->route = "healthz";
     respond_static(txn, 200, json_ok);
     return 1;
   }
   if (path_is(req, "/readyz")) {
+    req->route = "readyz";
     respond_static(txn, w->draining ? 503 : 200, w->draining ? json_draining : json_ok);
     return 1;
   }
@@ -91,12 +130,12 @@ static int builtin(hg_worker_t *w, hg_http_txn_t *txn, hg_request_t *req) {
 }
 
 static void on_admin_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
-  if (!builtin(ud, txn, req)) respond_error(txn, req, 404, "not found");
+  if (!builtin(ud, txn, req, 1)) respond_error(txn, req, 404, "not found");
 }
 
 static void on_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
   hg_worker_t *w = ud;
-  if (builtin(w, txn, req)) return;
+  if (builtin(w, txn, req, 0)) return;
   hg_policy_t *policy = w->policy;
   hg_policy_retain(policy);
   req->log_policy = hg_policy_version(policy);
@@ -157,6 +196,7 @@ static void switch_policy(hg_worker_t *w, hg_policy_src_t *src) {
   }
   hg_policy_release(w->policy);
   w->policy = p;
+  if (w->id == 1) hg_metrics_set_version(hg_policy_version(p));
   hg_log(HG_LOG_DEBUG, "policy %s active", hg_policy_version(p));
 }
 
@@ -211,13 +251,16 @@ static void worker_main(void *arg) {
       .send_timeout_ms = 60000,
   };
   char perr[256] = "";
-  int prc = hg_pipeline_ctx_init(&w->pipeline, &w->loop, w->cache, w->cfg->ca_file,
+  int prc = hg_pipeline_ctx_init(&w->pipeline, &w->loop, w->shared->cache, w->cfg->ca_file,
                                  w->cfg->max_playlist, perr, sizeof(perr));
   if (prc) hg_log(HG_LOG_ERROR, "upstream client: %s", perr);
   w->pipeline_ok = prc == 0;
   w->http = hg_http_server_new(&w->loop, &limits, on_request, w);
   if (w->nadmin) w->admin = hg_http_server_new(&w->loop, &limits, on_admin_request, w);
   int rc = prc ? prc : w->http == NULL || (w->nadmin && w->admin == NULL) ? UV_ENOMEM : 0;
+  hg_http_observer_t obs = {on_request_done, on_connection, w};
+  if (w->http) hg_http_server_observe(w->http, &obs);
+  if (w->admin) hg_http_server_observe(w->admin, &obs);
   if (!rc) rc = listen_all(w, w->http, w->fds, w->nfds);
   if (!rc && w->admin) rc = listen_all(w, w->admin, w->admin_fds, w->nadmin);
   w->start_rc = rc;
@@ -236,14 +279,15 @@ static void worker_main(void *arg) {
   w->policy = NULL;
 }
 
-hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, hg_cache_t *cache, const int *fds,
-                           size_t nfds, const int *admin_fds, size_t nadmin) {
+hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, const hg_worker_shared_t *shared,
+                           const int *fds, size_t nfds, const int *admin_fds, size_t nadmin) {
   hg_worker_t *w = calloc(1, sizeof(*w));
   if (w == NULL) return NULL;
   w->id = id;
   snprintf(w->name, sizeof(w->name), "w%d", id);
   w->cfg = cfg;
-  w->cache = cache;
+  w->shared = shared;
+  w->metrics = &shared->metrics[id - 1];
   memcpy(w->fds, fds, nfds * sizeof(int));
   w->nfds = nfds;
   if (nadmin) memcpy(w->admin_fds, admin_fds, nadmin * sizeof(int));

@@ -10,16 +10,23 @@
 
 #include "core/cache.h"
 #include "core/config.h"
+#include "core/metrics.h"
 #include "lua/policy.h"
 
 typedef struct hg_worker_s hg_worker_t;
 
-/* Returns a worker (not yet running) that will serve `fds` (its listening sockets; it
- * takes ownership) and, if nadmin > 0, `admin_fds` with only the built-in endpoints.
- * `cfg` and the shared `cache` (may be NULL) must outlive the worker. NULL on OOM.
- * Main thread. */
-hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, hg_cache_t *cache, const int *fds,
-                           size_t nfds, const int *admin_fds, size_t nadmin);
+/* What all workers share; owned by the main thread, outlives the workers. */
+typedef struct hg_worker_shared_s {
+  hg_cache_t *cache;       /* or NULL */
+  hg_metrics_t *metrics;   /* one per worker, indexed by worker id - 1 */
+  size_t nworkers;
+} hg_worker_shared_t;
+
+/* Returns worker `id` (1-based, not yet running) that will serve `fds` (its listening
+ * sockets; it takes ownership) and, if nadmin > 0, `admin_fds` with only the built-in
+ * endpoints. `cfg` and `shared` must outlive the worker. NULL on OOM. Main thread. */
+hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, const hg_worker_shared_t *shared,
+                           const int *fds, size_t nfds, const int *admin_fds, size_t nadmin);
 
 /* Starts the thread, which compiles `src` and starts accepting. Blocks until the worker
  * is serving. Returns 0, or HG_EPOLICY / a UV_E* code when it could not start (the

@@ -33,7 +33,8 @@ typedef struct hg_request_s {
   char client[64];       /* peer address, no port */
   int http_major, http_minor;
   uint64_t start_ns;     /* hrtime at the first byte */
-  /* Set by handlers for the access log (NULL / 0 when not applicable). */
+  /* Set by handlers for the access log and metrics (NULL / 0 when not applicable). */
+  const char *route;        /* route name ("stream", "proxy", "healthz", …) */
   const char *log_policy;   /* policy version that handled the request */
   const char *log_cache;    /* "hit", "miss", "stale", … */
   int log_upstream_status;

@@ -40,6 +40,7 @@ typedef struct conn_s {
   llhttp_t parser;
   int state;
   int handles;     /* open libuv handles (tcp, timer) */
+  int accepted;    /* counted in the connection gauge */
   int closing;     /* close started */
   int close_after; /* close once the current response is written */
   int reading;
@@ -87,6 +88,7 @@ struct hg_http_server_s {
   uint64_t rng[2];
   time_t date_sec;
   char date[40];
+  hg_http_observer_t obs;
 };
 
 static void conn_close(conn_t *c);
@@ -282,6 +284,7 @@ static void access_log(conn_t *c, int status, size_t bytes) {
   hg_buf_putc(&b, '}');
   if (b.data) hg_log_access(b.data, b.len);
   hg_buf_free(&b);
+  if (c->srv->obs.request_done) c->srv->obs.request_done(c->srv->obs.ud, req, status, bytes);
 }
 
 /* Frees the connection once nothing refers to it any more. */
@@ -292,6 +295,7 @@ static void conn_maybe_free(conn_t *c) {
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   s->nconns--;
+  if (c->accepted && s->obs.connection) s->obs.connection(s->obs.ud, -1);
   hg_arena_free(c->txn.req.arena);
   hg_buf_free(&c->in);
   hg_buf_free(&c->out);
@@ -702,6 +706,8 @@ static void on_connection(uv_stream_t *server, int status) {
   if (s->conns) s->conns->prev = c;
   s->conns = c;
   s->nconns++;
+  c->accepted = 1;
+  if (s->obs.connection) s->obs.connection(s->obs.ud, +1);
   uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -815,3 +821,5 @@ void hg_http_server_free(hg_http_server_t *s) {
 }
 
 size_t hg_http_server_connections(const hg_http_server_t *s) { return s->nconns; }
+
+void hg_http_server_observe(hg_http_server_t *s, const hg_http_observer_t *obs) { s->obs = *obs; }

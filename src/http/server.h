@@ -50,6 +50,17 @@ void hg_http_server_drain(hg_http_server_t *srv, uint64_t timeout_ms,
 /* Frees a drained server (after its done callback). */
 void hg_http_server_free(hg_http_server_t *srv);
 
+/* Optional observer of the server's life (metrics): request_done runs once per answered
+ * request, right after its access-log line; connection runs with +1/-1 as client
+ * connections open and close. On the server's thread. */
+typedef struct hg_http_observer_s {
+  void (*request_done)(void *ud, const hg_request_t *req, int status, size_t bytes);
+  void (*connection)(void *ud, int delta);
+  void *ud;
+} hg_http_observer_t;
+
+void hg_http_server_observe(hg_http_server_t *srv, const hg_http_observer_t *obs);
+
 /* Number of open client connections. */
 size_t hg_http_server_connections(const hg_http_server_t *srv);
 

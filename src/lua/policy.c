@@ -132,9 +132,9 @@ static int msgh(lua_State *L) {
 static int l_log(lua_State *L) {
   static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
   int level = luaL_checkoption(L, 1, NULL, levels);
+  int n = lua_gettop(L); /* before luaL_buffinit pushes its placeholder */
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  int n = lua_gettop(L);
   for (int i = 2; i <= n; i++) {
     if (i > 2) luaL_addchar(&b, ' ');
     luaL_tolstring(L, i, NULL);
@@ -734,6 +734,12 @@ int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res, 
   int result, is_plan = 0;
   if (lua_istable(L, -1)) {
     is_plan = lua_getfield(L, -1, "origin") != LUA_TNIL; /* a plan, not a response */
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "route") == LUA_TSTRING) { /* the metrics label */
+      size_t n;
+      const char *r = lua_tolstring(L, -1, &n);
+      req->route = hg_arena_strndup(req->arena, r, n);
+    }
     lua_pop(L, 1);
   }
   if (lua_isnil(L, -1)) {

@@ -403,11 +403,16 @@ static void on_fetch_timer(uv_timer_t *t) {
 
 /* Arms the fetch timer for `phase` (the read timeout is suspended while paused), capped
  * by the total deadline. Called again on every byte received. */
+/* a + b, saturating below UINT64_MAX (which timer_arm reads as "no deadline"). */
+static uint64_t add_sat(uint64_t a, uint64_t b) {
+  return b > UINT64_MAX - 1 - a ? UINT64_MAX - 1 : a + b;
+}
+
 static void timer_arm(hg_fetch_t *f, int phase) {
   uint64_t now = uv_now(f->u->loop), due = UINT64_MAX;
   f->phase = phase;
-  if (phase == T_CONNECT) due = now + f->connect_ms;
-  else if (phase == T_READ && !f->paused) due = now + f->read_ms;
+  if (phase == T_CONNECT) due = add_sat(now, f->connect_ms);
+  else if (phase == T_READ && !f->paused) due = add_sat(now, f->read_ms);
   if (f->total_due && f->total_due < due) due = f->total_due;
   if (due == UINT64_MAX) uv_timer_stop(&f->timer);
   else uv_timer_start(&f->timer, on_fetch_timer, due > now ? due - now : 0, 0);
@@ -1136,7 +1141,8 @@ static int on_headers_complete(llhttp_t *p) {
   f->head_done = 1;
   f->ev_head = 1;
   if (status == 204 || status == 304) f->clen = 0;
-  else if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED)) f->clen = (int64_t)p->content_length;
+  else if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED))
+    f->clen = (int64_t)p->content_length;
   else f->clen = -1;
   /* 1 = "no body": llhttp must be told that a HEAD response carries none. */
   return (f->head_method || status == 204 || status == 304) ? 1 : 0;
@@ -1244,7 +1250,8 @@ static void deliver_head(hg_fetch_t *f) {
   for (size_t i = 0; i < f->nh; i++) {
     const char *name = f->hstore.data + f->hidx[i].n;
     /* Decoded bodies have neither the encoding nor the encoded length. */
-    if (gzip && (strcasecmp(name, "content-encoding") == 0 || strcasecmp(name, "content-length") == 0))
+    if (gzip &&
+        (strcasecmp(name, "content-encoding") == 0 || strcasecmp(name, "content-length") == 0))
       continue;
     hv[n].name = name;
     hv[n].name_len = f->hidx[i].nl;
@@ -1658,7 +1665,10 @@ hg_fetch_t *hg_fetch_start(hg_upstream_t *u, const hg_fetch_opts_t *opts,
   if (u->fetches) u->fetches->prev = f;
   u->fetches = f;
   f->listed = 1;
-  if (f->total_ms) f->total_due = uv_now(u->loop) + f->total_ms;
+  /* The loop's clock is from the start of this iteration; whatever ran since (a policy,
+   * loading CAs) would otherwise be taken off this fetch's timeouts. */
+  uv_update_time(u->loop);
+  if (f->total_ms) f->total_due = add_sat(uv_now(u->loop), f->total_ms);
   hop_begin(f); /* errors from here on arrive through on_done, never synchronously */
   return f;
 }

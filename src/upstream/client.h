@@ -30,6 +30,8 @@ typedef struct hg_upstream_config_s {
  * more for the close callbacks). Loop thread. */
 hg_upstream_t *hg_upstream_new(uv_loop_t *loop, const hg_upstream_config_t *cfg, char *err,
                                size_t errlen);
+/* Every fetch not yet ended gets its on_done during this call: UV_ECANCELED, or the
+ * result it already had if on_done was only pending. Idle connections are closed. */
 void hg_upstream_close(hg_upstream_t *u);
 
 /* SSRF classes an address may fall in. A fetch may only connect to addresses whose
@@ -48,18 +50,24 @@ enum {
 int hg_upstream_addr_class(const struct sockaddr *sa);
 
 typedef struct hg_fetch_opts_s {
-  const char *method;          /* "GET" (default) or "HEAD" */
+  const char *method;          /* "GET" (default) or "HEAD"; anything else: start fails */
   const char *url;             /* absolute http(s) URL */
   const hg_header_t *headers;  /* extra request headers (Host, Connection, Accept-Encoding
                                 * and Content-Length are the client's) */
+                               /* A name that is not a token or a value with CR, LF or NUL
+                                * makes the start fail. User-Agent defaults to
+                                * "hlsgate/<version>". A redirect to another origin drops
+                                * Authorization, Proxy-Authorization and Cookie. */
   size_t nheaders;
   int allow;                   /* HG_ADDR_* classes allowed (0 = public addresses only) */
   const char *const *allow_hosts; /* NULL = any host; else host patterns ("*.example.com") */
+                               /* (case-insensitive; exactly "*" matches any host; a non-NULL
+                                * empty list allows none) */
   size_t nallow_hosts;
   int max_redirects;           /* 0 = do not follow; each hop re-checks hosts and addresses */
   int accept_gzip;             /* send Accept-Encoding: gzip and decode transparently */
   uint64_t connect_timeout_ms; /* DNS + TCP + TLS handshake (default 5000) */
-  uint64_t read_timeout_ms;    /* between bytes (default 10000) */
+  uint64_t read_timeout_ms;    /* between bytes (default 10000); suspended while paused */
   uint64_t total_timeout_ms;   /* whole exchange incl. body (0 = none) */
 } hg_fetch_opts_t;
 
@@ -69,6 +77,7 @@ typedef struct hg_fetch_head_s {
   const hg_header_t *headers;  /* valid during the on_head callback only */
   size_t nheaders;
   int64_t content_length;      /* -1 when unknown (chunked, close-delimited, or gzip-decoded) */
+                               /* (HEAD: the length the origin announced; 204/304: 0) */
   const char *final_url;       /* valid until the fetch ends */
 } hg_fetch_head_t;
 
@@ -83,7 +92,9 @@ typedef struct hg_fetch_cbs_s {
    * connection errors, HG_ETIMEOUT, HG_EDENIED (SSRF / host not allowed), HG_EUPSTREAM
    * (malformed response, TLS verification failure, too many redirects, bad gzip), or the
    * value on_head returned. `msg` says which origin and why, with no secret in it;
-   * valid during the callback only. The fetch is freed after on_done returns. */
+   * valid during the callback only. The fetch is freed after on_done returns.
+   * It never runs from inside hg_fetch_start or hg_fetch_resume: always from the loop
+   * (or from hg_upstream_close). */
   void (*on_done)(void *ud, hg_fetch_t *f, int err, const char *msg);
 } hg_fetch_cbs_t;
 

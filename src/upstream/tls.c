@@ -43,7 +43,8 @@ hg__tls_ctx_t *hg__tls_ctx_new(const char *ca_file, char *err, size_t errlen) {
         mbedtls_strerror(rc, m, sizeof(m));
         snprintf(err, errlen, "TLS: cannot load CA file %s: %s", ca_file, m);
       } else {
-        snprintf(err, errlen, "TLS: CA file %s: %d certificate(s) could not be parsed", ca_file, rc);
+        snprintf(err, errlen, "TLS: CA file %s: %d certificate(s) could not be parsed", ca_file,
+                 rc);
       }
       goto fail;
     }
@@ -57,7 +58,8 @@ hg__tls_ctx_t *hg__tls_ctx_new(const char *ca_file, char *err, size_t errlen) {
   /* Security: the peer must present a chain to one of our CAs that names the host. */
   mbedtls_ssl_conf_authmode(&ctx->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
   mbedtls_ssl_conf_ca_chain(&ctx->conf, &ctx->ca, NULL);
-  mbedtls_ssl_conf_min_version(&ctx->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_min_version(&ctx->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                               MBEDTLS_SSL_MINOR_VERSION_3); /* TLS 1.2 at least */
   mbedtls_ssl_conf_rng(&ctx->conf, mbedtls_ctr_drbg_random, &ctx->drbg);
   return ctx;
 fail:
