@@ -6,14 +6,15 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 ASAN_PRELOAD = $(shell gcc -print-file-name=libasan.so):$(shell gcc -print-file-name=libubsan.so)
 
-.PHONY: run build deps deps-test build-asan test test-unit test-lua test-e2e fuzz clean
+.PHONY: run build deps deps-test build-asan test test-unit test-lua test-e2e test-container fuzz clean
 
 deps:
 	@scripts/install-deps.sh run
 
 deps-test:
 	@scripts/install-deps.sh test
-	@if [ -f tests/package-lock.json ]; then cd tests && npm ci --silent --no-audit --no-fund; fi
+	@cd tests && npm ci --silent --no-audit --no-fund
+	@cd tests/container && npm ci --silent --no-audit --no-fund
 
 build: deps
 	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -33,6 +34,7 @@ test: build-asan
 	$(MAKE) --no-print-directory test-unit || rc=1; \
 	$(MAKE) --no-print-directory test-lua || rc=1; \
 	$(MAKE) --no-print-directory test-e2e || rc=1; \
+	$(MAKE) --no-print-directory test-container || rc=1; \
 	$(MAKE) --no-print-directory fuzz || rc=1; \
 	exit $$rc
 
@@ -44,6 +46,12 @@ test-lua:
 
 test-e2e:
 	@HLSGATE_BIN=$(CURDIR)/build/hlsgate node --test --test-concurrency=1 tests/e2e/
+
+# The Kubernetes manifests against the schemas, then the image built and run with podman
+# (it says loudly when this machine cannot run containers).
+test-container:
+	@node --test tests/container/
+	@tests/container/run.sh
 
 # Builds the libFuzzer targets with clang and runs each briefly (FUZZ_SECONDS) on its
 # seed corpus (tests/fuzz/corpus/<target>/, plus the shared playlists for the rewriter).

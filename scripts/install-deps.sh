@@ -7,7 +7,7 @@ set -euo pipefail
 # lua5.4 must be in the same apt line as lua-busted, or apt pulls lua5.2 for busted.
 run_pkgs=(build-essential cmake pkg-config ca-certificates liblua5.4-dev lua5.4 lua-cjson
           libuv1-dev node-llhttp libmbedtls-dev zlib1g-dev curl ffmpeg)
-test_pkgs=(lua-busted clang libclang-rt-14-dev)
+test_pkgs=(lua-busted clang libclang-rt-14-dev chromium openssl)
 
 want=("${run_pkgs[@]}")
 [ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")

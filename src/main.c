@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -24,7 +25,8 @@ typedef struct app_s {
   hg_config_t cfg;
   hg_worker_t **workers;
   int nworkers;
-  uv_signal_t sig_hup, sig_term, sig_int;
+  uv_signal_t sig_hup, sig_term, sig_int, sig_chld;
+  int reaper; /* PID 1: reap re-parented orphans */
   hg_policy_limits_t limits;
   hg_worker_shared_t shared;
 } app_t;
@@ -61,6 +63,15 @@ static void on_hup(uv_signal_t *h, int signum) {
   hg_policy_src_release(src);
 }
 
+/* As PID 1 (a container's init) orphans are re-parented to us: reap them so they never
+ * linger as zombies. hlsgate starts no children of its own, so nothing else is lost. */
+static void on_chld(uv_signal_t *h, int signum) {
+  (void)h;
+  (void)signum;
+  while (waitpid(-1, NULL, WNOHANG) > 0) {
+  }
+}
+
 static void on_stop(uv_signal_t *h, int signum) {
   app_t *app = h->data;
   hg_log(HG_LOG_INFO, "%s: draining (up to %llu ms)", signum == SIGINT ? "SIGINT" : "SIGTERM",
@@ -69,6 +80,7 @@ static void on_stop(uv_signal_t *h, int signum) {
   uv_close((uv_handle_t *)&app->sig_hup, NULL);
   uv_close((uv_handle_t *)&app->sig_term, NULL);
   uv_close((uv_handle_t *)&app->sig_int, NULL);
+  if (app->reaper) uv_close((uv_handle_t *)&app->sig_chld, NULL);
 }
 
 /* Opens one socket per (worker, address); port 0 is resolved by the first worker's
@@ -151,6 +163,13 @@ static int run(app_t *app) {
   uv_signal_start(&app->sig_hup, on_hup, SIGHUP);
   uv_signal_start(&app->sig_term, on_stop, SIGTERM);
   uv_signal_start(&app->sig_int, on_stop, SIGINT);
+  if (getpid() == 1) {
+    app->reaper = 1;
+    uv_signal_init(loop, &app->sig_chld);
+    app->sig_chld.data = app;
+    uv_signal_start(&app->sig_chld, on_chld, SIGCHLD);
+    on_chld(&app->sig_chld, SIGCHLD); /* any that exited before we listened */
+  }
   uv_run(loop, UV_RUN_DEFAULT);
   for (int i = 0; i < app->nworkers; i++) hg_worker_join_free(app->workers[i]);
   free(app->workers);

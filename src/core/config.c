@@ -1,7 +1,9 @@
 /* config.c — command line parsing (see config.h). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "core/config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +50,22 @@ static int parse_num(const char *s, double max, double *out) {
   return 0;
 }
 
+/* The CPUs this process may really use: the affinity mask (taskset, cpusets), capped by
+ * a cgroup v2 CPU quota (containers' --cpus / Kubernetes limits), rounded up. */
 static long ncpu(void) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  cpu_set_t set;
+  long n = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
+  FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+  if (f) {
+    long long quota, period;
+    char max[8];
+    if (fscanf(f, "%7s %lld", max, &period) == 2 && strcmp(max, "max") != 0 && period > 0) {
+      quota = atoll(max);
+      long q = (long)((quota + period - 1) / period);
+      if (q >= 1 && q < n) n = q;
+    }
+    fclose(f);
+  }
   return n > 0 ? n : 1;
 }
 

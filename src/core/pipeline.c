@@ -446,6 +446,9 @@ static void src_head(x_t *x, int status, int64_t clen) {
   x->req->log_upstream_ms = (double)(uv_hrtime() - x->up_start) / 1e6;
   if (status == 200 || status == 206) x->mode = M_SNIFF;
   else x->mode = M_ERRBODY;
+  /* Not storable (known too big, or not a 200): do not even start copying it. */
+  if (x->fill && (status != 200 || (clen >= 0 && (uint64_t)clen > hg_cache_max_object(x->ctx->cache))))
+    x->tee_failed = 1;
 }
 
 /* Keeps the upstream headers worth relaying (arena copies). */
@@ -664,7 +667,8 @@ static int start_fetch(x_t *x) {
     o.allow_hosts = p->allow_hosts;
     o.nallow_hosts = p->nallow_hosts;
     o.max_redirects = p->max_redirects;
-    o.accept_gzip = 1;
+    /* A gzip-encoded 206 cannot be decoded on its own: ask for identity with ranges. */
+    o.accept_gzip = hg_request_header(x->req, "Range") == NULL;
     x->fetch = hg_fetch_start(x->ctx->upstream, &o, &fetch_cbs, x);
   }
   hg_buf_free(&url);

@@ -17,6 +17,7 @@ int hg__lua_open_jwt(lua_State *L);    /* JWT sign/verify */
 int hg__lua_open_s3(lua_State *L);     /* SigV4 header signing and presigning */
 int hg__lua_open_url(lua_State *L);    /* RFC 3986 parse/resolve/encode, queries, paths */
 int hg__lua_open_hls(lua_State *L);    /* playlist rewriter */
+int hg__lua_open_shared(lua_State *L); /* dictionary shared by workers, kept across reloads */
 
 /* Pushes the `hlsgate` module table (all areas above, plus `version`). Returns 1. */
 int hg__lua_open_module(lua_State *L);

@@ -14,7 +14,7 @@ int hg__lua_open_module(lua_State *L) {
   } areas[] = {
       {"crypto", hg__lua_open_crypto}, {"jwt", hg__lua_open_jwt},
       {"s3", hg__lua_open_s3},         {"url", hg__lua_open_url},
-      {"hls", hg__lua_open_hls},
+      {"hls", hg__lua_open_hls},       {"shared", hg__lua_open_shared},
   };
   /* The http area's constructors (response, json, error) live at the top level. */
   hg__lua_open_http(L);

@@ -500,8 +500,12 @@ static void pool_put(conn_t *c) {
   c->fetch = NULL;
   c->state = C_IDLE;
   c->keepalive = 0;
-  hg_buf_free(&c->rx); /* idle conns keep no read buffer */
+  hg_buf_free(&c->rx); /* idle conns keep no read buffers */
   c->rx_off = 0;
+  if (c->tls_on) {
+    hg_buf_free(&c->tls.in); /* empty: conn_release checked that nothing is pending */
+    c->tls.in_off = 0;
+  }
   for (hg_fetch_t **pp = &o->waiters; *pp; pp = &(*pp)->wnext) {
     hg_fetch_t *w = *pp;
     if (c->addr_class & ~w->allow) continue;
@@ -924,10 +928,9 @@ static void hop_connect(hg_fetch_t *f, origin_t *o) {
   }
   size_t limit = u->cfg.max_conns_per_origin;
   if (limit && o->nslots >= limit && o->idle) {
-    /* Only idle conns this fetch may not use (address class) hold the slots: evict the
-     * oldest. Closing it cannot hand its slot to a waiter: there is none while idle
-     * conns exist that those waiters could use — and if they could not, they keep
-     * waiting behind us, which is fine. */
+    /* At the limit, and the idle conns are ones this fetch may not reuse (another
+     * address class): close the least recently used to make room. Its slot goes to an
+     * earlier waiter if there is one; this fetch then queues behind it. */
     conn_t *old = o->idle;
     while (old->inext) old = old->inext;
     o->refs++; /* keep the origin across the close */

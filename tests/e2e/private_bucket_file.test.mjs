@@ -41,7 +41,7 @@ describe('private bucket over a local directory (default policy)', () => {
   it('plays to the end with ffmpeg, every request answered 2xx', async () => {
     const t = token({ pfx: 'videos/a' });
     const from = gw.stdoutText.length;
-    const r = ffplay(`${gw.base}/stream/hls/master.m3u8?token=${t}`);
+    const r = await ffplay(`${gw.base}/stream/hls/master.m3u8?token=${t}`);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(r.failures, []);
     await waitFor(() => gw.stdoutText.length > from, 2000, 'no access log');
@@ -170,7 +170,7 @@ describe("the README's first command", () => {
     try {
       await waitFor(() => / ready: /.test(err), 90000, () => `demo did not start:\n${err}`);
       const url = /(http:\/\/127\.0\.0\.1:\d+\/stream\/hls\/master\.m3u8\?token=\S+)/.exec(err)[1];
-      const r = ffplay(url);
+      const r = await ffplay(url);
       assert.equal(r.status, 0, r.stderr);
       assert.deepEqual(r.failures, []);
     } finally {

@@ -66,7 +66,7 @@ export async function startGateway({ policy, policyFile, args = [], env = {}, wo
   await waitFor(() => gw.exited || / ready: /.test(gw.stderrText), timeoutMs,
                 () => `gateway did not start:\n${gw.stderrText}`);
   if (gw.exited) throw new Error(`gateway exited ${JSON.stringify(gw.exited)}:\n${gw.stderrText}`);
-  gw.port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(gw.stderrText)[1]);
+  gw.port = Number(/main: listening on 127\.0\.0\.1:(\d+)/.exec(gw.stderrText)[1]);
   return gw;
 }
 

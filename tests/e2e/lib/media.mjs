@@ -1,5 +1,5 @@
 // media.mjs — real HLS test media made with ffmpeg, and ffmpeg as a real player.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -51,13 +51,23 @@ export function listFiles(dir, base = dir) {
 /**
  * Plays `url` to the end with ffmpeg (every stream copied to a null muxer). ffmpeg
  * exits 0 even when a segment fails, so its log is scanned for failures too.
+ * Asynchronous on purpose: origins served by this test process must keep running.
  */
 export function ffplay(url, { timeout = 60000 } = {}) {
-  const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'warning', '-i', url,
-                                 '-map', '0', '-c', 'copy', '-f', 'null', '-'],
-                      { encoding: 'utf8', timeout });
-  const failures = r.stderr.split('\n').filter((l) =>
-    /Failed to open segment|HTTP error|Server returned|Invalid data|Error|error/i.test(l) &&
-    !/non monotonically increasing dts/i.test(l));
-  return { status: r.status, stderr: r.stderr, failures };
+  return new Promise((resolve) => {
+    const p = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'warning', '-i', url,
+                               '-map', '0', '-c', 'copy', '-f', 'null', '-'],
+                    { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.setEncoding('utf8');
+    p.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeout);
+    p.on('close', (status) => {
+      clearTimeout(timer);
+      const failures = stderr.split('\n').filter((l) =>
+        /Failed to open segment|HTTP error|Server returned|Invalid data|Error|error/i.test(l) &&
+        !/non monotonically increasing dts/i.test(l));
+      resolve({ status, stderr, failures });
+    });
+  });
 }
