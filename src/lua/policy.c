@@ -541,6 +541,37 @@ static int rd_pairs(reader_t *r, const char *field, hg_header_t *out, size_t cap
   return 0;
 }
 
+/* origin.allow_private: true (every address class), false/nil (public addresses only),
+ * or a list of classes: "loopback", "private", "linklocal", "unspecified", "other". */
+static int rd_allow(reader_t *r, int *mask) {
+  static const char *const names[] = {"loopback", "private", "linklocal", "unspecified", "other", NULL};
+  lua_State *L = r->L;
+  lua_getfield(L, r->t, "allow_private");
+  *mask = 0;
+  if (lua_isboolean(L, -1)) {
+    *mask = lua_toboolean(L, -1) ? -1 : 0;
+  } else if (lua_istable(L, -1)) {
+    for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+      const char *s = lua_tostring(L, -1);
+      int bit = -1;
+      for (int k = 0; s && names[k]; k++)
+        if (strcmp(s, names[k]) == 0) bit = k;
+      lua_pop(L, 1);
+      if (bit < 0) {
+        lua_pop(L, 1);
+        return rd_fail(r, "allow_private", "true or a list of loopback, private, linklocal, unspecified, other");
+      }
+      *mask |= 1 << bit; /* the HG_ADDR_* bit order */
+    }
+    lua_pop(L, 1); /* the nil */
+  } else if (!lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return rd_fail(r, "allow_private", "a boolean or a list of address classes");
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
 static int parse_action(lua_State *L, int idx) {
   static const char *const names[] = {"keep", "drop", "absolute", "proxy", "presign", NULL};
   const char *s = lua_tostring(L, idx);
@@ -586,12 +617,10 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
     }
   } else if (type && strcmp(type, "http") == 0) {
     plan->origin = HG_ORIGIN_HTTP;
-    int allow_private = 0;
-    if (rd_str(&o, "url", &plan->url) || rd_bool(&o, "allow_private", &allow_private) ||
+    if (rd_str(&o, "url", &plan->url) || rd_allow(&o, &plan->allow_private) ||
         rd_pairs(&o, "headers", plan->req_headers, 16, &plan->nreq_headers))
       return -1;
     if (rd_int(&o, "max_redirects", 0, 20, &v) == 0) plan->max_redirects = (int)v; else return -1;
-    plan->allow_private = allow_private ? -1 : 0; /* every address class */
     int hosts = rd_table(&o, "allow_hosts");
     if (hosts < 0) return -1;
     if (hosts) {

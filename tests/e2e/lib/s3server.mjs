@@ -65,8 +65,12 @@ export async function startS3Server({ bucket, accessKey = DEFAULT_KEY, secretKey
     allowMismatchedSignatures: false,
     resetOnClose: false,
   });
-  // First in the chain: unsigned requests never reach s3rver (CORS preflights do).
+  // First in the chain: unsigned requests never reach s3rver (CORS preflights do). Every
+  // request is logged so tests can see who fetched what, and how it was signed.
+  const requests = [];
   server.middleware.unshift(async (ctx, next) => {
+    requests.push({ method: ctx.method, path: ctx.path, query: { ...ctx.query },
+                    presigned: 'X-Amz-Signature' in ctx.query, headerSigned: !!ctx.get('authorization') });
     if (ctx.method === 'OPTIONS' || isSigned(ctx)) return next();
     accessDenied(ctx);
   });
@@ -79,6 +83,7 @@ export async function startS3Server({ bucket, accessKey = DEFAULT_KEY, secretKey
     accessKey,
     secretKey,
     directory,
+    requests,
     /** Stores an object directly (no HTTP), resolving once it is on disk. */
     async putObject(key, body, contentType = 'binary/octet-stream') {
       const content = Readable.from([Buffer.isBuffer(body) ? body : Buffer.from(body)]);
