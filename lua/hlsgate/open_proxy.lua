@@ -40,7 +40,8 @@ function M.new(opts)
     local origin = hg.url.origin(url)
     if not origin then return util.deny(400, "url must be an absolute http(s) URL", h) end
     local base = opts.public_url or ("http://" .. (req.headers.host or "localhost"))
-    local last = url:match("^[^?#]*/([^/?#]+)") or "index"
+    local u = hg.url.parse(url) -- parses: hg.url.origin accepted it
+    local last = u and u.path:match("([^/]+)$") or "index" -- the last path segment
     return {
       origin = { type = "http", url = url, headers = opts.headers, allow_private = opts.allow_private,
                  allow_hosts = opts.allow_hosts, max_redirects = 5 },

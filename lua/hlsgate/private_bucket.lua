@@ -19,10 +19,13 @@ local PLAYLIST_CLASSES = { "playlist", "iframe_playlist", "image_playlist", "ren
                            "preload_hint", "session_data", "steering", "asset_list" }
 local MEDIA_CLASSES = { "segment", "part", "key", "session_key", "map", "asset" }
 
---- M.mint(secret, prefix, ttl [, now]) -> token, expires_at
-function M.mint(secret, prefix, ttl, now)
+--- M.mint(secret, prefix, ttl [, now [, kid]]) -> token, expires_at
+-- With `kid`, the token's header names the key (needed when the verifier's key table
+-- holds `kid = secret` entries, which are only tried for tokens carrying that kid).
+function M.mint(secret, prefix, ttl, now, kid)
   local exp = (now or os.time()) + ttl
-  local token = assert(hg.jwt.sign({ sub = "hls", pfx = prefix, exp = exp }, secret, { alg = "HS256" }))
+  local token = assert(hg.jwt.sign({ sub = "hls", pfx = prefix, exp = exp }, secret,
+                                   { alg = "HS256", kid = kid }))
   return token, exp
 end
 
@@ -67,9 +70,14 @@ function M.new(opts)
     if not ttl or ttl < 1 or ttl > 31536000 then return util.deny(400, "ttl must be 1..31536000") end
     local path = body.path or "master.m3u8"
     if type(path) ~= "string" or not hg.url.join_key("", path) then return util.deny(400, "bad path") end
+    if not keys then return util.deny(503, "HLSGATE_JWT_SECRET is not configured") end
     local prefix = body.prefix:gsub("/+$", "")
-    local secret = type(keys) == "table" and keys[opts.kid or next(keys)] or keys
-    local token, exp = M.mint(secret, prefix, math.floor(ttl))
+    local secret, kid = keys, nil
+    if type(keys) == "table" then -- sign with opts.kid, else the first array key
+      kid = opts.kid or (keys[1] == nil and next(keys) or nil)
+      secret = kid and keys[kid] or keys[1]
+    end
+    local token, exp = M.mint(secret, prefix, math.floor(ttl), nil, kid)
     return hg.json(200, {
       token = token,
       url = mount .. path .. "?token=" .. token,

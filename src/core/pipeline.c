@@ -31,6 +31,7 @@
 #define RELAY_HIGH (1 << 20)  /* pause the source above this much queued for the client */
 #define FILE_CHUNK (64 * 1024)
 #define ERRBODY_MAX 8192
+#define LLHLS_TIMEOUT_MS 30000 /* room for 3 × a target duration of up to 10 s */
 
 enum { M_SNIFF, M_BUFFER, M_RELAY, M_ERRBODY, M_DONE };
 enum { F_ROOT, F_PATH, F_OPEN, F_STAT, F_READ, F_CLOSE };
@@ -663,6 +664,10 @@ static int start_fetch(x_t *x) {
     o.url = p->url;
     o.headers = h;
     o.nheaders = nh;
+    /* SPEC §5: an LL-HLS blocking reload may wait up to three target durations at the
+     * origin before it answers; give directed requests room (LLHLS_TIMEOUT_MS). */
+    if ((strstr(p->url, "_HLS_msn=") || strstr(p->url, "_HLS_part=")) && o.read_timeout_ms < LLHLS_TIMEOUT_MS)
+      o.read_timeout_ms = LLHLS_TIMEOUT_MS;
     o.allow = p->allow_private;
     o.allow_hosts = p->allow_hosts;
     o.nallow_hosts = p->nallow_hosts;

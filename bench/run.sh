@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# bench/run.sh — hlsgate's comparative benchmarks (SPEC §11), one command:
+#
+#   bench/run.sh                 # as root on Debian 12; ~5 minutes; prints the table
+#
+# It installs what it needs (apt: nginx-light, wrk, python3-flask and friends, the build
+# dependencies; npm ci in bench/peers/node), builds Release, generates the test data, starts
+# nginx (static + proxy_pass), hlsgate, the seed's Flask proxy and @warren-bank/hls-proxy on
+# 127.0.0.1 only, runs the same wrk load against each (a warm-up first), measures idle
+# keep-alive memory, stops everything (also on failure or Ctrl-C) and prints req/s, MB/s,
+# server CPU and the ratios SPEC §11 asks for. Not run by CI. Results: bench/RESULTS.md.
+#
+# Knobs (environment): BENCH_DURATION (10 s per measurement), BENCH_WARMUP (2 s),
+# BENCH_CONNS (32), BENCH_THREADS (1, wrk threads), BENCH_IDLE_CONNS (10000),
+# BENCH_PORT_BASE (18400: uses BASE+1..BASE+12), BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1,
+# BENCH_KEEP_TMP=1 (keep the temp dir with logs and bodies).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+BIN=$ROOT/build/release/hlsgate
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+CONNS=${BENCH_CONNS:-32}
+THREADS=${BENCH_THREADS:-1}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+BASE=${BENCH_PORT_BASE:-18400}
+P_ORIGIN=$((BASE + 1))   # nginx: static files, origin, "S3 endpoint"
+P_NGPROXY=$((BASE + 2))  # nginx: proxy_pass to P_ORIGIN
+P_HG=$((BASE + 3))       # hlsgate, 2 workers
+P_HG1=$((BASE + 4))      # hlsgate, 1 worker
+P_HGIDLE=$((BASE + 5))   # hlsgate, fresh process for the idle-connection test
+P_FLASK=$((BASE + 6))    # the seed article's Flask proxy
+P_HLSD=$((BASE + 7))     # @warren-bank/hls-proxy
+PYTHON=/usr/bin/python3  # Debian's, with python3-flask (not a pyenv/venv one)
+SECRET=bench-jwt-secret-0123456789abcdef
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# ---- processes: every one we start is recorded and stopped on exit ----
+PIDS=()
+TMP=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ -n "$TMP" && -d "$TMP" ]]; then
+    if [[ "${BENCH_KEEP_TMP:-0}" == 1 || $rc -ne 0 ]]; then log "logs kept in $TMP"; else rm -rf "$TMP"; fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD... — runs CMD in the background, logs to $TMP/NAME.{out,err}
+start() {
+  local name=$1; shift
+  "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  PIDS+=($!)
+  LAST_PID=$!
+}
+
+wait_http() { # wait_http URL [seconds]
+  local i
+  for i in $(seq $((${2:-10} * 10))); do
+    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.1
+  done
+  die "no answer from $1"
+}
+
+# ---- 1. dependencies ----
+install_deps() {
+  local need=()
+  command -v nginx >/dev/null || need+=(nginx-light)
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v curl >/dev/null || need+=(curl)
+  command -v cmake >/dev/null || need+=(cmake)
+  command -v cc >/dev/null || need+=(build-essential)
+  command -v node >/dev/null || need+=(nodejs)
+  command -v npm >/dev/null || need+=(npm)
+  command -v pkg-config >/dev/null || need+=(pkg-config)
+  [[ -x $PYTHON ]] || need+=(python3)
+  local p
+  for p in liblua5.4-dev lua5.4 libuv1-dev node-llhttp libmbedtls-dev lua-cjson ca-certificates \
+           python3-flask python3-requests python3-m3u8 python3-cachetools python3-flask-cors; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+  done
+  if ((${#need[@]})); then
+    log "apt-get install ${need[*]}"
+    [[ $(id -u) == 0 ]] || die "need root (or install: ${need[*]})"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  if [[ ! -d $BENCH/peers/node/node_modules/@warren-bank/hls-proxy ]]; then
+    log "npm ci in bench/peers/node"
+    (cd "$BENCH/peers/node" && npm ci --no-audit --no-fund --silent)
+  fi
+}
+[[ "${BENCH_SKIP_INSTALL:-0}" == 1 ]] || install_deps
+
+# ---- 2. build ----
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+  log "building Release (build/release)"
+  cmake -S "$ROOT" -B "$ROOT/build/release" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$ROOT/build/release" -j2 >/dev/null
+fi
+[[ -x $BIN ]] || die "$BIN missing"
+
+TMP=$(mktemp -d /tmp/hlsgate-bench.XXXXXX)
+chmod 755 "$TMP" # nginx workers run as nobody
+cc -O2 -o "$TMP/idle_conns" "$BENCH/idle_conns.c"
+
+# 10,000 idle connections need file descriptors (server and client inherit this).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+(($(ulimit -n) > IDLE_CONNS + 100)) || die "ulimit -n is $(ulimit -n): need more than $IDLE_CONNS"
+
+# ---- 3. test data ----
+DATA=$TMP/data
+VOD=$DATA/bench/vod # bucket "bench", prefix "vod" (path-style S3 key layout)
+mkdir -p "$VOD" "$DATA/static"
+{
+  printf '#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n'
+  for i in $(seq -f '%05g' 0 999); do printf '#EXTINF:4.000,\nseg_%s.ts\n' "$i"; done
+  printf '#EXT-X-ENDLIST\n'
+} >"$VOD/media_1000.m3u8"
+cat >"$VOD/master.m3u8" <<'EOF'
+#EXTM3U
+#EXT-X-VERSION:4
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="English",LANGUAGE="en",DEFAULT=YES,AUTOSELECT=YES,URI="audio/en/index.m3u8"
+#EXT-X-STREAM-INF:BANDWIDTH=800000,AVERAGE-BANDWIDTH=700000,RESOLUTION=640x360,CODECS="avc1.4d401e,mp4a.40.2",AUDIO="aud"
+360p/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=1400000,AVERAGE-BANDWIDTH=1200000,RESOLUTION=854x480,CODECS="avc1.4d401f,mp4a.40.2",AUDIO="aud"
+480p/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=2800000,AVERAGE-BANDWIDTH=2500000,RESOLUTION=1280x720,CODECS="avc1.4d401f,mp4a.40.2",AUDIO="aud"
+720p/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=5000000,AVERAGE-BANDWIDTH=4500000,RESOLUTION=1920x1080,CODECS="avc1.640028,mp4a.40.2",AUDIO="aud"
+1080p/index.m3u8
+EOF
+head -c $((2 * 1024 * 1024)) /dev/urandom >"$VOD/seg_2mb.ts"
+chmod -R a+rX "$DATA"
+
+# ---- 4. servers ----
+NGWORKERS=2 # hlsgate's default is one worker per CPU: same for nginx
+sed -e "s#@TMP@#$TMP#g" -e "s#@DATA@#$DATA#g" -e "s#@ORIGIN_PORT@#$P_ORIGIN#g" \
+    -e "s#@PROXY_PORT@#$P_NGPROXY#g" -e "s#@WORKERS@#$NGWORKERS#g" \
+    -e "s#@ACCESS_LOG@#/dev/null#g" \
+    "$BENCH/nginx.conf.in" >"$TMP/nginx.conf"
+log "starting nginx on 127.0.0.1:$P_ORIGIN (static) and :$P_NGPROXY (proxy_pass)"
+start nginx nginx -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf"
+NGINX_PID=$LAST_PID
+wait_http "http://127.0.0.1:$P_ORIGIN/bench/vod/master.m3u8"
+wait_http "http://127.0.0.1:$P_NGPROXY/bench/vod/master.m3u8"
+
+ORIGIN=http://127.0.0.1:$P_ORIGIN
+HG_ENV=(env HLSGATE_JWT_SECRET=$SECRET S3_ENDPOINT=$ORIGIN S3_BUCKET=bench S3_REGION=us-east-1
+        AWS_ACCESS_KEY_ID=AKIABENCHEXAMPLE0000 AWS_SECRET_ACCESS_KEY=bench/secret/key/for/presign/only/000
+        S3_PATH_STYLE=true HLSGATE_ALLOW_PRIVATE=1 HLSGATE_PRESIGN_TTL=86400)
+start_hlsgate() { # NAME PORT WORKERS
+  log "starting hlsgate ($3 worker(s)) on 127.0.0.1:$2"
+  # Access log (JSON, stdout) to /dev/null as nginx's: both still format and write() it.
+  "${HG_ENV[@]}" "$BIN" --listen "127.0.0.1:$2" --workers "$3" --policy "$BENCH/policies/bench.lua" \
+    --drain-timeout 2 >/dev/null 2>"$TMP/$1.err" &
+  PIDS+=($!)
+  LAST_PID=$!
+  wait_http "http://127.0.0.1:$2/healthz"
+}
+start_hlsgate hlsgate $P_HG 2
+HG_PID=$LAST_PID
+TOKEN=$(HLSGATE_JWT_SECRET=$SECRET "$BIN" token --prefix vod --ttl 86400 | awk '/^token:/ {print $2}')
+[[ -n $TOKEN ]] || die "no token"
+
+log "starting the Flask proxy (seed article) on 127.0.0.1:$P_FLASK"
+start flask env PROXY_BASE_URL="http://127.0.0.1:$P_FLASK/proxy" FLASK_PROXY_PORT=$P_FLASK \
+  "$PYTHON" "$BENCH/peers/flask_proxy.py"
+FLASK_PID=$LAST_PID
+log "starting @warren-bank/hls-proxy on 127.0.0.1:$P_HLSD"
+start hlsd node "$BENCH/peers/node/run-hlsd.cjs" --port "$P_HLSD"
+HLSD_PID=$LAST_PID
+wait_http "http://127.0.0.1:$P_FLASK/proxy"
+wait_http "http://127.0.0.1:$P_HLSD/"
+
+# ---- 5. measurement helpers ----
+HZ=$(getconf CLK_TCK)
+# CPU ticks (user+system, all threads) of the given processes and their children
+cpu_ticks() {
+  local total=0 pid kids s
+  for pid in "$@"; do
+    kids=$(pgrep -P "$pid" 2>/dev/null || true)
+    for s in $pid $kids; do
+      [[ -r /proc/$s/stat ]] || continue
+      total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$s/stat")))
+    done
+  done
+  echo "$total"
+}
+rss_kb() { # summed VmRSS of the given processes and their children
+  local total=0 pid kids s
+  for pid in "$@"; do
+    kids=$(pgrep -P "$pid" 2>/dev/null || true)
+    for s in $pid $kids; do
+      total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$s/status" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$total"
+}
+
+declare -A RPS MBS CPU P99 NOTE
+ORDER=()
+# measure NAME URL "PIDS" [PIN] — checks one answer (200), warms up, runs wrk, records
+measure() {
+  local name=$1 url=$2 pids=$3 pin=${4:-}
+  local code
+  code=$(curl -s -o "$TMP/body-$name" -w '%{http_code}' --max-time 10 "$url") || true
+  [[ $code == 200 ]] || die "$name: $url answered $code: $(head -c 300 "$TMP/body-$name")"
+  local wrk=(wrk -t"$THREADS" -c"$CONNS" --timeout 5s)
+  [[ -n $pin ]] && wrk=(taskset -c "$pin" "${wrk[@]}")
+  "${wrk[@]}" -d"${WARMUP}s" "$url" >/dev/null
+  # shellcheck disable=SC2086
+  local c0 c1
+  c0=$(cpu_ticks $pids)
+  "${wrk[@]}" -d"${DURATION}s" -s "$BENCH/wrk_report.lua" "$url" >"$TMP/wrk-$name.txt"
+  c1=$(cpu_ticks $pids)
+  local line
+  line=$(grep '^WRK_RESULT' "$TMP/wrk-$name.txt") || die "$name: wrk printed no result"
+  local -A r
+  local kv
+  for kv in ${line#WRK_RESULT }; do r[${kv%%=*}]=${kv#*=}; done
+  local errs=$((r[connect] + r[read] + r[write] + r[status] + r[timeout]))
+  ((r[requests] > 0)) || die "$name: no request completed"
+  RPS[$name]=$(awk -v n="${r[requests]}" -v d="${r[duration_us]}" 'BEGIN {printf "%.0f", n / (d / 1e6)}')
+  MBS[$name]=$(awk -v b="${r[bytes]}" -v d="${r[duration_us]}" 'BEGIN {printf "%.1f", b / (d / 1e6) / 1e6}')
+  CPU[$name]=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v d="${r[duration_us]}" 'BEGIN {printf "%.0f", t / hz / (d / 1e6) * 100}')
+  P99[$name]=$(awk -v p="${r[p99_us]}" 'BEGIN {printf "%.1f", p / 1000}')
+  NOTE[$name]=$((errs > 0 ? errs : 0))
+  ((errs == 0)) || log "WARNING $name: $errs errors (status=${r[status]} read=${r[read]} timeout=${r[timeout]})"
+  ORDER+=("$name")
+  log "$(printf '%-22s %9s req/s %9s MB/s  server CPU %4s%%  p99 %6s ms  (%s bytes/answer)' \
+    "$name" "${RPS[$name]}" "${MBS[$name]}" "${CPU[$name]}" "${P99[$name]}" "$(stat -c %s "$TMP/body-$name")")"
+}
+count() { grep -o -- "$1" "$2" | wc -l; }
+expect_count() { # expect_count NAME PATTERN MIN — sanity check of an answer body
+  local n
+  n=$(count "$2" "$TMP/body-$1")
+  ((n >= $3)) || die "$1: expected at least $3 × '$2' in the answer, found $n"
+}
+
+HG=http://127.0.0.1:$P_HG
+NG=http://127.0.0.1:$P_ORIGIN
+W1_PATH=/stream/hls/media_1000.m3u8?token=$TOKEN
+W2_PATH=/stream/hls/master.m3u8?token=$TOKEN
+SEG_URL=$ORIGIN/bench/vod/seg_2mb.ts
+PL_URL=$ORIGIN/bench/vod/media_1000.m3u8
+enc() { "$PYTHON" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
+b64() { printf '%s' "$1" | base64 -w0; }
+
+# The "same-sized static file" baselines are hlsgate's own answers, saved for nginx.
+curl -sf "$HG$W1_PATH" -o "$DATA/static/w1.m3u8" || die "workload 1 answer"
+curl -sf "$HG$W2_PATH" -o "$DATA/static/w2.m3u8" || die "workload 2 answer"
+chmod a+r "$DATA"/static/*
+[[ $(count 'X-Amz-Signature=' "$DATA/static/w1.m3u8") == 1000 ]] || die "workload 1: 1000 presigned URLs expected"
+
+log "wrk -t$THREADS -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up) per measurement"
+# ---- target 1: 1,000-segment playlist, every segment presigned ----
+measure nginx_static_w1 "$NG/static/w1.m3u8" "$NGINX_PID"
+measure hg_w1_presign1000 "$HG$W1_PATH" "$HG_PID"
+expect_count hg_w1_presign1000 'X-Amz-Signature=' 1000
+measure hg_w1_uncached "$HG/uncached/hls/media_1000.m3u8?token=$TOKEN" "$HG_PID $NGINX_PID"
+# ---- target 2: small multivariant playlist ----
+measure nginx_static_w2 "$NG/static/w2.m3u8" "$NGINX_PID"
+measure hg_w2_master "$HG$W2_PATH" "$HG_PID"
+expect_count hg_w2_master "token=$TOKEN" 5
+# ---- target 3: segment relay (2 MiB) ----
+measure nginx_static_seg "$NG/bench/vod/seg_2mb.ts" "$NGINX_PID"
+measure nginx_proxy_seg "http://127.0.0.1:$P_NGPROXY/bench/vod/seg_2mb.ts" "$NGINX_PID"
+measure hg_relay_seg "$HG/relay?url=$(enc "$SEG_URL")" "$HG_PID $NGINX_PID"
+# ---- target 4: open proxy against the peers (playlist rewrite, segment relay) ----
+measure hg_open_pl "$HG/proxy?url=$(enc "$PL_URL")" "$HG_PID"
+expect_count hg_open_pl '/proxy?url=' 1000
+measure flask_pl "http://127.0.0.1:$P_FLASK/proxy?url=$(enc "$PL_URL")" "$FLASK_PID"
+expect_count flask_pl '/proxy?url=' 1000
+measure hlsd_pl "http://127.0.0.1:$P_HLSD/$(b64 "$PL_URL").m3u8" "$HLSD_PID $NGINX_PID"
+expect_count hlsd_pl "127.0.0.1:$P_HLSD/" 1000
+measure hg_open_seg "$HG/proxy?url=$(enc "$SEG_URL")" "$HG_PID"
+measure flask_seg "http://127.0.0.1:$P_FLASK/proxy?url=$(enc "$SEG_URL")" "$FLASK_PID"
+measure hlsd_seg "http://127.0.0.1:$P_HLSD/$(b64 "$SEG_URL").ts" "$HLSD_PID $NGINX_PID"
+for n in hg_relay_seg hg_open_seg flask_seg hlsd_seg; do
+  cmp -s "$TMP/body-$n" "$VOD/seg_2mb.ts" || die "$n: segment bytes differ from the origin's"
+done
+kill -TERM "$FLASK_PID" "$HLSD_PID" 2>/dev/null || true # free their memory and CPU
+
+# ---- target 5: 1 worker vs 2 workers ----
+start_hlsgate hlsgate1 $P_HG1 1
+HG1_PID=$LAST_PID
+HG1=http://127.0.0.1:$P_HG1
+measure hg1_w1_presign1000 "$HG1$W1_PATH" "$HG1_PID"
+measure hg1_w2_master "$HG1$W2_PATH" "$HG1_PID"
+# wrk pinned to CPU 1: the server has CPU 0 to itself and shares CPU 1 with wrk
+measure hg1_w2_master_pinned "$HG1$W2_PATH" "$HG1_PID" 1
+measure hg_w2_master_pinned "$HG$W2_PATH" "$HG_PID" 1
+kill -TERM "$HG1_PID" 2>/dev/null || true
+
+# ---- target 6: RSS under idle keep-alive connections ----
+idle_test() { # NAME PORT PIDS -> IDLE_<NAME>="before during after alive"
+  local name=$1 port=$2 pids=$3 before during after alive
+  before=$(rss_kb $pids)
+  "$TMP/idle_conns" 127.0.0.1 "$port" "$IDLE_CONNS" /healthz 6 >"$TMP/idle-$name.out" 2>&1 &
+  local cpid=$!
+  PIDS+=($cpid)
+  for _ in $(seq 300); do grep -q '^open' "$TMP/idle-$name.out" && break; sleep 0.1; done
+  grep -q '^open' "$TMP/idle-$name.out" || die "idle $name: $(cat "$TMP/idle-$name.out")"
+  sleep 2
+  during=$(rss_kb $pids)
+  wait "$cpid" || die "idle $name: $(cat "$TMP/idle-$name.out")"
+  alive=$(awk '/^alive/ {print $2}' "$TMP/idle-$name.out")
+  sleep 1
+  after=$(rss_kb $pids)
+  printf -v "IDLE_$name" '%s %s %s %s' "$before" "$during" "$after" "$alive"
+  log "idle $name: VmRSS ${before} kB -> ${during} kB with $IDLE_CONNS connections ($alive still open) -> ${after} kB after"
+}
+start_hlsgate hlsgate_idle $P_HGIDLE 2
+HGI_PID=$LAST_PID
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$P_HGIDLE/healthz"; done
+idle_test hlsgate "$P_HGIDLE" "$HGI_PID"
+idle_test nginx "$P_ORIGIN" "$NGINX_PID"
+
+# ---- 6. the table ----
+ratio() { awk -v a="${RPS[$1]}" -v b="${RPS[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
+mbratio() { awk -v a="${MBS[$1]}" -v b="${MBS[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN {print (r >= t) ? "met" : "NOT met"}'; }
+per_conn() { # "before during after alive" -> bytes per connection
+  awk -v s="$1" 'BEGIN {split(s, v, " "); printf "%.0f", (v[2] - v[1]) * 1024 / '"$IDLE_CONNS"'}'
+}
+{
+  echo
+  echo "hlsgate bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), shared by wrk and the servers"
+  echo "wrk -t$THREADS -c$CONNS -d${DURATION}s after a ${WARMUP}s warm-up; MB = 10^6 bytes; server CPU = user+sys of the server processes (200% = both cores)"
+  echo
+  printf '| %-22s | %9s | %8s | %10s | %8s | %6s |\n' measurement req/s MB/s "server CPU" "p99 ms" errors
+  printf '|%s|%s|%s|%s|%s|%s|\n' ------------------------ ----------- ---------- ------------ ---------- --------
+  for n in "${ORDER[@]}"; do
+    printf '| %-22s | %9s | %8s | %9s%% | %8s | %6s |\n' "$n" "${RPS[$n]}" "${MBS[$n]}" "${CPU[$n]}" "${P99[$n]}" "${NOTE[$n]}"
+  done
+  echo
+  echo "Ratios (SPEC §11 target in brackets):"
+  r=$(ratio hg_w1_presign1000 nginx_static_w1); echo "  1. 1,000-segment presigned playlist / nginx static same size: $r  [>= 0.50: $(verdict "$r" 0.5)]"
+  echo "     (as shipped, cache_ttl 0, S3 GET per request: $(ratio hg_w1_uncached nginx_static_w1))"
+  r=$(ratio hg_w2_master nginx_static_w2); echo "  2. small multivariant playlist / nginx static same size: $r  [>= 0.70: $(verdict "$r" 0.7)]"
+  r=$(mbratio hg_relay_seg nginx_proxy_seg); echo "  3. 2 MiB segment relay / nginx proxy_pass: $r  [>= 0.80: $(verdict "$r" 0.8)]  (nginx static: $(mbratio hg_relay_seg nginx_static_seg))"
+  r=$(ratio hg_open_pl flask_pl); r2=$(ratio hg_open_pl hlsd_pl)
+  echo "  4. open-proxy 1,000-segment playlist: hlsgate / Flask $r [>= 10: $(verdict "$r" 10)], / hls-proxy $r2 [>= 10: $(verdict "$r2" 10)]"
+  r=$(ratio hg_open_seg flask_seg); r2=$(ratio hg_open_seg hlsd_seg)
+  echo "     open-proxy 2 MiB segment (cached, as shipped): hlsgate / Flask $r [>= 10: $(verdict "$r" 10)], / hls-proxy $r2 [>= 10: $(verdict "$r2" 10)]"
+  echo "     uncached relay (/relay) / Flask $(ratio hg_relay_seg flask_seg), / hls-proxy $(ratio hg_relay_seg hlsd_seg)"
+  r=$(ratio hg_w1_presign1000 hg1_w1_presign1000); echo "  5. 2 workers / 1 worker, 1,000-segment presign (CPU-heavy): $r  [>= 1.7: $(verdict "$r" 1.7)]"
+  r=$(ratio hg_w2_master hg1_w2_master); echo "     2 workers / 1 worker, small multivariant (cheap): $r  [>= 1.7: $(verdict "$r" 1.7)]"
+  r=$(ratio hg_w2_master_pinned hg1_w2_master_pinned); echo "     same, wrk pinned to CPU 1 (taskset): $r"
+  # shellcheck disable=SC2154
+  echo "  6. idle keep-alive: hlsgate $(per_conn "$IDLE_hlsgate") bytes/connection (VmRSS kB before/during/after/alive: $IDLE_hlsgate);" \
+       "nginx $(per_conn "$IDLE_nginx") bytes/connection ($IDLE_nginx)"
+} | tee "$TMP/table.txt"

@@ -1,0 +1,15 @@
+-- policies/open_proxy.lua — only the open CORS proxy recipe (the "m3u8 proxy" case):
+--
+--   GET /proxy?url=<absolute http(s) URL>   fetched, playlists rewritten to come back
+--                                           through /proxy?url=…, CORS headers added
+--
+-- Every other path is 404. Configure it with the environment variables of
+-- docs/policies.md; run it with `hlsgate --policy policies/open_proxy.lua`.
+local util = require("hlsgate.util")
+local open_proxy = require("hlsgate.open_proxy")
+
+return {
+  on_request = util.router({
+    { prefix = "/proxy", handler = open_proxy.from_env() },
+  }),
+}
