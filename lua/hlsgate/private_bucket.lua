@@ -80,7 +80,7 @@ function M.new(opts)
     local token, exp = M.mint(secret, prefix, math.floor(ttl), nil, kid)
     return hg.json(200, {
       token = token,
-      url = mount .. path .. "?token=" .. token,
+      url = mount .. hg.url.encode(path, "path") .. "?token=" .. token,
       expires_at = exp,
     }, { ["Cache-Control"] = "no-store" })
   end

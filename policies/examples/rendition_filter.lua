@@ -23,16 +23,15 @@ local stream = util.router({
 local function limits(token)
   local claims = SECRET and token and hg.jwt.verify(token, SECRET, { alg = "HS256", leeway = 30 })
   if not claims then return nil end
-  return math.tointeger(claims.maxh), math.tointeger(claims.maxbw)
+  return tonumber(claims.maxh), tonumber(claims.maxbw) -- 720 or "720"
 end
 
--- true when a variant or I-frame variant exceeds a limit. The server gives `uri.attrs` as
--- the raw attribute list; hg.hls.rewrite gives it parsed: accept both.
+-- true when a variant or I-frame variant exceeds a limit (`uri.attrs` is the tag's parsed
+-- attribute list: RESOLUTION, BANDWIDTH, …).
 local function too_big(uri, maxh, maxbw)
   if uri.class ~= "playlist" and uri.class ~= "iframe_playlist" then return false end
   local a = uri.attrs
-  if type(a) == "string" then a = hg.hls.parse_attrs(a) end
-  if type(a) ~= "table" then return false end
+  if a == nil then return false end
   local h = tonumber((a.RESOLUTION or ""):match("^%d+[xX](%d+)$"))
   local bw = tonumber(a.BANDWIDTH)
   return (maxh ~= nil and h ~= nil and h > maxh) or (maxbw ~= nil and bw ~= nil and bw > maxbw)

@@ -1,5 +1,6 @@
 -- policies/examples/revocation.lua — the private-bucket recipe with a token revocation
--- list kept in hg.shared (shared by all workers, kept across reloads, lost on restart).
+-- list kept in hg.shared (shared by all workers, kept across reloads, lost on restart;
+-- when the dictionary is full its least recently used entries are evicted).
 --
 --   POST /admin/revoke   Authorization: Bearer $HLSGATE_ADMIN_KEY, JSON {"token": "…"}
 --                        → 200 {"revoked": true, "expires_in": N}: the token (all tokens
@@ -9,8 +10,9 @@
 --                        401 without the admin key.
 --
 -- Playlists fetched after the revocation are refused; presigned segment URLs already
--- handed out stay valid until HLSGATE_PRESIGN_TTL runs out, so keep it short when
--- revocation matters. Environment: the private bucket's (docs/policies.md).
+-- handed out stay valid until HLSGATE_PRESIGN_TTL runs out (a VOD player holding its media
+-- playlist can finish within that time). Environment: the private bucket's
+-- (docs/policies.md).
 local hg = require("hlsgate")
 local util = require("hlsgate.util")
 local private_bucket = require("hlsgate.private_bucket")

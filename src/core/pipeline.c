@@ -25,16 +25,15 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "crypto/sigv4.h"
+#include "upstream/file.h"
 #include "url/url.h"
 
 #define SNIFF_MAX 1024        /* bytes that decide playlist or not */
 #define RELAY_HIGH (1 << 20)  /* pause the source above this much queued for the client */
-#define FILE_CHUNK (64 * 1024)
 #define ERRBODY_MAX 8192
 #define LLHLS_TIMEOUT_MS 30000 /* room for 3 × a target duration of up to 10 s */
 
 enum { M_SNIFF, M_BUFFER, M_RELAY, M_ERRBODY, M_DONE };
-enum { F_ROOT, F_PATH, F_OPEN, F_STAT, F_READ, F_CLOSE };
 
 typedef struct x_s {
   hg_pipeline_ctx_t *ctx;
@@ -56,19 +55,10 @@ typedef struct x_s {
   const char *origin_name; /* for messages: "s3 bucket b", "https://host:port", "file" */
   hg_buf_t body;
   uint64_t up_start;
-  /* sources */
+  /* sources: at most one is running */
   hg_fetch_t *fetch;
+  hg_file_fetch_t *file;
   int paused;
-  struct {
-    uv_fs_t req;
-    int step;
-    uv_file fd;
-    char *root_real;
-    int64_t off, end, size;
-    char *buf;
-    int busy;  /* an fs request is in flight */
-    int abort; /* stop at the next callback */
-  } file;
   hg_sigv4_t *signer; /* lazily created for presigning */
   hg_buf_t tmp;
   /* cache */
@@ -94,8 +84,6 @@ __attribute__((noinline)) static void x_unref(x_t *x) {
   hg_buf_free(&x->tmp);
   hg_buf_free(&x->tee);
   hg_sigv4_free(x->signer);
-  free(x->file.root_real);
-  free(x->file.buf);
   free(x);
 }
 
@@ -343,26 +331,8 @@ static int is_generic_type(const char *t) {
          strncasecmp(t, "binary/octet-stream", 19) == 0;
 }
 
-/* A Content-Type from the path's extension, for origins that say nothing better. */
-static const char *type_by_ext(const char *path, size_t n) {
-  static const struct { const char *ext, *type; } types[] = {
-      {".ts", "video/mp2t"}, {".m3u8", "application/vnd.apple.mpegurl"},
-      {".m4s", "video/iso.segment"}, {".mp4", "video/mp4"}, {".m4a", "audio/mp4"},
-      {".m4v", "video/mp4"}, {".aac", "audio/aac"}, {".mp3", "audio/mpeg"},
-      {".vtt", "text/vtt"}, {".webvtt", "text/vtt"}, {".key", "application/octet-stream"},
-      {".json", "application/json"}, {".jpg", "image/jpeg"}, {".png", "image/png"},
-      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript"},
-  };
-  size_t q = strcspn(path, "?#");
-  if (q < n) n = q;
-  for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-    size_t el = strlen(types[i].ext);
-    if (n >= el && strncasecmp(path + n - el, types[i].ext, el) == 0) return types[i].type;
-  }
-  return NULL;
-}
-
-/* Last path segment of the final URL, for Content-Disposition. */
+/* Starts relaying: the head now (the upstream's status, type and validators, plus the
+ * plan's headers), then the sniffed bytes and everything that follows. */
 static void start_relay(x_t *x) {
   hg_response_t res;
   memset(&res, 0, sizeof(res));
@@ -370,7 +340,7 @@ static void start_relay(x_t *x) {
   const char *ctype = x->ctype;
   if (is_generic_type(ctype)) {
     const char *guess = x->plan.content_type ? x->plan.content_type
-                                             : type_by_ext(x->final_url, strlen(x->final_url));
+                                             : hg_file_type(x->final_url, strlen(x->final_url));
     if (guess) ctype = guess;
   }
   if (ctype) hg_response_add_header(&res, "Content-Type", 12, ctype, strlen(ctype));
@@ -572,6 +542,7 @@ static void src_done(x_t *x, int err, const char *msg) {
     }
   }
   x->fetch = NULL;
+  x->file = NULL;
   x_unref(x);
 }
 
@@ -682,225 +653,18 @@ static int start_fetch(x_t *x) {
   return x->fetch ? 0 : HG_EINVAL;
 }
 
-/* ---- file source ---- */
-
-static void file_step(uv_fs_t *req);
-static void file_finish(x_t *x, int err, const char *msg);
-
-static void file_next(x_t *x, int step) {
-  x->file.step = step;
-  x->file.busy = 1;
-  uv_loop_t *loop = x->ctx->loop;
-  int rc = 0;
-  switch (step) {
-  case F_ROOT: rc = uv_fs_realpath(loop, &x->file.req, x->plan.file_root, file_step); break;
-  case F_PATH: {
-    hg_buf_clear(&x->tmp);
-    hg_buf_printf(&x->tmp, "%s/%s", x->plan.file_root, x->plan.file_path);
-    rc = uv_fs_realpath(loop, &x->file.req, x->tmp.data, file_step);
-    break;
-  }
-  case F_OPEN: rc = uv_fs_open(loop, &x->file.req, x->tmp.data, O_RDONLY | O_CLOEXEC, 0, file_step); break;
-  case F_STAT: rc = uv_fs_fstat(loop, &x->file.req, x->file.fd, file_step); break;
-  case F_READ: {
-    int64_t left = x->file.end - x->file.off;
-    uv_buf_t b = uv_buf_init(x->file.buf, (unsigned)(left < FILE_CHUNK ? left : FILE_CHUNK));
-    rc = uv_fs_read(loop, &x->file.req, x->file.fd, &b, 1, x->file.off, file_step);
-    break;
-  }
-  case F_CLOSE: rc = uv_fs_close(loop, &x->file.req, x->file.fd, file_step); break;
-  }
-  x->file.req.data = x;
-  if (rc < 0) { /* could not even queue it: behave as if it failed */
-    x->file.busy = 0;
-    if (step == F_CLOSE) { /* libuv refused to queue a close: close synchronously */
-      uv_fs_t r;
-      uv_fs_close(NULL, &r, x->file.fd, NULL);
-      uv_fs_req_cleanup(&r);
-      x->file.fd = -1;
-      x_unref(x);
-    } else {
-      file_finish(x, rc, uv_strerror(rc));
-    }
-  }
-}
-
-/* Parses a single "bytes=a-b" range against `size`. Returns 1 (range set), 0 (no usable
- * Range header: serve it all) or -1 (unsatisfiable). */
-static int parse_range(const hg_header_t *h, int64_t size, int64_t *from, int64_t *to) {
-  if (h == NULL || h->value_len < 7 || strncmp(h->value, "bytes=", 6) != 0) return 0;
-  const char *s = h->value + 6, *end = h->value + h->value_len;
-  if (memchr(s, ',', (size_t)(end - s))) return 0; /* multiple ranges: send everything */
-  char *e;
-  if (*s == '-') {
-    long long suffix = strtoll(s + 1, &e, 10);
-    if (e != end || suffix <= 0) return 0;
-    if (size == 0) return -1;
-    *from = suffix >= size ? 0 : size - suffix;
-    *to = size - 1;
-    return 1;
-  }
-  long long a = strtoll(s, &e, 10);
-  if (*e != '-' || a < 0) return 0;
-  long long b = e + 1 == end ? size - 1 : strtoll(e + 1, &e, 10);
-  if (e != end && e + 1 != end + 0) return 0;
-  if (a >= size) return -1;
-  if (b >= size) b = size - 1;
-  if (b < a) return 0;
-  *from = a;
-  *to = b;
-  return 1;
-}
-
-static void file_head(x_t *x, const uv_stat_t *st) {
-  int64_t size = (int64_t)st->st_size, from = 0, to = size - 1;
-  char etag[48];
-  snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)st->st_mtim.tv_sec, (unsigned long long)size);
-  keep_header(x, "ETag", 4, etag, strlen(etag));
-  keep_header(x, "Accept-Ranges", 13, "bytes", 5);
-  const hg_header_t *ifr = hg_request_header(x->req, "If-Range");
-  int r = ifr && (ifr->value_len != strlen(etag) || memcmp(ifr->value, etag, ifr->value_len) != 0)
-              ? 0 : parse_range(hg_request_header(x->req, "Range"), size, &from, &to);
-  char cr[80];
-  if (r < 0) {
-    snprintf(cr, sizeof(cr), "bytes */%lld", (long long)size);
-    keep_header(x, "Content-Range", 13, cr, strlen(cr));
-    src_head(x, 416, 0);
-    x->file.end = x->file.off = 0;
-    return;
-  }
-  if (r > 0) {
-    snprintf(cr, sizeof(cr), "bytes %lld-%lld/%lld", (long long)from, (long long)to, (long long)size);
-    keep_header(x, "Content-Range", 13, cr, strlen(cr));
-  }
-  const char *t = type_by_ext(x->plan.file_path, strlen(x->plan.file_path));
-  if (t) keep_header(x, "Content-Type", 12, t, strlen(t));
-  x->file.off = from;
-  x->file.end = to + 1;
-  src_head(x, r > 0 ? 206 : 200, x->file.end - x->file.off);
-}
-
-/* The file source is over (err 0: all bytes sent): closes the fd if open (the close
- * holds the fd reference) and reports the end (which drops the source reference). The
- * exchange may be gone after this returns. */
-static void file_finish(x_t *x, int err, const char *msg) {
-  x->file.abort = 1;
-  if (x->file.fd >= 0) file_next(x, F_CLOSE);
-  src_done(x, err, msg);
-}
-
-/* One callback for every step of the file source: realpath(root) → realpath(path) →
- * open → fstat → read… → close. References: the source holds one until it reports its
- * end (or is aborted); an open fd holds another until its close completes. */
-static void file_step(uv_fs_t *req) {
-  x_t *x = req->data;
-  int step = x->file.step;
-  ssize_t res = req->result;
-  x->file.busy = 0;
-  if (step == F_ROOT && res >= 0) x->file.root_real = strdup(req->ptr);
-  int escaped = 0;
-  if (step == F_PATH && res >= 0) {
-    /* Security: the resolved path (symlinks followed) must stay inside the root. */
-    const char *real = req->ptr, *root = x->file.root_real ? x->file.root_real : "/nonexistent";
-    size_t rl = strlen(root);
-    if (rl == 1) rl = 0; /* root is "/": everything is inside */
-    escaped = strncmp(real, root, rl) != 0 || (real[rl] != '/' && real[rl] != '\0');
-    if (!escaped) {
-      hg_buf_clear(&x->tmp);
-      hg_buf_puts(&x->tmp, real);
-    }
-  }
-  if (step == F_OPEN && res >= 0) {
-    x->file.fd = (uv_file)res;
-    x->refs++; /* the fd reference */
-  }
-  uv_stat_t st = req->statbuf;
-  uv_fs_req_cleanup(req);
-  if (step == F_CLOSE) {
-    x->file.fd = -1;
-    x_unref(x); /* the fd reference */
-    return;
-  }
-  if (x->file.abort) { /* aborted while this request was in flight */
-    if (x->file.fd >= 0) file_next(x, F_CLOSE);
-    x_unref(x); /* the source reference source_abort left to us */
-    return;
-  }
-  if (res < 0 && step != F_READ) {
-    if (res == UV_ENOENT || res == UV_ENOTDIR || res == UV_EISDIR) {
-      src_head(x, 404, 0);
-      file_finish(x, 0, NULL);
-    } else {
-      file_finish(x, (int)res, uv_strerror((int)res));
-    }
-    return;
-  }
-  switch (step) {
-  case F_ROOT:
-    file_next(x, F_PATH);
-    return;
-  case F_PATH:
-    if (escaped) {
-      src_head(x, 404, 0);
-      file_finish(x, 0, NULL);
-    } else {
-      file_next(x, F_OPEN);
-    }
-    return;
-  case F_OPEN:
-    file_next(x, F_STAT);
-    return;
-  case F_STAT:
-    if (!S_ISREG(st.st_mode)) {
-      src_head(x, 404, 0);
-      file_finish(x, 0, NULL);
-      return;
-    }
-    file_head(x, &st);
-    if (x->file.off >= x->file.end) {
-      file_finish(x, 0, NULL);
-      return;
-    }
-    x->file.buf = malloc(FILE_CHUNK);
-    if (x->file.buf == NULL) file_finish(x, UV_ENOMEM, "out of memory");
-    else file_next(x, F_READ);
-    return;
-  case F_READ: {
-    if (res <= 0) { /* error, or the file shrank under us */
-      file_finish(x, res < 0 ? (int)res : HG_EUPSTREAM, res < 0 ? uv_strerror((int)res) : "file truncated");
-      return;
-    }
-    x->file.off += res;
-    char *chunk = malloc((size_t)res);
-    if (chunk == NULL) {
-      file_finish(x, UV_ENOMEM, "out of memory");
-      return;
-    }
-    memcpy(chunk, x->file.buf, (size_t)res);
-    src_data(x, chunk, (size_t)res); /* the fd reference keeps x alive through this */
-    if (x->file.abort) return;       /* src_data stopped the source */
-    if (x->file.off >= x->file.end) file_finish(x, 0, NULL);
-    else if (!x->paused) file_next(x, F_READ);
-    return;
-  }
-  default:
-    return;
-  }
-}
-
 /* ---- source control ---- */
 
 static void source_pause(x_t *x) {
   x->paused = 1;
   if (x->fetch) hg_fetch_pause(x->fetch);
+  if (x->file) hg_file_fetch_pause(x->file);
 }
 
 static void source_resume(x_t *x) {
   x->paused = 0;
   if (x->fetch) hg_fetch_resume(x->fetch);
-  else if (x->plan.origin == HG_ORIGIN_FILE && !x->file.busy && !x->file.abort && x->file.fd >= 0 &&
-           x->file.off < x->file.end)
-    file_next(x, F_READ);
+  if (x->file) hg_file_fetch_resume(x->file);
 }
 
 static hg_cache_obj_t *end_fill(x_t *x, int ok);
@@ -909,17 +673,12 @@ static hg_cache_obj_t *end_fill(x_t *x, int ok);
  * progress is abandoned (its waiters fetch by themselves). */
 static void source_abort(x_t *x) {
   hg_cache_obj_release(end_fill(x, 0));
-  if (x->fetch) {
-    hg_fetch_abort(x->fetch);
-    x->fetch = NULL;
-    x_unref(x);
-  } else if (x->plan.origin == HG_ORIGIN_FILE && !x->file.abort) {
-    x->file.abort = 1;
-    if (!x->file.busy) { /* else the in-flight callback closes and drops the reference */
-      if (x->file.fd >= 0) file_next(x, F_CLOSE);
-      x_unref(x);
-    }
-  }
+  if (x->fetch) hg_fetch_abort(x->fetch);
+  else if (x->file) hg_file_fetch_abort(x->file);
+  else return; /* no source running (a cache hit feeds itself) */
+  x->fetch = NULL;
+  x->file = NULL;
+  x_unref(x);
 }
 
 /* ---- cache source ---- */
@@ -1001,14 +760,20 @@ static void cache_key(x_t *x, hg_buf_t *k) {
 /* Starts the plan's origin. If it cannot even start, answers the error and drops the
  * source reference. */
 static void start_source(x_t *x) {
-  if (x->plan.origin == HG_ORIGIN_FILE) {
-    file_next(x, F_ROOT);
+  hg_plan_t *p = &x->plan;
+  if (p->origin == HG_ORIGIN_FILE) {
+    const hg_header_t *r = hg_request_header(x->req, "Range"), *ir = hg_request_header(x->req, "If-Range");
+    x->file = hg_file_fetch_start(x->ctx->loop, p->file_root, p->file_path,
+                                  r ? hg_arena_strndup(x->req->arena, r->value, r->value_len) : NULL,
+                                  ir ? hg_arena_strndup(x->req->arena, ir->value, ir->value_len) : NULL,
+                                  x->final_url, &fetch_cbs, x);
+    if (x->file) return;
+  } else if (start_fetch(x) == 0) {
     return;
   }
-  if (start_fetch(x) == 0) return;
   hg_cache_obj_release(end_fill(x, 0));
   x->refs--; /* no source will run */
-  respond_upstream_error(x, HG_EINVAL, "cannot start the request (bad URL?)");
+  respond_upstream_error(x, HG_EINVAL, "cannot start the request");
 }
 
 int hg_pipeline_ctx_init(hg_pipeline_ctx_t *ctx, uv_loop_t *loop, hg_cache_t *cache,
@@ -1058,7 +823,6 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
   hg_policy_retain(policy);
   x->plan = *plan;
   x->refs = 2; /* response + source */
-  x->file.fd = -1;
   x->head_only = strcmp(req->method, "HEAD") == 0;
   x->up_start = uv_hrtime();
   x->origin_name = "origin";
@@ -1082,7 +846,7 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
       respond_error(x, 400, "bad path");
       return;
     }
-    file_next(x, F_ROOT);
+    start_source(x);
     return;
   }
   if (ctx->cache && plan->cache_ttl > 0) {

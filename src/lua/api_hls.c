@@ -108,8 +108,9 @@ static void push_attrs(lua_State *L, const char *s, size_t n) {
   }
 }
 
-/* Pushes the info table of a URI: { class, uri, url, tag, attr, line, byterange, attrs }. */
-static void push_info(lua_State *L, const hg_hls_uri_t *u) {
+/* Pushes the info table of a URI: { class, uri, url, tag, attr, line, byterange, attrs }.
+ * Shared with the server's on_uri hook (lapi.h), so both see the same table. */
+void hg__lua_push_uri(lua_State *L, const hg_hls_uri_t *u) {
   lua_createtable(L, 0, 8);
   lua_pushstring(L, hg_hls_class_name(u->cls));
   lua_setfield(L, -2, "class");
@@ -140,7 +141,7 @@ static int call_decide(lua_State *L) {
   const hg_hls_uri_t *u = c->uri;
   lua_pushvalue(L, 2);
   lua_pushlstring(L, u->url, u->url_len);
-  push_info(L, u);
+  hg__lua_push_uri(L, u);
   lua_call(L, 2, 1);
   if (lua_isnil(L, -1)) {
     c->result = HG_HLS_KEEP;

@@ -129,21 +129,7 @@ static const luaL_Reg funcs[] = {
 
 int hg__lua_open_http(lua_State *L) {
   luaL_newlibtable(L, funcs);
-  /* cjson (a fresh instance, so policies changing its settings do not affect us). */
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "cjson");
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
-  } else {
-    lua_getfield(L, -1, "new");
-    if (lua_isfunction(L, -1)) {
-      lua_call(L, 0, 1);
-      lua_remove(L, -2);
-    } else {
-      lua_pop(L, 1);
-    }
-  }
+  hg__lua_push_cjson(L); /* upvalue of every function */
   luaL_setfuncs(L, funcs, 1);
   return 1;
 }

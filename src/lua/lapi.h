@@ -19,6 +19,15 @@ int hg__lua_open_url(lua_State *L);    /* RFC 3986 parse/resolve/encode, queries
 int hg__lua_open_hls(lua_State *L);    /* playlist rewriter */
 int hg__lua_open_shared(lua_State *L); /* dictionary shared by workers, kept across reloads */
 
+/* Pushes the table a policy sees for one playlist URI: { class, uri (as written), url
+ * (absolute), tag, attr, line, byterange, attrs (the tag's attributes, parsed) }. */
+struct hg_hls_uri_s;
+void hg__lua_push_uri(lua_State *L, const struct hg_hls_uri_s *u);
+
+/* Pushes a private lua-cjson instance (cjson.new(), so a policy changing cjson's
+ * settings cannot affect the bindings), or nil when lua-cjson is not installed. */
+void hg__lua_push_cjson(lua_State *L);
+
 /* Pushes the `hlsgate` module table (all areas above, plus `version`). Returns 1. */
 int hg__lua_open_module(lua_State *L);
 

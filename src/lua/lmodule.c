@@ -7,6 +7,23 @@
 #define HG_VERSION "0.1.0"
 #endif
 
+void hg__lua_push_cjson(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return;
+  }
+  lua_getfield(L, -1, "new");
+  if (lua_isfunction(L, -1)) {
+    lua_call(L, 0, 1);
+    lua_remove(L, -2);
+  } else {
+    lua_pop(L, 1); /* an old cjson without new(): share the module */
+  }
+}
+
 int hg__lua_open_module(lua_State *L) {
   static const struct {
     const char *name;

@@ -795,21 +795,7 @@ int hg_policy_uri_hook(hg_policy_t *p, const hg_plan_t *plan, const hg_request_t
   int base = lua_gettop(L);
   lua_pushcfunction(L, msgh);
   lua_rawgeti(L, LUA_REGISTRYINDEX, plan->hook_ref);
-  lua_createtable(L, 0, 7);
-  lua_pushstring(L, hg_hls_class_name(uri->cls));
-  lua_setfield(L, -2, "class");
-  lua_pushlstring(L, uri->url, uri->url_len);
-  lua_setfield(L, -2, "url");
-  lua_pushlstring(L, uri->raw, uri->raw_len);
-  lua_setfield(L, -2, "raw");
-  lua_pushlstring(L, uri->tag, uri->tag_len);
-  lua_setfield(L, -2, "tag");
-  if (uri->attrs) {
-    lua_pushlstring(L, uri->attrs, uri->attrs_len);
-    lua_setfield(L, -2, "attrs");
-  }
-  lua_pushinteger(L, (lua_Integer)uri->line);
-  lua_setfield(L, -2, "line");
+  hg__lua_push_uri(L, uri);
   int rc = call_hook(p, req, 1, base);
   if (rc < 0) return rc;
   int act;

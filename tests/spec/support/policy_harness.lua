@@ -148,16 +148,6 @@ local function presign(plan, url, time)
   }))
 end
 
--- The raw attribute list the core hands to on_uri (hg.hls.rewrite gives it parsed).
-local function raw_attrs(t)
-  if t == nil then return nil end
-  local names = {}
-  for k in pairs(t) do names[#names + 1] = k end
-  table.sort(names)
-  for i, k in ipairs(names) do names[i] = k .. '="' .. t[k] .. '"' end
-  return table.concat(names, ",")
-end
-
 --- H.apply(plan, body [, opts]) -> out, stats, log
 -- Rewrites `body` (fetched from H.origin_url(plan), or opts.base) as the core would for
 -- this plan. opts.time: the presign time (default now). `log` lists { class, action } in
@@ -168,8 +158,7 @@ function H.apply(plan, body, opts)
   local out, stats = hg.hls.rewrite(body, opts.base or H.origin_url(plan), function(url, info)
     local act = class_action(plan, info.class)
     if plan.on_uri then
-      local r = plan.on_uri({ class = info.class, url = url, raw = info.uri, tag = info.tag,
-                              attrs = raw_attrs(info.attrs), line = info.line })
+      local r = plan.on_uri(info) -- the core hands on_uri the same table (hg__lua_push_uri)
       if r ~= nil and not ACTIONS[r] then
         assert(type(r) == "string" and r ~= "", "on_uri returned " .. tostring(r))
         log[#log + 1] = { info.class, "hook" }
