@@ -1,6 +1,5 @@
 -- The example policies of policies/examples/ (docs/policies.md), each loaded as the server
 -- loads it and driven with fake requests; the CIDR helpers they use (hlsgate.util).
-local hg = require("hlsgate")
 local H = require("policy_harness")
 local hg = H.hg
 local util = require("hlsgate.util")
