@@ -2,7 +2,8 @@
 # run-demo.sh — start hlsgate on the default policy with sample video (the README's first
 # command ends here). Generates a two-rendition H.264/AAC HLS sample with ffmpeg into
 # $HLSGATE_DEMO_DIR/sample (once), mints a token for it and prints a playable URL.
-# Configure with the usual environment variables; S3_BUCKET switches to a real bucket.
+# Configure with the usual environment variables; S3_BUCKET switches to a real bucket;
+# HLSGATE_DEMO_SECONDS sets the sample's length (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,13 +11,14 @@ bin=${HLSGATE_BIN:-build/release/hlsgate}
 export HLSGATE_DEMO_DIR=${HLSGATE_DEMO_DIR:-$PWD/var/demo}
 export HLSGATE_LISTEN=${HLSGATE_LISTEN:-0.0.0.0:8080}
 sample=$HLSGATE_DEMO_DIR/sample
+seconds=${HLSGATE_DEMO_SECONDS:-60}
 
 if [ ! -f "$sample/master.m3u8" ]; then
-  echo "run-demo: generating sample HLS in $sample (about 20 s)…" >&2
+  echo "run-demo: generating $seconds s of sample HLS in $sample…" >&2
   mkdir -p "$sample"
   (cd "$sample" && ffmpeg -hide_banner -loglevel error -y \
     -f lavfi -i "testsrc2=size=1280x720:rate=25" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
-    -t 60 -filter_complex "[0:v]split=2[hi][lo0];[lo0]scale=640:360[lo]" \
+    -t "$seconds" -filter_complex "[0:v]split=2[hi][lo0];[lo0]scale=640:360[lo]" \
     -map "[hi]" -map "[lo]" -map 1:a -map 1:a \
     -c:v libx264 -preset veryfast -profile:v main -g 50 -keyint_min 50 -sc_threshold 0 \
     -b:v:0 2500k -b:v:1 800k -c:a aac -b:a 96k -ac 2 \

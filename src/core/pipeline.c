@@ -12,13 +12,11 @@
  */
 #include "core/pipeline.h"
 
-#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "core/buf.h"
@@ -43,7 +41,6 @@ typedef struct x_s {
   hg_plan_t plan;
   int refs;
   int mode;
-  int responded;   /* the response was handed to the server */
   int head_only;
   /* the origin's response */
   int status;
@@ -99,7 +96,6 @@ static void add_plan_headers(x_t *x, hg_response_t *res) {
 
 /* Hands a complete response to the server; the exchange's response reference ends. */
 static void respond(x_t *x, hg_response_t *res) {
-  x->responded = 1;
   x->mode = M_DONE;
   hg_http_respond(x->txn, res);
   x_unref(x);
@@ -358,7 +354,6 @@ static void start_relay(x_t *x) {
   }
   add_plan_headers(x, &res);
   x->mode = M_RELAY;
-  x->responded = 1;
   hg_http_stream_start(x->txn, &res, x->clen, on_drain, x);
   if (x->head_only) { /* the head is all a HEAD needs: stop the source */
     x->mode = M_DONE;

@@ -820,6 +820,4 @@ void hg_http_server_free(hg_http_server_t *s) {
   else free(s);
 }
 
-size_t hg_http_server_connections(const hg_http_server_t *s) { return s->nconns; }
-
 void hg_http_server_observe(hg_http_server_t *s, const hg_http_observer_t *obs) { s->obs = *obs; }

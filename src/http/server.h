@@ -61,9 +61,6 @@ typedef struct hg_http_observer_s {
 
 void hg_http_server_observe(hg_http_server_t *srv, const hg_http_observer_t *obs);
 
-/* Number of open client connections. */
-size_t hg_http_server_connections(const hg_http_server_t *srv);
-
 /* Sends `res` for `txn` (Content-Length, Date, X-Request-Id and Connection are the
  * server's; a policy's framing headers are ignored). HEAD and 204/304 get no body.
  * Ends the transaction: the request and its arena are gone after this returns.

@@ -158,24 +158,28 @@ describe("the README's first command", () => {
   it('ends with a URL that ffmpeg plays', async () => {
     const dir = tempDir('hg-demo-');
     const port = 20000 + Math.floor(Math.random() * 20000);
+    // Its own process group, so cleanup also stops the ffmpeg the script may be running.
     const proc = spawn('bash', ['scripts/run-demo.sh'], {
-      cwd: ROOT,
+      cwd: ROOT, detached: true,
       env: { ...process.env, HLSGATE_DEMO_DIR: dir, HLSGATE_LISTEN: `127.0.0.1:${port}`,
-             HLSGATE_BIN: BIN, HLSGATE_WORKERS: '1', HLSGATE_JWT_SECRET: '' },
+             HLSGATE_BIN: BIN, HLSGATE_WORKERS: '1', HLSGATE_JWT_SECRET: '', HLSGATE_DEMO_SECONDS: '16' },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let err = '';
+    let exited = false;
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (d) => { err += d; });
+    proc.on('exit', () => { exited = true; });
     try {
-      await waitFor(() => / ready: /.test(err), 90000, () => `demo did not start:\n${err}`);
+      await waitFor(() => / ready: /.test(err) || exited, 240000, () => `demo did not start:\n${err}`);
+      assert.ok(!exited, `the demo exited:\n${err}`);
       const url = /(http:\/\/127\.0\.0\.1:\d+\/stream\/hls\/master\.m3u8\?token=\S+)/.exec(err)[1];
       const r = await ffplay(url);
       assert.equal(r.status, 0, r.stderr);
       assert.deepEqual(r.failures, []);
     } finally {
-      proc.kill('SIGTERM');
-      await new Promise((res) => proc.once('exit', res));
+      try { process.kill(-proc.pid, 'SIGTERM'); } catch { /* already gone */ }
+      await waitFor(() => exited, 30000, 'the demo did not stop');
     }
   });
 });
