@@ -33,7 +33,8 @@ end
 -- opts: secret (string or { kid = secret, … } for rotation), mount ("/stream/hls/"),
 -- token_path ("/stream/token"), token_ttl, presign_ttl, admin_key, leeway (seconds),
 -- and either s3 = { endpoint, public_endpoint, region, bucket, access_key, secret_key,
--- session_token, path_style } or root = "/local/dir"; cache_ttl for playlists (0).
+-- session_token, path_style } or root = "/local/dir"; cache_ttl: seconds a playlist fetched
+-- from the bucket (and its rewritten form) may be reused (2; 0 disables).
 function M.new(opts)
   local mount = opts.mount or "/stream/hls/"
   local token_path = opts.token_path or "/stream/token"
@@ -115,7 +116,7 @@ function M.new(opts)
                 params = { token = token } },
       presign = { ttl = presign_ttl, prefix = prefix .. "/" },
       private = true,
-      cache_ttl = opts.cache_ttl or 0,
+      cache_ttl = opts.cache_ttl or 2,
       headers = opts.cors and opts.cors.headers(req) or nil,
     }
     if s3 then
@@ -150,6 +151,7 @@ function M.from_env(overrides)
     secret = util.env("HLSGATE_JWT_SECRET"),
     token_ttl = util.env_number("HLSGATE_TOKEN_TTL", 86400, 1),
     presign_ttl = util.env_number("HLSGATE_PRESIGN_TTL", 86400, 1, 604800),
+    cache_ttl = util.env_number("HLSGATE_PLAYLIST_CACHE_TTL", 2, 0, 3600),
     admin_key = util.env("HLSGATE_ADMIN_KEY"),
     cors = util.cors(util.split(util.env("HLSGATE_CORS_ORIGINS", "*"))),
   }

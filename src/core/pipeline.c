@@ -64,6 +64,10 @@ typedef struct x_s {
   int tee_failed;            /* too big or not a 200: not stored */
   hg_cache_waiter_t waiter;  /* we wait for another request's fill */
   struct x_s *wnext;
+  int waiting_output;        /* the wait is for a rewritten playlist (else a raw object) */
+  hg_cache_fill_t *out_fill; /* we rewrite for the output cache */
+  int64_t presign_at;        /* signing time of this exchange's presigned URLs */
+  int64_t presign_bucket;    /* seconds that signing time stays the same */
 } x_t;
 
 static void src_data(x_t *x, char *data, size_t len);
@@ -75,6 +79,8 @@ static void src_done(x_t *x, int err, const char *msg);
  * survives the first release, and flags every use after it. */
 __attribute__((noinline)) static void x_unref(x_t *x) {
   if (--x->refs > 0) return;
+  if (x->out_fill) /* not a playlist after all, or failed: waiters rewrite by themselves */
+    hg_cache_obj_release(hg_cache_fill_end(x->ctx->cache, x->out_fill, NULL, uv_now(x->ctx->loop), 0, 0));
   hg_policy_plan_done(x->policy, &x->plan);
   hg_policy_release(x->policy);
   hg_buf_free(&x->body);
@@ -159,12 +165,14 @@ static void respond_upstream_status(x_t *x) {
 /* ---- playlists ---- */
 
 /* The time presigned URLs are signed at: rounded down to a bucket (a tenth of the TTL,
- * at most 5 minutes) so a hot playlist rewrites to the same bytes for a while. */
-static int64_t presign_time(uint32_t ttl) {
-  int64_t now = (int64_t)time(NULL), b = ttl / 10;
+ * at most 5 minutes, at least a second) so a hot playlist rewrites to the same bytes for
+ * a while (SPEC §7) and its output can be cached until the bucket ends. */
+static void presign_clock(x_t *x) {
+  int64_t now = (int64_t)time(NULL), b = x->plan.presign_ttl / 10;
   if (b > 300) b = 300;
   if (b < 1) b = 1;
-  return now - now % b;
+  x->presign_at = now - now % b;
+  x->presign_bucket = b;
 }
 
 /* Appends the bucket's base URL ("http://host:port/bucket/" or "https://bucket.host/"). */
@@ -203,7 +211,7 @@ static int act_presign(x_t *x, const hg_hls_uri_t *uri, hg_buf_t *out) {
   r.key = x->tmp.data;
   r.key_len = x->tmp.len;
   r.path_style = p->s3.path_style;
-  r.time = presign_time(p->presign_ttl);
+  r.time = x->presign_at;
   r.expires = p->presign_ttl;
   int rc = hg_s3_presign(x->signer, &r, out);
   return rc ? rc : HG_HLS_REPLACE;
@@ -270,6 +278,29 @@ static int decide(void *ud, const hg_hls_uri_t *uri, hg_buf_t *out) {
   }
 }
 
+/* Sends a rewritten playlist (res has status and body). */
+static void respond_playlist(x_t *x, hg_response_t *res) {
+  hg_response_add_header(res, "Content-Type", 12, "application/vnd.apple.mpegurl", 29);
+  /* SPEC §7: output that carries a viewer's token is never shared by caches. */
+  if (x->plan.carries_token) hg_response_add_header(res, "Cache-Control", 13, "private, no-cache", 17);
+  add_plan_headers(x, res);
+  respond(x, res);
+}
+
+/* Publishes a rewritten playlist in the output cache until its presign bucket ends (and
+ * no longer than the raw object may be cached). */
+static void store_output(x_t *x, const char *body, size_t len) {
+  char *copy = malloc(len ? len : 1);
+  if (copy) memcpy(copy, body, len);
+  hg_cache_obj_t *o = copy ? hg_cache_obj_new(copy, len, NULL, NULL, NULL, NULL) : NULL;
+  int64_t left = x->presign_at + x->presign_bucket - (int64_t)time(NULL);
+  uint64_t ttl = x->plan.cache_ttl * 1000;
+  if (left * 1000 < (int64_t)ttl) ttl = left > 0 ? (uint64_t)left * 1000 : 0;
+  hg_cache_fill_t *fill = x->out_fill;
+  x->out_fill = NULL;
+  hg_cache_obj_release(hg_cache_fill_end(x->ctx->cache, fill, o, uv_now(x->ctx->loop), ttl, 0));
+}
+
 static void rewrite_and_respond(x_t *x) {
   hg_buf_t out = HG_BUF_INIT;
   const char *base = x->final_url;
@@ -296,11 +327,8 @@ static void rewrite_and_respond(x_t *x) {
     respond_error(x, 500, "out of memory");
     return;
   }
-  hg_response_add_header(&res, "Content-Type", 12, "application/vnd.apple.mpegurl", 29);
-  /* SPEC §7: output that carries a viewer's token is never shared by caches. */
-  if (x->plan.carries_token) hg_response_add_header(&res, "Cache-Control", 13, "private, no-cache", 17);
-  add_plan_headers(x, &res);
-  respond(x, &res);
+  if (x->out_fill) store_output(x, res.body, res.body_len);
+  respond_playlist(x, &res);
 }
 
 /* ---- relaying ---- */
@@ -704,6 +732,8 @@ static void serve_obj(x_t *x, hg_cache_obj_t *o) {
 }
 
 static void start_source(x_t *x);
+static void fetch_raw(x_t *x);
+static void serve_output(x_t *x, hg_cache_obj_t *o);
 
 /* Another worker's fill ended: runs on that worker's thread, so only queue ourselves. */
 static void on_cache_notify(hg_cache_waiter_t *w) {
@@ -725,7 +755,11 @@ static void on_wake(uv_async_t *a) {
   while (list) {
     x_t *x = list;
     list = x->wnext;
-    if (x->waiter.obj) {
+    if (x->waiting_output) {
+      x->waiting_output = 0;
+      if (x->waiter.obj) serve_output(x, x->waiter.obj);
+      else fetch_raw(x); /* that rewrite did not happen: do our own */
+    } else if (x->waiter.obj) {
       x->req->log_cache = "hit";
       serve_obj(x, x->waiter.obj);
     } else { /* the fill failed: fetch by ourselves */
@@ -748,6 +782,72 @@ static void cache_key(x_t *x, hg_buf_t *k) {
   hg_buf_printf(k, "http\n%s", p->url);
   for (size_t i = 0; i < p->nreq_headers; i++)
     hg_buf_printf(k, "\n%s:%s", p->req_headers[i].name, p->req_headers[i].value);
+}
+
+/* The output cache key: the raw object's key, everything in the plan that shapes the
+ * rewritten bytes (rules, proxy mapping and params — so the viewer's token — presign
+ * settings and time bucket). Empty when the output must not be cached: no raw caching,
+ * an on_uri hook (it may depend on the viewer), or a path that is not a playlist's. */
+static void output_key(x_t *x, hg_buf_t *k) {
+  hg_plan_t *p = &x->plan;
+  if (p->cache_ttl == 0 || p->hook_ref >= 0) return;
+  cache_key(x, k);
+  const char *path = p->origin == HG_ORIGIN_S3 ? p->s3_key : p->url;
+  size_t n = strcspn(path, "?#");
+  int playlist = (n >= 5 && strncasecmp(path + n - 5, ".m3u8", 5) == 0) ||
+                 (n >= 4 && strncasecmp(path + n - 4, ".m3u", 4) == 0);
+  if (k->len == 0 || !playlist) {
+    hg_buf_clear(k);
+    return;
+  }
+  hg_buf_puts(k, "\nrewritten\n");
+  for (int i = 0; i < HG_HLS_CLASS_COUNT; i++) hg_buf_putc(k, (char)('0' + p->actions[i]));
+  hg_buf_printf(k, "%d\n%s\n%s\n%s\n", p->default_action, p->proxy_from ? p->proxy_from : "",
+                p->proxy_to ? p->proxy_to : "", p->proxy_prefix ? p->proxy_prefix : "");
+  for (size_t i = 0; i < p->nproxy_params; i++)
+    hg_buf_printf(k, "%s=%s\n", p->proxy_params[i].name, p->proxy_params[i].value);
+  if (p->has_s3)
+    hg_buf_printf(k, "%s\n%s\n%s\n%s\n%d\n", p->s3.public_endpoint ? p->s3.public_endpoint : p->s3.endpoint,
+                  p->s3.bucket, p->s3.access_key, p->s3.region, p->s3.path_style);
+  hg_buf_printf(k, "%u\n%s\n%lld", p->presign_ttl, p->presign_prefix ? p->presign_prefix : "",
+                (long long)x->presign_at);
+}
+
+/* Answers from a cached rewritten playlist; releases `o`. No source runs. */
+static void serve_output(x_t *x, hg_cache_obj_t *o) {
+  hg_response_t res;
+  memset(&res, 0, sizeof(res));
+  res.status = 200;
+  res.body = hg_arena_strndup(x->req->arena, o->body, o->len);
+  res.body_len = o->len;
+  hg_cache_obj_release(o);
+  x->refs--; /* no source will run */
+  x->req->log_cache = "hit";
+  if (res.body == NULL) respond_error(x, 500, "out of memory");
+  else respond_playlist(x, &res);
+}
+
+/* The raw object: from the cache, from another request's fill, or from the origin. */
+static void fetch_raw(x_t *x) {
+  hg_pipeline_ctx_t *ctx = x->ctx;
+  if (ctx->cache && x->plan.cache_ttl > 0) {
+    hg_buf_t key = HG_BUF_INIT;
+    cache_key(x, &key);
+    if (key.len) {
+      hg_cache_obj_t *o = NULL;
+      x->waiter.notify = on_cache_notify;
+      int rc = hg_cache_lookup(ctx->cache, key.data, key.len, uv_now(ctx->loop), &x->waiter, &o, &x->fill);
+      hg_buf_free(&key);
+      x->req->log_cache = rc == HG_CACHE_HIT ? "hit" : rc == HG_CACHE_WAIT ? "wait" : "miss";
+      if (rc == HG_CACHE_HIT) {
+        serve_obj(x, o);
+        return;
+      }
+      if (rc == HG_CACHE_WAIT) return; /* on_wake continues */
+    }
+    hg_buf_free(&key);
+  }
+  start_source(x);
 }
 
 /* ---- entry ---- */
@@ -821,6 +921,7 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
   x->head_only = strcmp(req->method, "HEAD") == 0;
   x->up_start = uv_hrtime();
   x->origin_name = "origin";
+  presign_clock(x);
   if (plan->origin == HG_ORIGIN_FILE) {
     x->origin_name = "file";
     const char *p = plan->file_path;
@@ -844,22 +945,24 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
     start_source(x);
     return;
   }
-  if (ctx->cache && plan->cache_ttl > 0) {
+  /* A hot playlist: its rewritten bytes may already be cached (or being made). */
+  if (ctx->cache) {
     hg_buf_t key = HG_BUF_INIT;
-    cache_key(x, &key);
+    output_key(x, &key);
     if (key.len) {
       hg_cache_obj_t *o = NULL;
       x->waiter.notify = on_cache_notify;
-      int rc = hg_cache_lookup(ctx->cache, key.data, key.len, uv_now(ctx->loop), &x->waiter, &o, &x->fill);
+      x->waiting_output = 1;
+      int rc = hg_cache_lookup(ctx->cache, key.data, key.len, uv_now(ctx->loop), &x->waiter, &o, &x->out_fill);
       hg_buf_free(&key);
-      x->req->log_cache = rc == HG_CACHE_HIT ? "hit" : rc == HG_CACHE_WAIT ? "wait" : "miss";
+      if (rc == HG_CACHE_WAIT) return; /* on_wake continues */
+      x->waiting_output = 0;
       if (rc == HG_CACHE_HIT) {
-        serve_obj(x, o);
+        serve_output(x, o);
         return;
       }
-      if (rc == HG_CACHE_WAIT) return; /* on_wake continues */
     }
     hg_buf_free(&key);
   }
-  start_source(x);
+  fetch_raw(x);
 }

@@ -88,6 +88,26 @@ describe('private bucket on a real S3 (default policy)', () => {
     assert.equal((await fetch(map)).status, 200);
   });
 
+  it('a hot playlist is fetched and presigned once: raw and rewritten output are cached', async () => {
+    const t = token('videos/ts');
+    const path = `/stream/hls/v1/index.m3u8?token=${t}`;
+    const before = s3.requests.filter((q) => q.path === '/hls-media/videos/ts/v1/index.m3u8').length;
+    const fromLog = gw.stdoutText.length;
+    const first = await get(gw.port, path);
+    const again = await Promise.all(Array.from({ length: 20 }, () => get(gw.port, path)));
+    for (const r of again) assert.equal(r.body, first.body, 'the same bytes (same presign time bucket)');
+    const fetched = s3.requests.filter((q) => q.path === '/hls-media/videos/ts/v1/index.m3u8').length - before;
+    assert.ok(fetched <= 1, `bucket fetches: ${fetched}`);
+    await new Promise((r) => setTimeout(r, 100));
+    const lines = gw.stdoutText.slice(fromLog).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    assert.ok(lines.filter((l) => l.cache === 'hit').length >= 19, 'served from the output cache');
+    // Another viewer shares the raw object; the segment URLs it gets still work.
+    const other = await get(gw.port, `/stream/hls/v1/index.m3u8?token=${token('videos/ts', { jti: 'b' })}`);
+    const seg = other.body.split('\n').find((l) => l.startsWith('http'));
+    assert.equal((await fetch(seg)).status, 200);
+    assert.equal(s3.requests.filter((q) => q.path === '/hls-media/videos/ts/v1/index.m3u8').length - before, fetched);
+  });
+
   it('401 expired, 404 for a prefix without this asset, 400 traversal, 403 wrong subject', async () => {
     const expired = jwt.sign({ sub: 'hls', pfx: 'videos/ts', exp: Math.floor(Date.now() / 1000) - 100 }, SECRET);
     assert.equal((await get(gw.port, `/stream/hls/master.m3u8?token=${expired}`)).status, 401);

@@ -115,7 +115,7 @@ describe("private bucket recipe", function()
       assert.are.equal(plan.origin, plan.s3)
       assert.are.equal("stream", plan.route)
       assert.is_true(plan.private)
-      assert.are.equal(0, plan.cache_ttl)
+      assert.are.equal(2, plan.cache_ttl) -- HLSGATE_PLAYLIST_CACHE_TTL's default
       assert.are.equal("*", plan.headers["Access-Control-Allow-Origin"])
     end)
 
@@ -156,9 +156,10 @@ describe("private bucket recipe", function()
         HLSGATE_JWT_SECRET = SECRET, S3_BUCKET = "b", AWS_ACCESS_KEY_ID = "a",
         AWS_SECRET_ACCESS_KEY = "s", AWS_SESSION_TOKEN = "st", S3_REGION = "eu-central-1",
         S3_ENDPOINT = "https://sos-ch-gva-2.exo.io/", S3_PATH_STYLE = "false",
-        HLSGATE_PRESIGN_TTL = "120",
+        HLSGATE_PRESIGN_TTL = "120", HLSGATE_PLAYLIST_CACHE_TTL = "0",
       })
       plan = h(H.get("/stream/hls/master.m3u8?token=" .. T))
+      assert.are.equal(0, plan.cache_ttl)
       assert.are.equal("st", plan.origin.session_token)
       assert.are.equal("eu-central-1", plan.origin.region)
       assert.is_false(plan.origin.path_style)
@@ -175,6 +176,9 @@ describe("private bucket recipe", function()
       end)
       assert.has_error(function()
         H.load("policies/private_bucket.lua", env_with({ S3_PATH_STYLE = "maybe" }))
+      end)
+      assert.has_error(function()
+        H.load("policies/private_bucket.lua", env_with({ HLSGATE_PLAYLIST_CACHE_TTL = "-1" }))
       end)
       assert.has_error(function()
         H.load("policies/private_bucket.lua", env_with({ HLSGATE_TOKEN_TTL = "soon" }))
