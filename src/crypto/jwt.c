@@ -43,6 +43,32 @@ static int failr(const char **reason, const char *why, int code) {
   return code;
 }
 
+/* What the claims walk collects: the registered time claims. */
+typedef struct {
+  double exp, nbf, iat;
+  int has_exp, has_nbf, has_iat;
+  const char *bad; /* first claim of the wrong type */
+} claims_t;
+
+static int claims_member(void *ud, const hg_json_val_t *key, const hg_json_val_t *val) {
+  claims_t *c = ud;
+  static const char *const names[] = {"exp", "nbf", "iat"};
+  static const char *const bad[] = {"exp is not a number", "nbf is not a number",
+                                    "iat is not a number"};
+  double *dst[] = {&c->exp, &c->nbf, &c->iat};
+  int *has[] = {&c->has_exp, &c->has_nbf, &c->has_iat};
+  for (int i = 0; i < 3; i++) {
+    if (!hg__json_str_eq(key, names[i], 3)) continue;
+    /* RFC 7519 §2: a NumericDate is a JSON number ("1300819380" is not one, T14) */
+    if (val->type != HG_JSON_NUMBER || hg__json_number(val, dst[i])) {
+      if (!c->bad) c->bad = bad[i];
+    } else {
+      *has[i] = 1;
+    }
+  }
+  return 0;
+}
+
 int hg_jwt_sign(hg_buf_t *out, hg_jwt_alg_t alg, const char *kid, const void *secret,
                 size_t secret_len, const char *claims, size_t claims_len, const char **reason) {
   if (reason) *reason = NULL;
@@ -53,6 +79,11 @@ int hg_jwt_sign(hg_buf_t *out, hg_jwt_alg_t alg, const char *kid, const void *se
   if (hg__json_parse(claims, claims_len, &v, &why))
     return failr(reason, why, HG_EPARSE);
   if (v.type != HG_JSON_OBJECT) return failr(reason, "claims are not a JSON object", HG_EPARSE);
+  /* Time claims of the wrong type would make verify refuse the token: refuse them here. */
+  claims_t c;
+  memset(&c, 0, sizeof(c));
+  hg__json_object_each(&v, claims_member, &c);
+  if (c.bad) return failr(reason, c.bad, HG_EPARSE);
 
   hg_buf_t hdr = HG_BUF_INIT;
   int rc = hg_buf_printf(&hdr, "{\"alg\":\"%s\",\"typ\":\"JWT\"", algs[alg].name);
@@ -106,32 +137,6 @@ static int header_member(void *ud, const hg_json_val_t *key, const hg_json_val_t
     h->bad_kid_type = val->type != HG_JSON_STRING;
   } else if (hg__json_str_eq(key, "crit", 4)) {
     h->has_crit = 1;
-  }
-  return 0;
-}
-
-/* What the claims walk collects: the registered time claims. */
-typedef struct {
-  double exp, nbf, iat;
-  int has_exp, has_nbf, has_iat;
-  const char *bad; /* first claim of the wrong type */
-} claims_t;
-
-static int claims_member(void *ud, const hg_json_val_t *key, const hg_json_val_t *val) {
-  claims_t *c = ud;
-  static const char *const names[] = {"exp", "nbf", "iat"};
-  static const char *const bad[] = {"exp is not a number", "nbf is not a number",
-                                    "iat is not a number"};
-  double *dst[] = {&c->exp, &c->nbf, &c->iat};
-  int *has[] = {&c->has_exp, &c->has_nbf, &c->has_iat};
-  for (int i = 0; i < 3; i++) {
-    if (!hg__json_str_eq(key, names[i], 3)) continue;
-    /* RFC 7519 §2: a NumericDate is a JSON number ("1300819380" is not one, T14) */
-    if (val->type != HG_JSON_NUMBER || hg__json_number(val, dst[i])) {
-      if (!c->bad) c->bad = bad[i];
-    } else {
-      *has[i] = 1;
-    }
   }
   return 0;
 }

@@ -267,6 +267,20 @@ HG_TEST(sign_round_trip_and_kids) {
   hg_buf_free(&c);
 }
 
+/* Found by fuzz_jwt: sign must refuse what verify would refuse (time claims that are
+ * not numbers), so we never mint a token we would reject. */
+HG_TEST(sign_refuses_time_claims_of_the_wrong_type) {
+  static const char *claims[] = {"{\"exp\":\"1\"}", "{\"nbf\":true}", "{\"iat\":null}", "{\"exp\":[1]}"};
+  for (size_t i = 0; i < sizeof(claims) / sizeof(claims[0]); i++) {
+    hg_buf_t out = HG_BUF_INIT;
+    const char *why = NULL;
+    CHECK_INT(hg_jwt_sign(&out, HG_JWT_HS256, NULL, "k", 1, claims[i], strlen(claims[i]), &why), HG_EPARSE);
+    CHECK(why != NULL && strstr(why, "is not a number") != NULL);
+    CHECK_INT(out.len, 0);
+    hg_buf_free(&out);
+  }
+}
+
 int main(void) {
   vectors = hgtest_slurp(HG_SHARED_DIR "/conformance/VECTORS.md", NULL);
   if (vectors == NULL) {
@@ -284,5 +298,6 @@ int main(void) {
   RUN(attack_tokens);
   RUN(sign_round_trip_and_kids);
   free(vectors);
+  RUN(sign_refuses_time_claims_of_the_wrong_type);
   return hgtest_done();
 }
