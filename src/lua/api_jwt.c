@@ -21,19 +21,6 @@
 
 #define MAX_KEYS 64
 
-/* Raises if the table at idx has a key not in `allowed` (typos must not silently
- * weaken a check, e.g. `requier_exp = false`). */
-static void check_opts(lua_State *L, int idx, const char *const *allowed) {
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, "option names must be strings");
-    const char *k = lua_tostring(L, -1);
-    int ok = 0;
-    for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, k) == 0;
-    if (!ok) luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
-  }
-}
 
 static hg_jwt_alg_t opt_alg(lua_State *L, int idx, int required) {
   lua_getfield(L, idx, "alg");
@@ -89,7 +76,7 @@ static int l_sign(lua_State *L) {
   hg_jwt_alg_t alg = HG_JWT_HS256;
   if (!lua_isnil(L, 3)) {
     static const char *const allowed[] = {"alg", "kid", NULL};
-    check_opts(L, 3, allowed);
+    hg__lua_check_opts(L, 3, allowed);
     alg = opt_alg(L, 3, 0);
     lua_getfield(L, 3, "kid");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
@@ -207,7 +194,7 @@ static int l_verify(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   static const char *const allowed[] = {"alg", "leeway", "now", "require_exp", "max_age", NULL};
-  check_opts(L, 3, allowed);
+  hg__lua_check_opts(L, 3, allowed);
   hg_jwt_verify_opts_t o;
   memset(&o, 0, sizeof(o));
   o.alg = opt_alg(L, 3, 1);

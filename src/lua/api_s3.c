@@ -76,17 +76,6 @@ static const char *const allowed_opts[] = {
     "secret_key", "session_token", "path_style", "expires", "method", "time", "query",
     "headers", "payload_hash", NULL};
 
-static void check_opts(lua_State *L, int idx) {
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, "option names must be strings");
-    const char *k = lua_tostring(L, -1);
-    int ok = 0;
-    for (const char *const *a = allowed_opts; *a && !ok; a++) ok = strcmp(*a, k) == 0;
-    if (!ok) luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
-  }
-}
 
 /* opts[name] as a string, `dflt` when absent; raises on another type or (if required)
  * absence. */
@@ -131,7 +120,7 @@ static size_t opt_pairs(lua_State *L, const char *name, hg_sigv4_kv_t *kv, size_
 static void read_opts(lua_State *L, s3opts_t *o, int presign) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  check_opts(L, 1);
+  hg__lua_check_opts(L, 1, allowed_opts);
   o->endpoint = opt_str(L, "endpoint", NULL, 1, NULL);
   o->public_endpoint = opt_str(L, "public_endpoint", NULL, 0, NULL);
   o->region = opt_str(L, "region", "us-east-1", 0, NULL);

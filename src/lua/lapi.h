@@ -24,6 +24,10 @@ int hg__lua_open_shared(lua_State *L); /* dictionary shared by workers, kept acr
 struct hg_hls_uri_s;
 void hg__lua_push_uri(lua_State *L, const struct hg_hls_uri_s *u);
 
+/* Raises unless every key of the options table at `idx` is one of `allowed` (NULL
+ * terminated): a misspelt option must not silently weaken a check. */
+void hg__lua_check_opts(lua_State *L, int idx, const char *const *allowed);
+
 /* Pushes a private lua-cjson instance (cjson.new(), so a policy changing cjson's
  * settings cannot affect the bindings), or nil when lua-cjson is not installed. */
 void hg__lua_push_cjson(lua_State *L);

@@ -2,10 +2,23 @@
 #include "lua/lapi.h"
 
 #include <lauxlib.h>
+#include <string.h>
 
 #ifndef HG_VERSION
 #define HG_VERSION "0.1.0"
 #endif
+
+void hg__lua_check_opts(lua_State *L, int idx, const char *const *allowed) {
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, "option names must be strings");
+    const char *k = lua_tostring(L, -1);
+    int ok = 0;
+    for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, k) == 0;
+    if (!ok) luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
+  }
+}
 
 void hg__lua_push_cjson(lua_State *L) {
   lua_getglobal(L, "require");
