@@ -12,7 +12,9 @@
 #
 # Knobs (environment): BENCH_DURATION (10 s per measurement), BENCH_WARMUP (2 s),
 # BENCH_CONNS (32), BENCH_THREADS (1, wrk threads), BENCH_IDLE_CONNS (10000),
-# BENCH_PORT_BASE (18400: uses BASE+1..BASE+12), BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1,
+# BENCH_PORT_BASE (18400: uses BASE+1..BASE+7), BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1,
+# BENCH_REPEAT (1: runs per measurement, the median kept; 3 takes ~13 minutes),
+# BENCH_TOKENS (200000 viewer tokens), BENCH_IDLE_ROUNDS (3),
 # BENCH_KEEP_TMP=1 (keep the temp dir with logs and bodies), BENCH_QUIET_WAIT (90: total
 # seconds it may wait for other load on the machine to stop before measurements).
 set -euo pipefail
@@ -204,6 +206,23 @@ start_hlsgate hlsgate $P_HG 2
 HG_PID=$LAST_PID
 TOKEN=$(HLSGATE_JWT_SECRET=$SECRET "$BIN" token --prefix vod --ttl 86400 | awk '/^token:/ {print $2}')
 [[ -n $TOKEN ]] || die "no token"
+# Many viewers: one token per request (HS256, sub "hls", pfx "vod", a distinct jti each),
+# written as request paths for wrk_report.lua. hlsgate caches rewritten playlists per
+# token, so with these every request is a real token check + rewrite.
+NTOKENS=${BENCH_TOKENS:-200000}
+"$PYTHON" - "$SECRET" "$NTOKENS" "$TMP" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+secret, n, tmp = sys.argv[1].encode(), int(sys.argv[2]), sys.argv[3]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(b'{"alg":"HS256","typ":"JWT"}')
+exp = int(time.time()) + 86400
+with open(tmp + "/paths-w1", "w") as w1, open(tmp + "/paths-w2", "w") as w2:
+    for i in range(n):
+        body = head + "." + b64(json.dumps({"sub": "hls", "pfx": "vod", "exp": exp, "jti": str(i)}).encode())
+        tok = body + "." + b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
+        w1.write("/stream/hls/media_1000.m3u8?token=%s\n" % tok)
+        w2.write("/stream/hls/master.m3u8?token=%s\n" % tok)
+PY
 
 log "starting the Flask proxy (seed article) on 127.0.0.1:$P_FLASK"
 start flask env PROXY_BASE_URL="http://127.0.0.1:$P_FLASK/proxy" FLASK_PROXY_PORT=$P_FLASK \
@@ -240,30 +259,53 @@ rss_kb() { # summed VmRSS of the given processes and their children
   echo "$total"
 }
 
-declare -A RPS MBS CPU WRKCPU OTHER P99 NOTE
+declare -A RPS MBS CPU WRKCPU OTHER P99 NOTE SPREAD
 ORDER=()
-# measure NAME URL "PIDS" [PIN] — checks one answer (200), warms up, runs wrk, records
+# measure NAME URL "PIDS" [PIN] [PATHS] — checks one answer (200), warms up, runs wrk
+# (pinned to CPU PIN when given; cycling through the request paths in file PATHS when
+# given), records req/s, MB/s, CPU and p99. With BENCH_REPEAT=N it runs N times and keeps
+# the run with the median req/s (the spread is shown).
+REPEAT=${BENCH_REPEAT:-1}
 measure() {
-  local name=$1 url=$2 pids=$3 pin=${4:-}
-  local code
+  local name=$1 url=$2 pids=$3 pin=${4:-} paths=${5:-}
+  local code k
   code=$(curl -s -o "$TMP/body-$name" -w '%{http_code}' --max-time 10 "$url") || true
   [[ $code == 200 ]] || die "$name: $url answered $code: $(head -c 300 "$TMP/body-$name")"
+  local runs=()
+  for k in $(seq "$REPEAT"); do
+    measure_once "$name#$k" "$url" "$pids" "$pin" "$paths"
+    runs+=("${RPS[$name#$k]} $k")
+  done
+  # the median run by req/s, and the spread
+  local sorted med lo hi
+  sorted=$(printf '%s\n' "${runs[@]}" | sort -n)
+  med=$(sed -n "$(((REPEAT + 1) / 2))p" <<<"$sorted" | cut -d' ' -f2)
+  lo=$(head -1 <<<"$sorted" | cut -d' ' -f1)
+  hi=$(tail -1 <<<"$sorted" | cut -d' ' -f1)
+  local m="$name#$med"
+  RPS[$name]=${RPS[$m]} MBS[$name]=${MBS[$m]} CPU[$name]=${CPU[$m]} WRKCPU[$name]=${WRKCPU[$m]}
+  OTHER[$name]=${OTHER[$m]} P99[$name]=${P99[$m]} NOTE[$name]=${NOTE[$m]}
+  SPREAD[$name]="$lo-$hi"
+  ORDER+=("$name")
+}
+measure_once() {
+  local name=$1 url=$2 pids=$3 pin=$4 paths=$5
   wait_quiet
-  local wrk=(wrk -t"$THREADS" -c"$CONNS" --timeout 5s)
+  local wrk=(env BENCH_PATHS="$paths" wrk -t"$THREADS" -c"$CONNS" --timeout 5s)
   [[ -n $pin ]] && wrk=(taskset -c "$pin" "${wrk[@]}")
-  "${wrk[@]}" -d"${WARMUP}s" "$url" >/dev/null
+  "${wrk[@]}" -d"${WARMUP}s" -s "$BENCH/wrk_report.lua" "$url" >/dev/null
+  local c0 c1 m0 m1 t out="$TMP/wrk-${name/\#/-}.txt"
   # shellcheck disable=SC2086
-  local c0 c1
-  local m0 m1 t
   c0=$(cpu_ticks $pids)
   m0=($(machine_ticks))
   # `times` prints the subshell's children's (wrk's) user and system time last
-  ( "${wrk[@]}" -d"${DURATION}s" -s "$BENCH/wrk_report.lua" "$url"; times ) >"$TMP/wrk-$name.txt"
+  ( "${wrk[@]}" -d"${DURATION}s" -s "$BENCH/wrk_report.lua" "$url"; times ) >"$out"
   m1=($(machine_ticks))
+  # shellcheck disable=SC2086
   c1=$(cpu_ticks $pids)
-  t=$(tail -1 "$TMP/wrk-$name.txt" | awk '{n = 0; for (i = 1; i <= NF; i++) {split($i, v, /[ms]/); n += v[1] * 60 + v[2]}; print n}')
+  t=$(tail -1 "$out" | awk '{n = 0; for (i = 1; i <= NF; i++) {split($i, v, /[ms]/); n += v[1] * 60 + v[2]}; print n}')
   local line
-  line=$(grep '^WRK_RESULT' "$TMP/wrk-$name.txt") || die "$name: wrk printed no result"
+  line=$(grep '^WRK_RESULT' "$out") || die "$name: wrk printed no result"
   local -A r
   local kv
   for kv in ${line#WRK_RESULT }; do r[${kv%%=*}]=${kv#*=}; done
@@ -276,12 +318,10 @@ measure() {
   OTHER[$name]=$(awk -v busy=$((m1[0] - m0[0])) -v all=$((m1[1] - m0[1])) -v s="${CPU[$name]}" -v w="${WRKCPU[$name]}" \
     'BEGIN {o = busy * 200 / all - s - w; printf "%.0f", o < 0 ? 0 : o}')
   P99[$name]=$(awk -v p="${r[p99_us]}" 'BEGIN {printf "%.1f", p / 1000}')
-  NOTE[$name]=$((errs > 0 ? errs : 0))
+  NOTE[$name]=$errs
   ((errs == 0)) || log "WARNING $name: $errs errors (status=${r[status]} read=${r[read]} timeout=${r[timeout]})"
-  ORDER+=("$name")
-  log "$(printf '%-22s %9s req/s %8s MB/s  CPU server %4s%% wrk %4s%% other %3s%%  p99 %6s ms  (%s B/answer)' \
-    "$name" "${RPS[$name]}" "${MBS[$name]}" "${CPU[$name]}" "${WRKCPU[$name]}" "${OTHER[$name]}" "${P99[$name]}" \
-    "$(stat -c %s "$TMP/body-$name")")"
+  log "$(printf '%-24s %9s req/s %8s MB/s  CPU server %4s%% wrk %4s%% other %3s%%  p99 %6s ms' \
+    "$name" "${RPS[$name]}" "${MBS[$name]}" "${CPU[$name]}" "${WRKCPU[$name]}" "${OTHER[$name]}" "${P99[$name]}")"
 }
 count() { grep -o -- "$1" "$2" | wc -l; }
 expect_count() { # expect_count NAME PATTERN MIN — sanity check of an answer body
@@ -300,21 +340,27 @@ enc() { "$PYTHON" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.arg
 b64() { printf '%s' "$1" | base64 -w0; }
 
 # The "same-sized static file" baselines are hlsgate's own answers, saved for nginx.
-curl -sf "$HG$W1_PATH" -o "$DATA/static/w1.m3u8" || die "workload 1 answer"
-curl -sf "$HG$W2_PATH" -o "$DATA/static/w2.m3u8" || die "workload 2 answer"
+# (A viewer's token, with its jti, is as long as those of the many-viewers paths.)
+curl -sf "$HG$(head -1 "$TMP/paths-w1")" -o "$DATA/static/w1.m3u8" || die "workload 1 answer"
+curl -sf "$HG$(head -1 "$TMP/paths-w2")" -o "$DATA/static/w2.m3u8" || die "workload 2 answer"
 chmod a+r "$DATA"/static/*
 [[ $(count 'X-Amz-Signature=' "$DATA/static/w1.m3u8") == 1000 ]] || die "workload 1: 1000 presigned URLs expected"
 
 log "wrk -t$THREADS -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up) per measurement"
 # ---- target 1: 1,000-segment playlist, every segment presigned ----
+VIEWER1=$(head -1 "$TMP/paths-w1")
 measure nginx_static_w1 "$NG/static/w1.m3u8" "$NGINX_PID"
-measure hg_w1_presign1000 "$HG$W1_PATH" "$HG_PID"
-expect_count hg_w1_presign1000 'X-Amz-Signature=' 1000
+measure hg_w1_viewers "$HG$VIEWER1" "$HG_PID" "" "$TMP/paths-w1"
+expect_count hg_w1_viewers 'X-Amz-Signature=' 1000
+measure hg_w1_one_viewer "$HG$W1_PATH" "$HG_PID"
 measure hg_w1_uncached "$HG/uncached/hls/media_1000.m3u8?token=$TOKEN" "$HG_PID $NGINX_PID"
 # ---- target 2: small multivariant playlist ----
+VIEWER2=$(head -1 "$TMP/paths-w2")
 measure nginx_static_w2 "$NG/static/w2.m3u8" "$NGINX_PID"
-measure hg_w2_master "$HG$W2_PATH" "$HG_PID"
-expect_count hg_w2_master "token=$TOKEN" 5
+measure hg_w2_viewers "$HG$VIEWER2" "$HG_PID" "" "$TMP/paths-w2"
+expect_count hg_w2_viewers "token=" 5
+measure hg_w2_one_viewer "$HG$W2_PATH" "$HG_PID"
+expect_count hg_w2_one_viewer "token=$TOKEN" 5
 # ---- target 3: segment relay (2 MiB) ----
 measure nginx_static_seg "$NG/bench/vod/seg_2mb.ts" "$NGINX_PID"
 measure nginx_proxy_seg "http://127.0.0.1:$P_NGPROXY/bench/vod/seg_2mb.ts" "$NGINX_PID"
@@ -322,6 +368,8 @@ measure hg_relay_seg "$HG/relay?url=$(enc "$SEG_URL")" "$HG_PID $NGINX_PID"
 # ---- target 4: open proxy against the peers (playlist rewrite, segment relay) ----
 measure hg_open_pl "$HG/proxy?url=$(enc "$PL_URL")" "$HG_PID"
 expect_count hg_open_pl '/proxy?url=' 1000
+measure hg_relay_pl "$HG/relay?url=$(enc "$PL_URL")" "$HG_PID $NGINX_PID"
+expect_count hg_relay_pl '/relay?url=' 1000
 measure flask_pl "http://127.0.0.1:$P_FLASK/proxy?url=$(enc "$PL_URL")" "$FLASK_PID"
 expect_count flask_pl '/proxy?url=' 1000
 measure hlsd_pl "http://127.0.0.1:$P_HLSD/$(b64 "$PL_URL").m3u8" "$HLSD_PID $NGINX_PID"
@@ -334,15 +382,15 @@ for n in hg_relay_seg hg_open_seg flask_seg hlsd_seg; do
 done
 kill -TERM "$FLASK_PID" "$HLSD_PID" 2>/dev/null || true # free their memory and CPU
 
-# ---- target 5: 1 worker vs 2 workers ----
+# ---- target 5: 1 worker vs 2 workers (many viewers: every request does the work) ----
 start_hlsgate hlsgate1 $P_HG1 1
 HG1_PID=$LAST_PID
 HG1=http://127.0.0.1:$P_HG1
-measure hg1_w1_presign1000 "$HG1$W1_PATH" "$HG1_PID"
-measure hg1_w2_master "$HG1$W2_PATH" "$HG1_PID"
+measure hg1_w1_viewers "$HG1$VIEWER1" "$HG1_PID" "" "$TMP/paths-w1"
+measure hg1_w2_viewers "$HG1$VIEWER2" "$HG1_PID" "" "$TMP/paths-w2"
 # wrk pinned to CPU 1: the server has CPU 0 to itself and shares CPU 1 with wrk
-measure hg1_w2_master_pinned "$HG1$W2_PATH" "$HG1_PID" 1
-measure hg_w2_master_pinned "$HG$W2_PATH" "$HG_PID" 1
+measure hg1_w2_viewers_pinned "$HG1$VIEWER2" "$HG1_PID" 1 "$TMP/paths-w2"
+measure hg_w2_viewers_pinned "$HG$VIEWER2" "$HG_PID" 1 "$TMP/paths-w2"
 measure nginx_static_w2_pinned "$NG/static/w2.m3u8" "$NGINX_PID" 1
 kill -TERM "$HG1_PID" 2>/dev/null || true
 
@@ -388,29 +436,48 @@ per_conn() { # "before during1 after1 duringN afterN alive1" [N] -> bytes per co
 {
   echo
   echo "hlsgate bench — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), shared by wrk and the servers"
-  echo "wrk -t$THREADS -c$CONNS -d${DURATION}s after a ${WARMUP}s warm-up; MB = 10^6 bytes; CPU: user+sys, 200% = both cores;"
+  echo "wrk -t$THREADS -c$CONNS -d${DURATION}s after a ${WARMUP}s warm-up$( ((REPEAT > 1)) && echo ", $REPEAT runs each, the median run shown"); MB = 10^6 bytes; CPU: user+sys, 200% = both cores;"
   echo "server = the measured server's processes (+ nginx as origin where it is fetched from), other = everything else on the machine"
   echo
-  printf '| %-22s | %9s | %8s | %10s | %7s | %9s | %8s | %6s |\n' measurement req/s MB/s "server CPU" "wrk CPU" "other CPU" "p99 ms" errors
-  printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------------------ ----------: ---------: -----------: --------: ----------: ---------: -------:
+  printf '| %-22s | %9s | %8s | %10s | %7s | %9s | %8s | %6s |' measurement req/s MB/s "server CPU" "wrk CPU" "other CPU" "p99 ms" errors
+  ((REPEAT > 1)) && printf ' req/s of %s runs |' "$REPEAT"
+  printf '\n|%s|%s|%s|%s|%s|%s|%s|%s|' ------------------------ ----------: ---------: -----------: --------: ----------: ---------: -------:
+  ((REPEAT > 1)) && printf '%s|' -----------------:
+  echo
   for n in "${ORDER[@]}"; do
-    printf '| %-22s | %9s | %8s | %9s%% | %6s%% | %8s%% | %8s | %6s |\n' "$n" "${RPS[$n]}" "${MBS[$n]}" "${CPU[$n]}" \
+    printf '| %-22s | %9s | %8s | %9s%% | %6s%% | %8s%% | %8s | %6s |' "$n" "${RPS[$n]}" "${MBS[$n]}" "${CPU[$n]}" \
       "${WRKCPU[$n]}" "${OTHER[$n]}" "${P99[$n]}" "${NOTE[$n]}"
+    ((REPEAT > 1)) && printf ' %17s |' "${SPREAD[$n]}"
+    echo
   done
   echo
+  echo "Micro-benchmarks (one thread):"
+  sed 's/^/  /' "$TMP/micro.txt"
+  echo
   echo "Ratios (SPEC §11 target in brackets):"
-  r=$(ratio hg_w1_presign1000 nginx_static_w1); echo "  1. 1,000-segment presigned playlist / nginx static same size: $r  [>= 0.50: $(verdict "$r" 0.5)]"
-  echo "     (as shipped, cache_ttl 0, S3 GET per request: $(ratio hg_w1_uncached nginx_static_w1))"
-  r=$(ratio hg_w2_master nginx_static_w2); echo "  2. small multivariant playlist / nginx static same size: $r  [>= 0.70: $(verdict "$r" 0.7)]"
-  r=$(mbratio hg_relay_seg nginx_proxy_seg); echo "  3. 2 MiB segment relay / nginx proxy_pass: $r  [>= 0.80: $(verdict "$r" 0.8)]  (nginx static: $(mbratio hg_relay_seg nginx_static_seg))"
-  r=$(ratio hg_open_pl flask_pl); r2=$(ratio hg_open_pl hlsd_pl)
-  echo "  4. open-proxy 1,000-segment playlist: hlsgate / Flask $r [>= 10: $(verdict "$r" 10)], / hls-proxy $r2 [>= 10: $(verdict "$r2" 10)]"
-  r=$(ratio hg_open_seg flask_seg); r2=$(ratio hg_open_seg hlsd_seg)
-  echo "     open-proxy 2 MiB segment (cached, as shipped): hlsgate / Flask $r [>= 10: $(verdict "$r" 10)], / hls-proxy $r2 [>= 10: $(verdict "$r2" 10)]"
-  echo "     uncached relay (/relay) / Flask $(ratio hg_relay_seg flask_seg), / hls-proxy $(ratio hg_relay_seg hlsd_seg)"
-  r=$(ratio hg_w1_presign1000 hg1_w1_presign1000); echo "  5. 2 workers / 1 worker, 1,000-segment presign (CPU-heavy): $r  [>= 1.7: $(verdict "$r" 1.7)]"
-  r=$(ratio hg_w2_master hg1_w2_master); echo "     2 workers / 1 worker, small multivariant (cheap): $r  [>= 1.7: $(verdict "$r" 1.7)]"
-  r=$(ratio hg_w2_master_pinned hg1_w2_master_pinned); echo "     same, wrk pinned to CPU 1 (taskset): $r  (and then 2 workers / nginx static, both with wrk pinned: $(ratio hg_w2_master_pinned nginx_static_w2_pinned))"
+  r=$(ratio hg_w1_viewers nginx_static_w1)
+  echo "  1. 1,000-segment presigned playlist / nginx static same size, a new viewer (token) per request: $r  [>= 0.50: $(verdict "$r" 0.5)]"
+  r=$(ratio hg_w1_one_viewer nginx_static_w1)
+  echo "     one viewer repeating (answers from the per-token output cache): $r [$(verdict "$r" 0.5)];" \
+       "cache_ttl 0 (S3 GET + rewrite per request): $(ratio hg_w1_uncached nginx_static_w1)"
+  r=$(ratio hg_w2_viewers nginx_static_w2)
+  echo "  2. small multivariant playlist / nginx static same size, a new viewer per request: $r  [>= 0.70: $(verdict "$r" 0.7)]"
+  r=$(ratio hg_w2_one_viewer nginx_static_w2)
+  echo "     one viewer repeating (output cache): $r [$(verdict "$r" 0.7)]"
+  r=$(mbratio hg_relay_seg nginx_proxy_seg)
+  echo "  3. 2 MiB segment relay / nginx proxy_pass: $r  [>= 0.80: $(verdict "$r" 0.8)]  (/ nginx static: $(mbratio hg_relay_seg nginx_static_seg))"
+  r=$(ratio hg_open_pl flask_pl); r2=$(ratio hg_relay_pl hlsd_pl)
+  echo "  4. open-proxy 1,000-segment playlist, hlsgate / Flask (both answer from their cache): $r [>= 10: $(verdict "$r" 10)];" \
+       "hlsgate /relay / hls-proxy (both fetch + rewrite per request): $r2 [>= 10: $(verdict "$r2" 10)]"
+  r=$(ratio hg_open_seg flask_seg); r2=$(ratio hg_relay_seg hlsd_seg)
+  echo "     open-proxy 2 MiB segment, hlsgate / Flask (both from cache): $r [>= 10: $(verdict "$r" 10)];" \
+       "hlsgate /relay / hls-proxy (both stream from the origin): $r2 [>= 10: $(verdict "$r2" 10)]"
+  r=$(ratio hg_w1_viewers hg1_w1_viewers)
+  echo "  5. 2 workers / 1 worker, 1,000-segment presign per request (CPU-heavy, wrk nearly idle): $r  [>= 1.7: $(verdict "$r" 1.7)]"
+  r=$(ratio hg_w2_viewers hg1_w2_viewers)
+  echo "     2 workers / 1 worker, small multivariant (cheap, wrk needs a core too): $r  [>= 1.7: $(verdict "$r" 1.7)]"
+  r=$(ratio hg_w2_viewers_pinned hg1_w2_viewers_pinned)
+  echo "     same, wrk pinned to CPU 1 (taskset -c 1): $r  [$(verdict "$r" 1.7)]; then hlsgate 2 workers / nginx static: $(ratio hg_w2_viewers_pinned nginx_static_w2_pinned)"
   # shellcheck disable=SC2154
   echo "  6. idle keep-alive ($IDLE_CONNS connections, VmRSS kB before / with them / after close, round 1 then round $IDLE_ROUNDS):"
   echo "     hlsgate: $(per_conn "$IDLE_hlsgate") bytes/connection in round 1, $(per_conn "$IDLE_hlsgate" 4) in round $IDLE_ROUNDS  ($IDLE_hlsgate)"

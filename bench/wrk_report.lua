@@ -1,6 +1,23 @@
--- wrk_report.lua — wrk -s script of bench/run.sh: prints one machine-readable line after
--- the run (requests, bytes, duration, errors — a non-2xx/3xx answer counts in status —
--- and latency percentiles).
+-- wrk_report.lua — wrk -s script of bench/run.sh.
+--
+-- With BENCH_PATHS=FILE (one request path per line) each request takes the next path,
+-- from a random start: bench/run.sh uses it to give every request its own viewer token,
+-- so that no answer can come from hlsgate's per-token output cache.
+--
+-- After the run it prints one machine-readable line: requests, bytes, duration, errors
+-- (a non-2xx/3xx answer counts in status) and latency percentiles.
+local file = os.getenv("BENCH_PATHS")
+if file and file ~= "" then
+  local paths = {}
+  for line in io.lines(file) do paths[#paths + 1] = line end
+  math.randomseed(os.time(), math.floor(os.clock() * 1e6))
+  local i = math.random(#paths)
+  request = function()
+    i = i % #paths + 1
+    return wrk.format("GET", paths[i])
+  end
+end
+
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

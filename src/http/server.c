@@ -376,7 +376,10 @@ static void on_chunk_write(uv_write_t *req, int status) {
     conn_close(c);
     notify_gone(c, status);
   }
-  if (c->pending > 0) return;
+  if (c->pending > 0) { /* progress: the send timeout counts from here (a slow reader is fine) */
+    timer_start(c, c->srv->lim.send_timeout_ms);
+    return;
+  }
   if (!c->closing) uv_timer_stop(&c->timer);
   if (c->ended) {
     if (c->state == S_WRITING) txn_done(c);
