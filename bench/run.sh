@@ -50,7 +50,7 @@ QUIET_BUDGET=${BENCH_QUIET_WAIT:-90}
 wait_quiet() {
   local a b busy waited=0
   while :; do
-    a=($(machine_ticks)); sleep 0.5; b=($(machine_ticks))
+    read -ra a <<<"$(machine_ticks)"; sleep 0.5; read -ra b <<<"$(machine_ticks)"
     busy=$(((b[0] - a[0]) * 200 / (b[1] - a[1] + 1)))
     ((busy < 15)) && break
     ((QUIET_BUDGET > 0)) || break
@@ -85,14 +85,15 @@ trap 'exit 130' INT TERM
 start() {
   local name=$1; shift
   "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-  PIDS+=($!)
+  PIDS+=("$!")
   LAST_PID=$!
 }
 
-wait_http() { # wait_http URL [seconds]
-  local i
-  for i in $(seq $((${2:-10} * 10))); do
-    curl -s -o /dev/null --max-time 1 "$1" && return 0
+wait_http() { # wait_http URL [any] — waits up to 10 s for a 2xx (or, with "any", any answer)
+  local i f=-f
+  [[ ${2:-} == any ]] && f=
+  for i in $(seq 100); do
+    curl -s $f -o /dev/null --max-time 1 "$1" && return 0
     sleep 0.1
   done
   die "no answer from $1"
@@ -109,9 +110,10 @@ install_deps() {
   command -v node >/dev/null || need+=(nodejs)
   command -v npm >/dev/null || need+=(npm)
   command -v pkg-config >/dev/null || need+=(pkg-config)
+  command -v pgrep >/dev/null || need+=(procps)
   [[ -x $PYTHON ]] || need+=(python3)
   local p
-  for p in liblua5.4-dev lua5.4 libuv1-dev node-llhttp libmbedtls-dev lua-cjson ca-certificates \
+  for p in liblua5.4-dev lua5.4 libuv1-dev node-llhttp libmbedtls-dev lua-cjson zlib1g-dev ca-certificates \
            python3-flask python3-requests python3-m3u8 python3-cachetools python3-flask-cors; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
   done
@@ -190,7 +192,7 @@ wait_http "http://127.0.0.1:$P_ORIGIN/bench/vod/master.m3u8"
 wait_http "http://127.0.0.1:$P_NGPROXY/bench/vod/master.m3u8"
 
 ORIGIN=http://127.0.0.1:$P_ORIGIN
-HG_ENV=(env HLSGATE_JWT_SECRET=$SECRET S3_ENDPOINT=$ORIGIN S3_BUCKET=bench S3_REGION=us-east-1
+HG_ENV=(env "HLSGATE_JWT_SECRET=$SECRET" "S3_ENDPOINT=$ORIGIN" S3_BUCKET=bench S3_REGION=us-east-1
         AWS_ACCESS_KEY_ID=AKIABENCHEXAMPLE0000 AWS_SECRET_ACCESS_KEY=bench/secret/key/for/presign/only/000
         S3_PATH_STYLE=true HLSGATE_ALLOW_PRIVATE=1 HLSGATE_PRESIGN_TTL=86400)
 start_hlsgate() { # NAME PORT WORKERS
@@ -198,9 +200,10 @@ start_hlsgate() { # NAME PORT WORKERS
   # Access log (JSON, stdout) to /dev/null as nginx's: both still format and write() it.
   "${HG_ENV[@]}" "$BIN" --listen "127.0.0.1:$2" --workers "$3" --policy "$BENCH/policies/bench.lua" \
     --drain-timeout 2 >/dev/null 2>"$TMP/$1.err" &
-  PIDS+=($!)
+  PIDS+=("$!")
   LAST_PID=$!
   wait_http "http://127.0.0.1:$2/healthz"
+  kill -0 "$LAST_PID" 2>/dev/null || die "hlsgate exited: $(cat "$TMP/$1.err")"
 }
 start_hlsgate hlsgate $P_HG 2
 HG_PID=$LAST_PID
@@ -231,8 +234,8 @@ FLASK_PID=$LAST_PID
 log "starting @warren-bank/hls-proxy on 127.0.0.1:$P_HLSD"
 start hlsd node "$BENCH/peers/node/run-hlsd.cjs" --port "$P_HLSD"
 HLSD_PID=$LAST_PID
-wait_http "http://127.0.0.1:$P_FLASK/proxy"
-wait_http "http://127.0.0.1:$P_HLSD/"
+wait_http "http://127.0.0.1:$P_FLASK/proxy" any
+wait_http "http://127.0.0.1:$P_HLSD/" any
 
 # ---- 5. measurement helpers ----
 HZ=$(getconf CLK_TCK)
@@ -297,10 +300,10 @@ measure_once() {
   local c0 c1 m0 m1 t out="$TMP/wrk-${name/\#/-}.txt"
   # shellcheck disable=SC2086
   c0=$(cpu_ticks $pids)
-  m0=($(machine_ticks))
+  read -ra m0 <<<"$(machine_ticks)"
   # `times` prints the subshell's children's (wrk's) user and system time last
   ( "${wrk[@]}" -d"${DURATION}s" -s "$BENCH/wrk_report.lua" "$url"; times ) >"$out"
-  m1=($(machine_ticks))
+  read -ra m1 <<<"$(machine_ticks)"
   # shellcheck disable=SC2086
   c1=$(cpu_ticks $pids)
   t=$(tail -1 "$out" | awk '{n = 0; for (i = 1; i <= NF; i++) {split($i, v, /[ms]/); n += v[1] * 60 + v[2]}; print n}')
@@ -332,8 +335,8 @@ expect_count() { # expect_count NAME PATTERN MIN — sanity check of an answer b
 
 HG=http://127.0.0.1:$P_HG
 NG=http://127.0.0.1:$P_ORIGIN
-W1_PATH=/stream/hls/media_1000.m3u8?token=$TOKEN
-W2_PATH=/stream/hls/master.m3u8?token=$TOKEN
+W1_PATH="/stream/hls/media_1000.m3u8?token=$TOKEN"
+W2_PATH="/stream/hls/master.m3u8?token=$TOKEN"
 SEG_URL=$ORIGIN/bench/vod/seg_2mb.ts
 PL_URL=$ORIGIN/bench/vod/media_1000.m3u8
 enc() { "$PYTHON" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
@@ -404,7 +407,7 @@ idle_test() {
   for k in $(seq "$IDLE_ROUNDS"); do
     "$TMP/idle_conns" 127.0.0.1 "$port" "$IDLE_CONNS" /healthz 3 >"$TMP/idle-$name.out" 2>&1 &
     local cpid=$!
-    PIDS+=($cpid)
+    PIDS+=("$cpid")
     for _ in $(seq 300); do grep -q '^open' "$TMP/idle-$name.out" && break; sleep 0.1; done
     grep -q '^open' "$TMP/idle-$name.out" || die "idle $name: $(cat "$TMP/idle-$name.out")"
     sleep 1.5
@@ -417,7 +420,8 @@ idle_test() {
     log "idle $name round $k: VmRSS ${before} kB before, ${during} kB with $IDLE_CONNS idle connections ($alive still open at the end), ${after} kB after they closed"
     [[ -n $first ]] || first="$during $after $alive"
   done
-  local f=($first)
+  local f
+  read -ra f <<<"$first"
   printf -v "IDLE_$name" '%s %s %s %s %s %s' "$before" "${f[0]}" "${f[1]}" "$during" "$after" "${f[2]}"
 }
 start_hlsgate hlsgate_idle $P_HGIDLE 2
@@ -455,31 +459,33 @@ per_conn() { # "before during1 after1 duringN afterN alive1" [N] -> bytes per co
   sed 's/^/  /' "$TMP/micro.txt"
   echo
   echo "Ratios (SPEC §11 target in brackets):"
-  r=$(ratio hg_w1_viewers nginx_static_w1)
-  echo "  1. 1,000-segment presigned playlist / nginx static same size, a new viewer (token) per request: $r  [>= 0.50: $(verdict "$r" 0.5)]"
-  r=$(ratio hg_w1_one_viewer nginx_static_w1)
-  echo "     one viewer repeating (answers from the per-token output cache): $r [$(verdict "$r" 0.5)];" \
+  x=$(ratio hg_w1_viewers nginx_static_w1)
+  echo "  1. 1,000-segment presigned playlist / nginx static same size, a new viewer (token) per request: $x  [>= 0.50: $(verdict "$x" 0.5)]"
+  x=$(ratio hg_w1_one_viewer nginx_static_w1)
+  echo "     one viewer repeating (answers from the per-token output cache): $x [$(verdict "$x" 0.5)];" \
        "cache_ttl 0 (S3 GET + rewrite per request): $(ratio hg_w1_uncached nginx_static_w1)"
-  r=$(ratio hg_w2_viewers nginx_static_w2)
-  echo "  2. small multivariant playlist / nginx static same size, a new viewer per request: $r  [>= 0.70: $(verdict "$r" 0.7)]"
-  r=$(ratio hg_w2_one_viewer nginx_static_w2)
-  echo "     one viewer repeating (output cache): $r [$(verdict "$r" 0.7)]"
-  r=$(mbratio hg_relay_seg nginx_proxy_seg)
-  echo "  3. 2 MiB segment relay / nginx proxy_pass: $r  [>= 0.80: $(verdict "$r" 0.8)]  (/ nginx static: $(mbratio hg_relay_seg nginx_static_seg))"
-  r=$(ratio hg_open_pl flask_pl); r2=$(ratio hg_relay_pl hlsd_pl)
-  echo "  4. open-proxy 1,000-segment playlist, hlsgate / Flask (both answer from their cache): $r [>= 10: $(verdict "$r" 10)];" \
-       "hlsgate /relay / hls-proxy (both fetch + rewrite per request): $r2 [>= 10: $(verdict "$r2" 10)]"
-  r=$(ratio hg_open_seg flask_seg); r2=$(ratio hg_relay_seg hlsd_seg)
-  echo "     open-proxy 2 MiB segment, hlsgate / Flask (both from cache): $r [>= 10: $(verdict "$r" 10)];" \
-       "hlsgate /relay / hls-proxy (both stream from the origin): $r2 [>= 10: $(verdict "$r2" 10)]"
-  r=$(ratio hg_w1_viewers hg1_w1_viewers)
-  echo "  5. 2 workers / 1 worker, 1,000-segment presign per request (CPU-heavy, wrk nearly idle): $r  [>= 1.7: $(verdict "$r" 1.7)]"
-  r=$(ratio hg_w2_viewers hg1_w2_viewers)
-  echo "     2 workers / 1 worker, small multivariant (cheap, wrk needs a core too): $r  [>= 1.7: $(verdict "$r" 1.7)]"
-  r=$(ratio hg_w2_viewers_pinned hg1_w2_viewers_pinned)
-  echo "     same, wrk pinned to CPU 1 (taskset -c 1): $r  [$(verdict "$r" 1.7)]; then hlsgate 2 workers / nginx static: $(ratio hg_w2_viewers_pinned nginx_static_w2_pinned)"
+  x=$(ratio hg_w2_viewers nginx_static_w2)
+  echo "  2. small multivariant playlist / nginx static same size, a new viewer per request: $x  [>= 0.70: $(verdict "$x" 0.7)]"
+  x=$(ratio hg_w2_one_viewer nginx_static_w2)
+  echo "     one viewer repeating (output cache): $x [$(verdict "$x" 0.7)]"
+  x=$(mbratio hg_relay_seg nginx_proxy_seg)
+  echo "  3. 2 MiB segment relay / nginx proxy_pass: $x  [>= 0.80: $(verdict "$x" 0.8)]  (/ nginx static: $(mbratio hg_relay_seg nginx_static_seg))"
+  x=$(ratio hg_open_pl flask_pl); x2=$(ratio hg_relay_pl hlsd_pl)
+  echo "  4. open-proxy 1,000-segment playlist, hlsgate / Flask (both answer from their cache): $x [>= 10: $(verdict "$x" 10)];" \
+       "hlsgate /relay / hls-proxy (both fetch + rewrite per request): $x2 [>= 10: $(verdict "$x2" 10)]"
+  x=$(ratio hg_open_seg flask_seg); x2=$(ratio hg_relay_seg hlsd_seg)
+  echo "     open-proxy 2 MiB segment, hlsgate / Flask (both from cache): $x [>= 10: $(verdict "$x" 10)];" \
+       "hlsgate /relay / hls-proxy (both stream from the origin): $x2 [>= 10: $(verdict "$x2" 10)]"
+  x=$(ratio hg_w1_viewers hg1_w1_viewers)
+  echo "  5. 2 workers / 1 worker, 1,000-segment presign per request (CPU-heavy, wrk nearly idle): $x  [>= 1.7: $(verdict "$x" 1.7)]"
+  x=$(ratio hg_w2_viewers hg1_w2_viewers)
+  echo "     2 workers / 1 worker, small multivariant (cheap, wrk needs a core too): $x  [>= 1.7: $(verdict "$x" 1.7)]"
+  x=$(ratio hg_w2_viewers_pinned hg1_w2_viewers_pinned)
+  echo "     same, wrk pinned to CPU 1 (taskset -c 1): $x  [$(verdict "$x" 1.7)]; then hlsgate 2 workers / nginx static: $(ratio hg_w2_viewers_pinned nginx_static_w2_pinned)"
   # shellcheck disable=SC2154
   echo "  6. idle keep-alive ($IDLE_CONNS connections, VmRSS kB before / with them / after close, round 1 then round $IDLE_ROUNDS):"
+  # shellcheck disable=SC2154
   echo "     hlsgate: $(per_conn "$IDLE_hlsgate") bytes/connection in round 1, $(per_conn "$IDLE_hlsgate" 4) in round $IDLE_ROUNDS  ($IDLE_hlsgate)"
+  # shellcheck disable=SC2154
   echo "     nginx:   $(per_conn "$IDLE_nginx") bytes/connection in round 1, $(per_conn "$IDLE_nginx" 4) in round $IDLE_ROUNDS  ($IDLE_nginx)"
 } | tee "$TMP/table.txt"

@@ -227,6 +227,56 @@ int hg_cache_lookup(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms
   return HG_CACHE_FILL;
 }
 
+int hg_cache_peek(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms, hg_cache_obj_t **obj) {
+  uint64_t h = hash_key(key, klen);
+  pthread_mutex_lock(&c->lock);
+  entry_t *e = find(c, key, klen, h);
+  int hit = e && e->obj && e->obj->expires_ms > now_ms;
+  if (hit) {
+    lru_unlink(c, e);
+    lru_push(c, e);
+    hg_cache_obj_retain(e->obj);
+    *obj = e->obj;
+    c->st.hits++;
+  }
+  pthread_mutex_unlock(&c->lock);
+  return hit;
+}
+
+void hg_cache_put(hg_cache_t *c, const char *key, size_t klen, hg_cache_obj_t *obj, uint64_t now_ms,
+                  uint64_t ttl_ms) {
+  uint64_t h = hash_key(key, klen);
+  pthread_mutex_lock(&c->lock);
+  entry_t *e = find(c, key, klen, h);
+  int stored = 0;
+  if (obj->len <= c->max_object && ttl_ms > 0 && !(e && e->fill)) {
+    if (e == NULL && (e = calloc(1, sizeof(*e))) != NULL && (e->key = malloc(klen ? klen : 1)) != NULL) {
+      memcpy(e->key, key, klen);
+      e->klen = klen;
+      e->hash = h;
+      e->hnext = c->buckets[h % c->nbuckets];
+      c->buckets[h % c->nbuckets] = e;
+      lru_push(c, e);
+      if (++c->nentries > c->nbuckets) grow(c);
+    } else if (e && e->key == NULL) {
+      free(e);
+      e = NULL;
+    }
+    if (e) {
+      drop_obj(c, e);
+      make_room(c, obj->len);
+      obj->expires_ms = now_ms + ttl_ms;
+      obj->stale_ms = obj->expires_ms;
+      e->obj = obj;
+      c->bytes += obj->len;
+      c->st.stores++;
+      stored = 1;
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (!stored) hg_cache_obj_release(obj);
+}
+
 hg_cache_obj_t *hg_cache_fill_end(hg_cache_t *c, hg_cache_fill_t *fill, hg_cache_obj_t *obj,
                                   uint64_t now_ms, uint64_t ttl_ms, uint64_t stale_ms) {
   pthread_mutex_lock(&c->lock);

@@ -59,6 +59,16 @@ enum {
 int hg_cache_lookup(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms,
                     hg_cache_waiter_t *w, hg_cache_obj_t **obj, hg_cache_fill_t **fill);
 
+/* Returns 1 with a fresh object for `key` (retained for the caller), or 0. Never starts a
+ * fill and never waits. Any thread. */
+int hg_cache_peek(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms, hg_cache_obj_t **obj);
+
+/* Publishes `obj` (ownership passes to the cache) under `key` for `ttl_ms`, replacing an
+ * object there, unless a fill for the key is in progress (then `obj` is dropped). Any
+ * thread. */
+void hg_cache_put(hg_cache_t *c, const char *key, size_t klen, hg_cache_obj_t *obj, uint64_t now_ms,
+                  uint64_t ttl_ms);
+
 /* Ends a fill. `obj` (built with hg_cache_obj_new; ownership passes to the cache) is
  * published for `ttl_ms` and kept `stale_ms` longer for stale-if-error; NULL means the
  * fetch failed or the object is not cacheable. When NULL and a stale copy exists, the

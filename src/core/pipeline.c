@@ -66,6 +66,8 @@ typedef struct x_s {
   struct x_s *wnext;
   int waiting_output;        /* the wait is for a rewritten playlist (else a raw object) */
   hg_cache_fill_t *out_fill; /* we rewrite for the output cache */
+  hg_buf_t shared_key;       /* output cache key for viewer-independent output */
+  size_t proxied;            /* URIs this rewrite made into gateway URLs (with params) */
   int64_t presign_at;        /* signing time of this exchange's presigned URLs */
   int64_t presign_bucket;    /* seconds that signing time stays the same */
 } x_t;
@@ -86,6 +88,7 @@ __attribute__((noinline)) static void x_unref(x_t *x) {
   hg_buf_free(&x->body);
   hg_buf_free(&x->tmp);
   hg_buf_free(&x->tee);
+  hg_buf_free(&x->shared_key);
   hg_sigv4_free(x->signer);
   free(x);
 }
@@ -272,7 +275,7 @@ static int decide(void *ud, const hg_hls_uri_t *uri, hg_buf_t *out) {
   switch (act) {
   case HG_ACT_DROP: return HG_HLS_DROP;
   case HG_ACT_ABSOLUTE: return hg_hls_absolute(uri, out);
-  case HG_ACT_PROXY: return act_proxy(x, uri, out);
+  case HG_ACT_PROXY: x->proxied++; return act_proxy(x, uri, out);
   case HG_ACT_PRESIGN: return act_presign(x, uri, out);
   default: return HG_HLS_KEEP;
   }
@@ -287,8 +290,9 @@ static void respond_playlist(x_t *x, hg_response_t *res) {
   respond(x, res);
 }
 
-/* Publishes a rewritten playlist in the output cache until its presign bucket ends (and
- * no longer than the raw object may be cached). */
+/* Publishes a rewritten playlist that no viewer's token is in (the same for every viewer)
+ * in the output cache until its presign bucket ends (and no longer than the raw object may
+ * be cached); hands a per-viewer one to the fill's waiters only. */
 static void store_output(x_t *x, const char *body, size_t len) {
   char *copy = malloc(len ? len : 1);
   if (copy) memcpy(copy, body, len);
@@ -298,6 +302,15 @@ static void store_output(x_t *x, const char *body, size_t len) {
   if (left * 1000 < (int64_t)ttl) ttl = left > 0 ? (uint64_t)left * 1000 : 0;
   hg_cache_fill_t *fill = x->out_fill;
   x->out_fill = NULL;
+  if (o && x->proxied == 0 && x->shared_key.len) {
+    /* Nothing was proxied, so no viewer's token is in it: every viewer may share it. */
+    hg_cache_obj_retain(o);
+    hg_cache_put(x->ctx->cache, x->shared_key.data, x->shared_key.len, o, uv_now(x->ctx->loop), ttl);
+  } else {
+    /* It carries this viewer's token: kept, it would be one entry per viewer flooding the
+     * cache. Concurrent identical requests (the fill's waiters) still get it. */
+    ttl = 0;
+  }
   hg_cache_obj_release(hg_cache_fill_end(x->ctx->cache, fill, o, uv_now(x->ctx->loop), ttl, 0));
 }
 
@@ -804,13 +817,17 @@ static void output_key(x_t *x, hg_buf_t *k) {
   for (int i = 0; i < HG_HLS_CLASS_COUNT; i++) hg_buf_putc(k, (char)('0' + p->actions[i]));
   hg_buf_printf(k, "%d\n%s\n%s\n%s\n", p->default_action, p->proxy_from ? p->proxy_from : "",
                 p->proxy_to ? p->proxy_to : "", p->proxy_prefix ? p->proxy_prefix : "");
-  for (size_t i = 0; i < p->nproxy_params; i++)
-    hg_buf_printf(k, "%s=%s\n", p->proxy_params[i].name, p->proxy_params[i].value);
   if (p->has_s3)
     hg_buf_printf(k, "%s\n%s\n%s\n%s\n%d\n", p->s3.public_endpoint ? p->s3.public_endpoint : p->s3.endpoint,
                   p->s3.bucket, p->s3.access_key, p->s3.region, p->s3.path_style);
   hg_buf_printf(k, "%u\n%s\n%lld", p->presign_ttl, p->presign_prefix ? p->presign_prefix : "",
                 (long long)x->presign_at);
+  /* The viewer-independent key stops here; the per-viewer one adds the proxy params. */
+  hg_buf_clear(&x->shared_key);
+  hg_buf_append(&x->shared_key, k->data, k->len);
+  hg_buf_puts(&x->shared_key, "\nshared");
+  for (size_t i = 0; i < p->nproxy_params; i++)
+    hg_buf_printf(k, "\n%s=%s", p->proxy_params[i].name, p->proxy_params[i].value);
 }
 
 /* Answers from a cached rewritten playlist; releases `o`. No source runs. */
@@ -949,8 +966,13 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
   if (ctx->cache) {
     hg_buf_t key = HG_BUF_INIT;
     output_key(x, &key);
+    hg_cache_obj_t *o = NULL;
+    if (key.len && hg_cache_peek(ctx->cache, x->shared_key.data, x->shared_key.len, uv_now(ctx->loop), &o)) {
+      hg_buf_free(&key);
+      serve_output(x, o); /* rewritten for another viewer, identical for this one */
+      return;
+    }
     if (key.len) {
-      hg_cache_obj_t *o = NULL;
       x->waiter.notify = on_cache_notify;
       x->waiting_output = 1;
       int rc = hg_cache_lookup(ctx->cache, key.data, key.len, uv_now(ctx->loop), &x->waiter, &o, &x->out_fill);

@@ -22,7 +22,7 @@
 #include "core/error.h"
 #include "core/log.h"
 
-#define READ_CHUNK 16384
+#define READ_CHUNK 65536 /* the loop's shared read buffer */
 #define MAX_HEADERS 100
 
 enum { S_IDLE, S_READING, S_BUSY, S_WRITING };
@@ -89,6 +89,7 @@ struct hg_http_server_s {
   time_t date_sec;
   char date[40];
   hg_http_observer_t obs;
+  char *rbuf; /* every read lands here first: idle connections hold no buffer */
 };
 
 static void conn_close(conn_t *c);
@@ -340,7 +341,15 @@ typedef struct wchunk_s {
 /* The response is fully written: log nothing more, then go back to reading (keep-alive
  * and pipelined requests) or close. */
 static void txn_done(conn_t *c) {
-  hg_buf_clear(&c->out);
+  /* Give back what the transaction used: an idle keep-alive connection costs only its
+   * handles and this struct (SPEC §11: RSS flat under many idle connections). */
+  hg_buf_free(&c->out);
+  hg_buf_free(&c->url);
+  hg_buf_free(&c->field);
+  hg_buf_free(&c->value);
+  hg_buf_free(&c->body);
+  hg_arena_free(c->txn.req.arena);
+  c->txn.req.arena = NULL;
   c->state = S_IDLE;
   c->drain = NULL;
   if (c->close_after || c->closing) {
@@ -623,7 +632,10 @@ static void conn_process(conn_t *c) {
     respond_error(c, status, msg);
     break;
   }
-  if (c->in_off == c->in.len) c->in.len = c->in_off = 0;
+  if (c->in_off == c->in.len) { /* all parsed: keep no buffer */
+    hg_buf_free(&c->in);
+    c->in_off = 0;
+  }
   if (!c->closing && c->state != S_IDLE && c->state != S_READING && c->reading) {
     uv_read_stop((uv_stream_t *)&c->tcp); /* backpressure: one request at a time */
     c->reading = 0;
@@ -635,15 +647,10 @@ static void conn_process(conn_t *c) {
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
   conn_t *c = h->data;
-  if (hg_buf_reserve(&c->in, READ_CHUNK) != 0) {
-    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
-    return;
-  }
-  *buf = uv_buf_init(c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len - 1));
+  *buf = uv_buf_init(c->srv->rbuf, READ_CHUNK); /* one per loop: reads never overlap */
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  (void)buf;
   conn_t *c = stream->data;
   if (nread < 0) {
     /* EOF or error. A half-received request is abandoned; a request being handled
@@ -655,8 +662,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
-  c->in.len += (size_t)nread;
-  c->in.data[c->in.len] = '\0';
+  if (hg_buf_append(&c->in, buf->base, (size_t)nread) != 0) {
+    conn_close(c);
+    return;
+  }
   conn_process(c);
 }
 
@@ -729,7 +738,10 @@ static void on_connection(uv_stream_t *server, int status) {
 hg_http_server_t *hg_http_server_new(uv_loop_t *loop, const hg_http_limits_t *limits,
                                      hg_http_request_cb cb, void *ud) {
   hg_http_server_t *s = calloc(1, sizeof(*s));
-  if (s == NULL) return NULL;
+  if (s == NULL || (s->rbuf = malloc(READ_CHUNK)) == NULL) {
+    free(s);
+    return NULL;
+  }
   s->loop = loop;
   s->lim = *limits;
   s->cb = cb;
@@ -789,6 +801,7 @@ static void on_drain_timeout(uv_timer_t *t) {
 static void on_drain_timer_close(uv_handle_t *h) {
   hg_http_server_t *s = h->data;
   s->drain_timer_open = 0;
+  free(s->rbuf);
   free(s);
 }
 
@@ -819,8 +832,12 @@ void hg_http_server_drain(hg_http_server_t *s, uint64_t timeout_ms, void (*done)
 
 void hg_http_server_free(hg_http_server_t *s) {
   if (s == NULL) return;
-  if (s->drain_timer_open) uv_close((uv_handle_t *)&s->drain_timer, on_drain_timer_close);
-  else free(s);
+  if (s->drain_timer_open) {
+    uv_close((uv_handle_t *)&s->drain_timer, on_drain_timer_close);
+  } else {
+    free(s->rbuf);
+    free(s);
+  }
 }
 
 void hg_http_server_observe(hg_http_server_t *s, const hg_http_observer_t *obs) { s->obs = *obs; }

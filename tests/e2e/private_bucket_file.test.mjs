@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRequire } from 'node:module';
 
-import { BIN, ROOT, get, request, startGateway, tempDir, waitFor } from './lib/gateway.mjs';
+import { BIN, ROOT, freePort, get, request, startGateway, tempDir, waitFor } from './lib/gateway.mjs';
 import { ffplay, makeHls } from './lib/media.mjs';
 
 const require = createRequire(import.meta.url);
@@ -157,7 +157,7 @@ describe('private bucket over a local directory (default policy)', () => {
 describe("the README's first command", () => {
   it('ends with a URL that ffmpeg plays', async () => {
     const dir = tempDir('hg-demo-');
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = await freePort();
     // Its own process group, so cleanup also stops the ffmpeg the script may be running.
     const proc = spawn('bash', ['scripts/run-demo.sh'], {
       cwd: ROOT, detached: true,

@@ -101,8 +101,19 @@ describe('private bucket on a real S3 (default policy)', () => {
     await new Promise((r) => setTimeout(r, 100));
     const lines = gw.stdoutText.slice(fromLog).split('\n').filter(Boolean).map((l) => JSON.parse(l));
     assert.ok(lines.filter((l) => l.cache === 'hit').length >= 19, 'served from the output cache');
-    // Another viewer shares the raw object; the segment URLs it gets still work.
+    // Another viewer: a media playlist whose URIs are all presigned carries no token, so
+    // it gets the same rewritten bytes from the cache; its segment URLs still work.
+    const fromLog2 = gw.stdoutText.length;
     const other = await get(gw.port, `/stream/hls/v1/index.m3u8?token=${token('videos/ts', { jti: 'b' })}`);
+    assert.equal(other.body, first.body);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(JSON.parse(gw.stdoutText.slice(fromLog2).split('\n')[0]).cache, 'hit');
+    // …while a master playlist (its variants carry each viewer's token) is never shared.
+    const m1 = await get(gw.port, `/stream/hls/master.m3u8?token=${t}`);
+    const t2 = token('videos/ts', { jti: 'c' });
+    const m2 = await get(gw.port, `/stream/hls/master.m3u8?token=${t2}`);
+    assert.ok(m1.body.includes(t) && !m1.body.includes(t2));
+    assert.ok(m2.body.includes(t2) && !m2.body.includes(t));
     const seg = other.body.split('\n').find((l) => l.startsWith('http'));
     assert.equal((await fetch(seg)).status, 200);
     assert.equal(s3.requests.filter((q) => q.path === '/hls-media/videos/ts/v1/index.m3u8').length - before, fetched);

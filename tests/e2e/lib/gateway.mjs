@@ -81,6 +81,15 @@ export async function waitFor(pred, timeout, what) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** A port that was free a moment ago (for programs that must be given a fixed port). */
+export async function freePort() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
 /**
  * Parses as many complete HTTP/1.1 responses (Content-Length framed) as `buf` holds.
  * Returns { responses: [{status, headers, body}], rest } — headers have lower-case names.

@@ -127,6 +127,30 @@ HG_TEST(lru_eviction_within_budget) {
   hg_cache_free(c);
 }
 
+HG_TEST(peek_and_put) {
+  hg_cache_t *c = hg_cache_new(1 << 20, 1 << 16);
+  hg_cache_obj_t *o = NULL;
+  hg_cache_fill_t *f = NULL;
+  waiter_t w = {{on_notify, NULL, NULL}, 0};
+  CHECK_INT(hg_cache_peek(c, "p", 1, 0, &o), 0); /* a miss starts nothing */
+  CHECK_INT(hg_cache_lookup(c, "p", 1, 0, &w.w, &o, &f), HG_CACHE_FILL);
+  hg_cache_put(c, "p", 1, obj("dropped"), 0, 1000); /* a fill is in progress: not stored */
+  hg_cache_fill_end(c, f, obj("filled"), 0, 1000, 0);
+  CHECK_INT(hg_cache_peek(c, "p", 1, 10, &o), 1);
+  CHECK(o->len == 6 && memcmp(o->body, "filled", 6) == 0);
+  hg_cache_obj_release(o);
+  hg_cache_put(c, "q", 1, obj("put"), 0, 100);
+  CHECK_INT(hg_cache_peek(c, "q", 1, 50, &o), 1);
+  CHECK(o->len == 3);
+  hg_cache_obj_release(o);
+  CHECK_INT(hg_cache_peek(c, "q", 1, 150, &o), 0); /* expired */
+  hg_cache_put(c, "q", 1, obj("again"), 150, 100); /* replaces */
+  CHECK_INT(hg_cache_peek(c, "q", 1, 160, &o), 1);
+  CHECK(o->len == 5);
+  hg_cache_obj_release(o);
+  hg_cache_free(c);
+}
+
 static hg_cache_t *shared;
 
 static void *hammer(void *arg) {
@@ -175,6 +199,7 @@ int main(void) {
   RUN(failed_fill_wakes_waiters_empty_handed);
   RUN(stale_if_error);
   RUN(lru_eviction_within_budget);
+  RUN(peek_and_put);
   RUN(threads);
   return hgtest_done();
 }
