@@ -290,9 +290,10 @@ static void respond_playlist(x_t *x, hg_response_t *res) {
   respond(x, res);
 }
 
-/* Publishes a rewritten playlist that no viewer's token is in (the same for every viewer)
- * in the output cache until its presign bucket ends (and no longer than the raw object may
- * be cached); hands a per-viewer one to the fill's waiters only. */
+/* Publishes a rewritten playlist in the output cache until its presign bucket ends (and no
+ * longer than the raw object may be cached): under the viewer-independent key when nothing
+ * was proxied; under its own key when its proxy params are not a viewer's (plan not
+ * `private`); a per-viewer one goes to the fill's waiters only. */
 static void store_output(x_t *x, const char *body, size_t len) {
   char *copy = malloc(len ? len : 1);
   if (copy) memcpy(copy, body, len);
@@ -306,11 +307,11 @@ static void store_output(x_t *x, const char *body, size_t len) {
     /* Nothing was proxied, so no viewer's token is in it: every viewer may share it. */
     hg_cache_obj_retain(o);
     hg_cache_put(x->ctx->cache, x->shared_key.data, x->shared_key.len, o, uv_now(x->ctx->loop), ttl);
-  } else {
+  } else if (x->plan.carries_token) {
     /* It carries this viewer's token: kept, it would be one entry per viewer flooding the
      * cache. Concurrent identical requests (the fill's waiters) still get it. */
     ttl = 0;
-  }
+  } /* else the proxy params are the same for everyone (an open proxy's key): keep it */
   hg_cache_obj_release(hg_cache_fill_end(x->ctx->cache, fill, o, uv_now(x->ctx->loop), ttl, 0));
 }
 
