@@ -173,6 +173,23 @@ static void grow(hg_cache_t *c) {
   c->nbuckets = n;
 }
 
+/* Adds an empty entry for `key` (most recently used). NULL on OOM. */
+static entry_t *new_entry(hg_cache_t *c, const char *key, size_t klen, uint64_t h) {
+  entry_t *e = calloc(1, sizeof(*e));
+  if (e == NULL || (e->key = malloc(klen ? klen : 1)) == NULL) {
+    free(e);
+    return NULL;
+  }
+  memcpy(e->key, key, klen);
+  e->klen = klen;
+  e->hash = h;
+  e->hnext = c->buckets[h % c->nbuckets];
+  c->buckets[h % c->nbuckets] = e;
+  lru_push(c, e);
+  if (++c->nentries > c->nbuckets) grow(c);
+  return e;
+}
+
 /* ---- API ---- */
 
 int hg_cache_lookup(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms,
@@ -197,20 +214,9 @@ int hg_cache_lookup(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms
     pthread_mutex_unlock(&c->lock);
     return HG_CACHE_WAIT;
   }
-  if (e == NULL) {
-    e = calloc(1, sizeof(*e));
-    if (e == NULL || (e->key = malloc(klen ? klen : 1)) == NULL) {
-      free(e);
-      pthread_mutex_unlock(&c->lock);
-      return HG_ENOMEM;
-    }
-    memcpy(e->key, key, klen);
-    e->klen = klen;
-    e->hash = h;
-    e->hnext = c->buckets[h % c->nbuckets];
-    c->buckets[h % c->nbuckets] = e;
-    lru_push(c, e);
-    if (++c->nentries > c->nbuckets) grow(c);
+  if (e == NULL && (e = new_entry(c, key, klen, h)) == NULL) {
+    pthread_mutex_unlock(&c->lock);
+    return HG_ENOMEM;
   }
   /* Expired beyond its stale window: forget it. Within it: keep it for stale-if-error. */
   if (e->obj && e->obj->stale_ms <= now_ms) drop_obj(c, e);
@@ -250,18 +256,7 @@ void hg_cache_put(hg_cache_t *c, const char *key, size_t klen, hg_cache_obj_t *o
   entry_t *e = find(c, key, klen, h);
   int stored = 0;
   if (obj->len <= c->max_object && ttl_ms > 0 && !(e && e->fill)) {
-    if (e == NULL && (e = calloc(1, sizeof(*e))) != NULL && (e->key = malloc(klen ? klen : 1)) != NULL) {
-      memcpy(e->key, key, klen);
-      e->klen = klen;
-      e->hash = h;
-      e->hnext = c->buckets[h % c->nbuckets];
-      c->buckets[h % c->nbuckets] = e;
-      lru_push(c, e);
-      if (++c->nentries > c->nbuckets) grow(c);
-    } else if (e && e->key == NULL) {
-      free(e);
-      e = NULL;
-    }
+    if (e == NULL) e = new_entry(c, key, klen, h);
     if (e) {
       drop_obj(c, e);
       make_room(c, obj->len);
