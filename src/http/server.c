@@ -2,8 +2,9 @@
  *
  * Connection life: IDLE (no request bytes yet) → READING (parsing a request; the
  * header timer runs) → BUSY (handed to the request callback) → WRITING (response
- * queued) → IDLE again, or closed. Reading stops while BUSY/WRITING, which is what
- * bounds pipelining: unread requests stay in the kernel's buffers, not ours.
+ * queued) → IDLE again, or closed. Requests are parsed one at a time; while one is
+ * BUSY/WRITING, further input is only buffered, and reading pauses once more than
+ * MAX_PIPELINED bytes wait (then unread requests stay in the kernel's buffers).
  * A connection is freed only when both its handles are closed and no handler holds
  * its transaction.
  */
@@ -24,6 +25,7 @@
 
 #define READ_CHUNK 65536 /* the loop's shared read buffer */
 #define MAX_HEADERS 100
+#define MAX_PIPELINED (128 * 1024) /* unparsed input kept while a response is written */
 
 enum { S_IDLE, S_READING, S_BUSY, S_WRITING };
 
@@ -636,8 +638,12 @@ static void conn_process(conn_t *c) {
     hg_buf_free(&c->in);
     c->in_off = 0;
   }
-  if (!c->closing && c->state != S_IDLE && c->state != S_READING && c->reading) {
-    uv_read_stop((uv_stream_t *)&c->tcp); /* backpressure: one request at a time */
+  /* While a request is being answered, reading goes on (no epoll churn per request, and
+   * a client that leaves is noticed), but a pipelining client that piles up more than
+   * MAX_PIPELINED unparsed bytes is paused until we catch up: memory stays bounded. */
+  if (!c->closing && c->reading && c->state != S_IDLE && c->state != S_READING &&
+      c->in.len - c->in_off > MAX_PIPELINED) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
   }
 }

@@ -90,6 +90,17 @@ describe('HTTP server', () => {
     c.close();
   });
 
+  it('answers 3,000 pipelined requests sent at once (reading pauses and resumes)', async () => {
+    const c = await connect(gw.port);
+    let batch = '';
+    for (let i = 0; i < 3000; i++) batch += `GET /echo?i=${i} HTTP/1.1\r\nHost: t\r\nX-Pad: ${'p'.repeat(100)}\r\n\r\n`;
+    assert.ok(batch.length > 256 * 1024, 'more than the server buffers while it answers');
+    c.write(batch);
+    const responses = await c.read(3000, { timeout: 30000 });
+    responses.forEach((res, i) => assert.equal(JSON.parse(res.body).i, String(i)));
+    c.close();
+  });
+
   it('answers pipelined requests split at arbitrary byte boundaries', async () => {
     const c = await connect(gw.port);
     let batch = '';
