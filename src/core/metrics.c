@@ -40,13 +40,19 @@ int hg_metrics_route(const char *name) {
     if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
       return 0;
   }
+  /* Labels are only ever appended, each written before the count that publishes it, so
+   * the common case (a known route) needs no lock on this per-request path. */
+  int n = __atomic_load_n(&nroutes, __ATOMIC_ACQUIRE);
+  for (int i = 1; i < n; i++)
+    if (strcmp(routes[i], name) == 0) return i;
   pthread_mutex_lock(&lock);
   int idx = 0;
   for (int i = 1; i < nroutes && idx == 0; i++)
     if (strcmp(routes[i], name) == 0) idx = i;
   if (idx == 0 && nroutes < HG_METRICS_ROUTES) {
     memcpy(routes[nroutes], name, len + 1);
-    idx = nroutes++;
+    idx = nroutes;
+    __atomic_store_n(&nroutes, nroutes + 1, __ATOMIC_RELEASE);
   }
   pthread_mutex_unlock(&lock);
   return idx;

@@ -290,6 +290,15 @@ static void access_log(conn_t *c, int status, size_t bytes) {
   if (c->srv->obs.request_done) c->srv->obs.request_done(c->srv->obs.ud, req, status, bytes);
 }
 
+/* A draining server with no connection and no listener left reports it, once. */
+static void check_drained(hg_http_server_t *s) {
+  if (!s->draining || s->nconns > 0 || s->nopen_listeners > 0 || s->drain_done == NULL) return;
+  void (*done)(void *) = s->drain_done;
+  s->drain_done = NULL;
+  if (s->drain_timer_open) uv_timer_stop(&s->drain_timer);
+  done(s->drain_ud);
+}
+
 /* Frees the connection once nothing refers to it any more. */
 static void conn_maybe_free(conn_t *c) {
   if (c->handles > 0 || c->state == S_BUSY) return;
@@ -307,12 +316,7 @@ static void conn_maybe_free(conn_t *c) {
   hg_buf_free(&c->value);
   hg_buf_free(&c->body);
   free(c);
-  if (s->draining && s->nconns == 0 && s->nopen_listeners == 0 && s->drain_done) {
-    void (*done)(void *) = s->drain_done;
-    s->drain_done = NULL;
-    if (s->drain_timer_open) uv_timer_stop(&s->drain_timer);
-    done(s->drain_ud);
-  }
+  check_drained(s);
 }
 
 static void on_handle_close(uv_handle_t *h) {
@@ -790,12 +794,7 @@ static void on_listener_close(uv_handle_t *h) {
   hg_http_server_t *s = h->data;
   free(h);
   s->nopen_listeners--;
-  if (s->draining && s->nconns == 0 && s->nopen_listeners == 0 && s->drain_done) {
-    void (*done)(void *) = s->drain_done;
-    s->drain_done = NULL;
-    if (s->drain_timer_open) uv_timer_stop(&s->drain_timer);
-    done(s->drain_ud);
-  }
+  check_drained(s);
 }
 
 static void on_drain_timeout(uv_timer_t *t) {
@@ -829,11 +828,7 @@ void hg_http_server_drain(hg_http_server_t *s, uint64_t timeout_ms, void (*done)
     if (c->state == S_IDLE && c->in.len == c->in_off) conn_close(c);
     else c->close_after = 1;
   }
-  if (s->nconns == 0 && s->nopen_listeners == 0 && s->drain_done) {
-    s->drain_done = NULL;
-    uv_timer_stop(&s->drain_timer);
-    done(ud);
-  }
+  check_drained(s);
 }
 
 void hg_http_server_free(hg_http_server_t *s) {
