@@ -21,6 +21,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "core/live.h"
 #include "core/log.h"
 #include "crypto/sigv4.h"
 #include "upstream/file.h"
@@ -70,6 +71,13 @@ typedef struct x_s {
   size_t proxied;            /* URIs this rewrite made into gateway URLs (with params) */
   int64_t presign_at;        /* signing time of this exchange's presigned URLs */
   int64_t presign_bucket;    /* seconds that signing time stays the same */
+  /* freshness (SPEC §5, §7) */
+  hg_directives_t dir;       /* LL-HLS directives forwarded to the origin */
+  const char *up_cc, *up_expires, *up_date, *up_age; /* the origin's word on reuse */
+  int64_t obj_left_ms;       /* answered from the cache: how long the object stays fresh */
+  int no_store;              /* the origin forbids storing or sharing the answer */
+  hg_hls_info_t info;        /* what the playlist in `body` says of itself */
+  int info_done;
 } x_t;
 
 static void src_data(x_t *x, char *data, size_t len);
@@ -117,8 +125,42 @@ static void respond_error(x_t *x, int status, const char *msg) {
     res.status = 500;
     res.nheaders = 0;
   }
-  add_plan_headers(x, &res);
+  add_plan_headers(x, &res); /* errors are never cached: the server adds no-store */
   respond(x, &res);
+}
+
+/* ---- freshness ---- */
+
+/* What the playlist buffered in `body` says of itself, or NULL when the body is not a
+ * playlist (relayed bodies never are). Scanned once. */
+static const hg_hls_info_t *body_info(x_t *x) {
+  if (x->mode != M_SNIFF && x->mode != M_BUFFER) return NULL;
+  if (!x->info_done) hg_hls_info(x->body.data ? x->body.data : "", x->body.len, &x->info);
+  x->info_done = 1;
+  return x->info.playlist ? &x->info : NULL;
+}
+
+/* How long this answer may be reused (SPEC §5, §7): the policy's TTL, half the target
+ * duration for a live playlist, never more than the origin allows nor than what is left
+ * of the cached object it comes from. */
+static uint64_t answer_ttl(x_t *x, const hg_hls_info_t *info) {
+  hg_freshness_t f;
+  hg_freshness_parse(x->up_cc, x->up_expires, x->up_date, x->up_age, (int64_t)time(NULL), &f);
+  if (x->plan.ignore_origin_cache) memset(&f, 0, sizeof(f));
+  x->no_store = f.no_store;
+  uint64_t ttl = hg_live_ttl_ms(x->plan.cache_ttl * 1000, x->plan.live_ttl_ms, info, &f);
+  if (x->obj_left_ms >= 0 && (uint64_t)x->obj_left_ms < ttl) ttl = (uint64_t)x->obj_left_ms;
+  return ttl;
+}
+
+/* Adds the Cache-Control of SPEC §7 unless the policy set its own (a plan header). */
+static void add_cache_control(x_t *x, hg_response_t *res, uint64_t ttl_ms) {
+  for (size_t i = 0; i < x->plan.nheaders; i++)
+    if (strcasecmp(x->plan.headers[i].name, "Cache-Control") == 0) return;
+  char cc[48];
+  hg_live_cache_control(cc, sizeof(cc), ttl_ms, x->plan.carries_token, x->no_store);
+  const char *v = hg_arena_strndup(x->req->arena, cc, strlen(cc));
+  if (v) hg_response_add_header(res, "Cache-Control", 13, v, strlen(v));
 }
 
 static void source_abort(x_t *x);
@@ -281,11 +323,11 @@ static int decide(void *ud, const hg_hls_uri_t *uri, hg_buf_t *out) {
   }
 }
 
-/* Sends a rewritten playlist (res has status and body). */
-static void respond_playlist(x_t *x, hg_response_t *res) {
+/* Sends a rewritten playlist (res has status and body) that may be reused for ttl_ms. */
+static void respond_playlist(x_t *x, hg_response_t *res, uint64_t ttl_ms) {
   hg_response_add_header(res, "Content-Type", 12, "application/vnd.apple.mpegurl", 29);
-  /* SPEC §7: output that carries a viewer's token is never shared by caches. */
-  if (x->plan.carries_token) hg_response_add_header(res, "Cache-Control", 13, "private, no-cache", 17);
+  /* SPEC §7: output that carries a viewer's token is `private` (carries_token). */
+  add_cache_control(x, res, ttl_ms);
   add_plan_headers(x, res);
   respond(x, res);
 }
@@ -294,13 +336,10 @@ static void respond_playlist(x_t *x, hg_response_t *res) {
  * longer than the raw object may be cached): under the viewer-independent key when nothing
  * was proxied; under its own key when its proxy params are not a viewer's (plan not
  * `private`); a per-viewer one goes to the fill's waiters only. */
-static void store_output(x_t *x, const char *body, size_t len) {
+static void store_output(x_t *x, const char *body, size_t len, uint64_t ttl) {
   char *copy = malloc(len ? len : 1);
   if (copy) memcpy(copy, body, len);
   hg_cache_obj_t *o = copy ? hg_cache_obj_new(copy, len, NULL, NULL, NULL, NULL) : NULL;
-  int64_t left = x->presign_at + x->presign_bucket - (int64_t)time(NULL);
-  uint64_t ttl = x->plan.cache_ttl * 1000;
-  if (left * 1000 < (int64_t)ttl) ttl = left > 0 ? (uint64_t)left * 1000 : 0;
   hg_cache_fill_t *fill = x->out_fill;
   x->out_fill = NULL;
   if (o && x->proxied == 0 && x->shared_key.len) {
@@ -341,8 +380,13 @@ static void rewrite_and_respond(x_t *x) {
     respond_error(x, 500, "out of memory");
     return;
   }
-  if (x->out_fill) store_output(x, res.body, res.body_len);
-  respond_playlist(x, &res);
+  /* The output never outlives its input, nor the time bucket its presigned URLs were
+   * signed in (SPEC §7). */
+  uint64_t ttl = answer_ttl(x, body_info(x));
+  int64_t left = x->presign_at + x->presign_bucket - (int64_t)time(NULL);
+  if (x->plan.has_s3 && left * 1000 < (int64_t)ttl) ttl = left > 0 ? (uint64_t)left * 1000 : 0;
+  if (x->out_fill) store_output(x, res.body, res.body_len, x->no_store ? 0 : ttl);
+  respond_playlist(x, &res, ttl);
 }
 
 /* ---- relaying ---- */
@@ -382,6 +426,7 @@ static void start_relay(x_t *x) {
     if (guess) ctype = guess;
   }
   if (ctype) hg_response_add_header(&res, "Content-Type", 12, ctype, strlen(ctype));
+  add_cache_control(x, &res, answer_ttl(x, NULL));
   for (size_t i = 0; i < x->nup; i++)
     hg_response_add_header(&res, x->up_headers[i].name, x->up_headers[i].name_len,
                            x->up_headers[i].value, x->up_headers[i].value_len);
@@ -461,17 +506,21 @@ static void src_head(x_t *x, int status, int64_t clen) {
 
 /* Keeps the upstream headers worth relaying (arena copies). */
 static void keep_header(x_t *x, const char *name, size_t nlen, const char *value, size_t vlen) {
-  static const char *keep[] = {"ETag", "Last-Modified", "Content-Range", "Accept-Ranges", "Cache-Control", "Expires"};
+  static const char *keep[] = {"ETag", "Last-Modified", "Content-Range", "Accept-Ranges"};
+  /* The origin's freshness headers bound reuse (answer_ttl); the gateway sends its own. */
+  static const char *fresh[] = {"Cache-Control", "Expires", "Date", "Age"};
+  const char **slot[] = {&x->up_cc, &x->up_expires, &x->up_date, &x->up_age};
   if (nlen == 12 && strncasecmp(name, "Content-Type", 12) == 0) {
     x->ctype = hg_arena_strndup(x->req->arena, value, vlen);
     return;
   }
+  for (size_t i = 0; i < sizeof(fresh) / sizeof(fresh[0]); i++) {
+    if (strlen(fresh[i]) != nlen || strncasecmp(name, fresh[i], nlen) != 0) continue;
+    if (*slot[i] == NULL) *slot[i] = hg_arena_strndup(x->req->arena, value, vlen);
+    return;
+  }
   for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]) && x->nup < 8; i++) {
     if (strlen(keep[i]) != nlen || strncasecmp(name, keep[i], nlen) != 0) continue;
-    /* The policy's own Cache-Control wins over the origin's. */
-    if (i >= 4)
-      for (size_t k = 0; k < x->plan.nheaders; k++)
-        if (strcasecmp(x->plan.headers[k].name, keep[i]) == 0) return;
     hg_header_t *h = &x->up_headers[x->nup++];
     h->name = keep[i];
     h->name_len = nlen;
@@ -538,9 +587,11 @@ static hg_cache_obj_t *end_fill(x_t *x, int ok) {
         o->last_modified = strdup(x->up_headers[i].value);
     }
   }
-  uint64_t ttl = x->plan.cache_ttl * 1000;
-  /* Keep an expired object as long again (at least a minute) to serve if the origin fails. */
-  uint64_t stale = ttl > 60000 ? ttl : 60000;
+  uint64_t ttl = answer_ttl(x, body_info(x));
+  /* Keep an expired object as long again (at least a minute) to serve if the origin
+   * fails; never one the origin said not to store. */
+  uint64_t stale = x->no_store ? 0 : ttl > 60000 ? ttl : 60000;
+  if (o && x->no_store) ttl = 0; /* this fill's waiters still get it */
   return hg_cache_fill_end(x->ctx->cache, fill, o, uv_now(x->ctx->loop), ttl, stale);
 }
 
@@ -618,6 +669,12 @@ static size_t forward_range(x_t *x, hg_header_t *h, size_t n, size_t cap) {
   return n;
 }
 
+/* SPEC §5: an LL-HLS blocking reload may wait up to three target durations at the origin
+ * before it answers: directed requests get LLHLS_TIMEOUT_MS at least. */
+static void blocking_timeout(x_t *x, hg_fetch_opts_t *o) {
+  if (x->dir.n && o->read_timeout_ms < LLHLS_TIMEOUT_MS) o->read_timeout_ms = LLHLS_TIMEOUT_MS;
+}
+
 static int start_fetch(x_t *x) {
   hg_plan_t *p = &x->plan;
   hg_header_t h[24];
@@ -639,6 +696,8 @@ static int start_fetch(x_t *x) {
     r.key_len = strlen(p->s3_key);
     r.path_style = p->s3.path_style;
     r.time = (int64_t)time(NULL);
+    r.query = x->dir.kv; /* LL-HLS directives, signed like any parameter */
+    r.nquery = x->dir.n;
     hg_sigv4_auth_t auth;
     int rc = sv ? hg_s3_sign(sv, &r, &url, &host, &authz, &auth) : HG_ENOMEM;
     if (rc == 0) {
@@ -654,6 +713,7 @@ static int start_fetch(x_t *x) {
     x->origin_name = hg_arena_strndup(x->req->arena, origin, strlen(origin));
     o.allow = HG_ADDR_ALL; /* the operator configured this endpoint */
     o.max_redirects = 0;
+    blocking_timeout(x, &o);
     if (rc == 0) {
       nh = forward_range(x, h, nh, 24);
       o.headers = h;
@@ -670,19 +730,20 @@ static int start_fetch(x_t *x) {
     for (size_t i = 0; i < p->nreq_headers && nh < 16; i++) h[nh++] = p->req_headers[i];
     nh = forward_range(x, h, nh, 24);
     o.url = p->url;
+    if (x->dir.n) { /* SPEC §5: the player's LL-HLS directives go to the origin */
+      if (hg_directives_apply(&x->dir, &url, p->url, strlen(p->url)) == 0) o.url = url.data;
+      else o.url = NULL;
+    }
     o.headers = h;
     o.nheaders = nh;
-    /* SPEC §5: an LL-HLS blocking reload may wait up to three target durations at the
-     * origin before it answers; give directed requests room (LLHLS_TIMEOUT_MS). */
-    if ((strstr(p->url, "_HLS_msn=") || strstr(p->url, "_HLS_part=")) && o.read_timeout_ms < LLHLS_TIMEOUT_MS)
-      o.read_timeout_ms = LLHLS_TIMEOUT_MS;
+    blocking_timeout(x, &o);
     o.allow = p->allow_private;
     o.allow_hosts = p->allow_hosts;
     o.nallow_hosts = p->nallow_hosts;
     o.max_redirects = p->max_redirects;
     /* A gzip-encoded 206 cannot be decoded on its own: ask for identity with ranges. */
     o.accept_gzip = hg_request_header(x->req, "Range") == NULL;
-    x->fetch = hg_fetch_start(x->ctx->upstream, &o, &fetch_cbs, x);
+    x->fetch = o.url ? hg_fetch_start(x->ctx->upstream, &o, &fetch_cbs, x) : NULL;
   }
   hg_buf_free(&url);
   hg_buf_free(&host);
@@ -729,6 +790,9 @@ static void serve_obj(x_t *x, hg_cache_obj_t *o) {
   if (o->etag) keep_header(x, "ETag", 4, o->etag, strlen(o->etag));
   if (o->last_modified) keep_header(x, "Last-Modified", 13, o->last_modified, strlen(o->last_modified));
   if (o->final_url) x->final_url = hg_arena_strndup(x->req->arena, o->final_url, strlen(o->final_url));
+  uint64_t now = uv_now(x->ctx->loop);
+  x->obj_left_ms = o->expires_ms > now ? (int64_t)(o->expires_ms - now) : 0;
+  x->up_cc = x->up_expires = x->up_date = x->up_age = NULL; /* a failed fetch's, if any */
   src_head(x, 200, (int64_t)o->len);
   x->req->log_upstream_status = 0;
   char *copy = malloc(o->len ? o->len : 1);
@@ -790,12 +854,16 @@ static void cache_key(x_t *x, hg_buf_t *k) {
   if (hg_request_header(x->req, "Range")) return;
   if (p->origin == HG_ORIGIN_S3) {
     hg_buf_printf(k, "s3\n%s\n%s\n%s", p->s3.endpoint, p->s3.bucket, p->s3_key);
+  } else if (p->origin == HG_ORIGIN_HTTP) {
+    hg_buf_printf(k, "http\n%s", p->url);
+    for (size_t i = 0; i < p->nreq_headers; i++)
+      hg_buf_printf(k, "\n%s:%s", p->req_headers[i].name, p->req_headers[i].value);
+  } else {
     return;
   }
-  if (p->origin != HG_ORIGIN_HTTP || strstr(p->url, "_HLS_")) return;
-  hg_buf_printf(k, "http\n%s", p->url);
-  for (size_t i = 0; i < p->nreq_headers; i++)
-    hg_buf_printf(k, "\n%s:%s", p->req_headers[i].name, p->req_headers[i].value);
+  /* SPEC §5: a directed or delta reply has its own key, never the plain URL's; equal
+   * directed requests share it, so they wait on one upstream request. */
+  if (x->dir.n) hg_buf_printf(k, "\n?%s", x->dir.query);
 }
 
 /* The output cache key: the raw object's key, everything in the plan that shapes the
@@ -821,8 +889,10 @@ static void output_key(x_t *x, hg_buf_t *k) {
   if (p->has_s3)
     hg_buf_printf(k, "%s\n%s\n%s\n%s\n%d\n", p->s3.public_endpoint ? p->s3.public_endpoint : p->s3.endpoint,
                   p->s3.bucket, p->s3.access_key, p->s3.region, p->s3.path_style);
+  /* The presign time bucket only when URIs may be presigned: otherwise it would make a
+   * new key (a new copy of the output) every second. */
   hg_buf_printf(k, "%u\n%s\n%lld", p->presign_ttl, p->presign_prefix ? p->presign_prefix : "",
-                (long long)x->presign_at);
+                p->has_s3 ? (long long)x->presign_at : 0LL);
   /* The viewer-independent key stops here; the per-viewer one adds the proxy params. */
   hg_buf_clear(&x->shared_key);
   hg_buf_append(&x->shared_key, k->data, k->len);
@@ -838,17 +908,19 @@ static void serve_output(x_t *x, hg_cache_obj_t *o) {
   res.status = 200;
   res.body = hg_arena_strndup(x->req->arena, o->body, o->len);
   res.body_len = o->len;
+  uint64_t now = uv_now(x->ctx->loop);
+  uint64_t left = o->expires_ms > now ? o->expires_ms - now : 0;
   hg_cache_obj_release(o);
   x->refs--; /* no source will run */
   x->req->log_cache = "hit";
   if (res.body == NULL) respond_error(x, 500, "out of memory");
-  else respond_playlist(x, &res);
+  else respond_playlist(x, &res, left);
 }
 
 /* The raw object: from the cache, from another request's fill, or from the origin. */
 static void fetch_raw(x_t *x) {
   hg_pipeline_ctx_t *ctx = x->ctx;
-  if (ctx->cache && x->plan.cache_ttl > 0) {
+  if (ctx->cache && (x->plan.cache_ttl > 0 || x->dir.n)) {
     hg_buf_t key = HG_BUF_INIT;
     cache_key(x, &key);
     if (key.len) {
@@ -939,7 +1011,13 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
   x->head_only = strcmp(req->method, "HEAD") == 0;
   x->up_start = uv_hrtime();
   x->origin_name = "origin";
+  x->obj_left_ms = -1;
   presign_clock(x);
+  if (plan->origin != HG_ORIGIN_FILE && hg_directives_read(req, &x->dir) != 0) {
+    x->refs--; /* no source will run */
+    respond_error(x, 500, "out of memory");
+    return;
+  }
   if (plan->origin == HG_ORIGIN_FILE) {
     x->origin_name = "file";
     const char *p = plan->file_path;

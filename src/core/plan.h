@@ -65,6 +65,9 @@ typedef struct hg_plan_s {
   const char *content_type;    /* used when the origin says nothing useful */
   const char *disposition_name;/* Content-Disposition: inline; filename="…" when set */
   uint64_t cache_ttl;          /* seconds; 0: do not cache */
+  int64_t live_ttl_ms;         /* reuse of a live media playlist; -1: the content decides
+                                  (half the target or part target, SPEC §5) */
+  int ignore_origin_cache;     /* 1: the origin's Cache-Control/Expires do not bound reuse */
   uint64_t timeout_ms;         /* upstream read timeout (0: default) */
   /* playlists */
   hg_action_t actions[HG_HLS_CLASS_COUNT];

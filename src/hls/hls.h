@@ -59,6 +59,30 @@ int hg_hls_class_parent(hg_hls_class_t cls);
  * Never reads past len. Any thread. */
 int hg_hls_is_playlist(const char *body, size_t len);
 
+/* ---- Live or not -------------------------------------------------------------------- */
+
+/* What a playlist says about its own freshness (RFC 8216 §4.4, §6.2.2; LL-HLS §6.2.5.2).
+ * Times are in milliseconds; 0 when the tag is absent or unreadable. */
+typedef struct hg_hls_info_s {
+  int playlist;          /* starts like a playlist (hg_hls_is_playlist) */
+  int media;             /* a media playlist: EXTINF, EXT-X-TARGETDURATION or EXT-X-PART */
+  int endlist;           /* EXT-X-ENDLIST: the playlist will not change (VOD, or ended) */
+  int live;              /* media && !endlist: it changes, reload it */
+  int can_block_reload;  /* EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES */
+  unsigned target_ms;    /* EXT-X-TARGETDURATION */
+  unsigned part_target_ms; /* EXT-X-PART-INF:PART-TARGET (LL-HLS) */
+} hg_hls_info_t;
+
+/* Fills `info` from body[0..len) by looking at tags at the start of lines only (linear,
+ * no allocation; every field is written). Never fails. Any thread. */
+void hg_hls_info(const char *body, size_t len, hg_hls_info_t *info);
+
+/* Returns how long a copy of the playlist may be reused, in ms, per SPEC §5: half the
+ * part target for LL-HLS, else half the target duration, for a live media playlist
+ * (a live playlist without a readable target: 1000); UINT32_MAX (no limit of its own)
+ * for VOD and multivariant playlists. */
+unsigned hg_hls_reuse_ms(const hg_hls_info_t *info);
+
 /* ---- Attribute lists -------------------------------------------------------------- */
 
 /* One NAME=VALUE pair of an attribute list, as spans into the list. */

@@ -450,14 +450,19 @@ static int serialize_head(conn_t *c, const hg_response_t *res, int64_t clen) {
   hg_buf_clear(o);
   int rc = hg_buf_printf(o, "HTTP/1.1 %d %s\r\nServer: hlsgate\r\nDate: %s\r\n", res->status,
                          hg_http_reason(res->status), http_date(c->srv));
+  int has_cc = 0;
   for (size_t i = 0; !rc && i < res->nheaders; i++) {
     const hg_header_t *h = &res->headers[i];
     if (is_hop_or_framing(h->name, h->name_len)) continue;
+    has_cc |= h->name_len == 13 && strncasecmp(h->name, "Cache-Control", 13) == 0;
     rc = hg_buf_append(o, h->name, h->name_len);
     if (!rc) rc = hg_buf_append(o, ": ", 2);
     if (!rc) rc = hg_buf_append(o, h->value, h->value_len);
     if (!rc) rc = hg_buf_append(o, "\r\n", 2);
   }
+  /* SPEC §7: every answer says how a cache in front may reuse it; one that says
+   * nothing (errors, core endpoints, policy answers) is not to be stored. */
+  if (!rc && !has_cc) rc = hg_buf_puts(o, "Cache-Control: no-store\r\n");
   if (!rc && res->status >= 200 && res->status != 204 && res->status != 304) {
     if (clen >= 0) rc = hg_buf_printf(o, "Content-Length: %lld\r\n", (long long)clen);
     else if (c->chunked) rc = hg_buf_puts(o, "Transfer-Encoding: chunked\r\n");

@@ -667,6 +667,20 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   v = 0;
   if (rd_int(&r, "timeout", 0, 3600, &v)) return -1;
   plan->timeout_ms = (uint64_t)v * 1000;
+  /* Freshness overrides (SPEC §5, docs/live.md): by default the content and the origin
+   * decide how long a live playlist is reused. */
+  plan->live_ttl_ms = -1;
+  lua_getfield(L, r.t, "live_ttl");
+  if (!lua_isnil(L, -1)) {
+    int isnum;
+    lua_Number lt = lua_tonumberx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (!isnum || !(lt >= 0 && lt <= 3600)) return rd_fail(&r, "live_ttl", "seconds in 0..3600");
+    plan->live_ttl_ms = (int64_t)(lt * 1000);
+  } else {
+    lua_pop(L, 1);
+  }
+  if (rd_bool(&r, "ignore_origin_cache", &plan->ignore_origin_cache)) return -1;
   /* rewrite rules */
   plan->default_action = HG_ACT_KEEP;
   has = rd_table(&r, "rewrite");
