@@ -22,7 +22,9 @@ const S3rver = require('@20minutes/s3rver');
 const AWSAccount = require('@20minutes/s3rver/lib/models/account');
 const S3Object = require('@20minutes/s3rver/lib/models/object');
 
-const DEFAULT_KEY = 'S3RVER'; // s3rver's built-in key pair (S3RVER/S3RVER)
+const DEFAULT_KEY = 'S3RVER';
+const CORS_ANY = '<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod>' +
+                 '<AllowedMethod>HEAD</AllowedMethod><AllowedHeader>*</AllowedHeader></CORSRule></CORSConfiguration>'; // s3rver's built-in key pair (S3RVER/S3RVER)
 
 // True when the request carries some form of AWS authentication (s3rver checks it).
 function isSigned(ctx) {
@@ -45,10 +47,12 @@ function accessDenied(ctx) {
  * @param {string} opts.bucket      bucket to create
  * @param {string} [opts.accessKey] access key id (default S3RVER)
  * @param {string} [opts.secretKey] secret (default S3RVER)
+ * @param {boolean} [opts.cors]     let browsers on any origin GET objects (presigned media
+ *                                  fetched by a player on another origin)
  * @returns {Promise<{endpoint: string, port: number, bucket: string, accessKey: string,
  *   secretKey: string, directory: string, putObject: Function, close: Function}>}
  */
-export async function startS3Server({ bucket, accessKey = DEFAULT_KEY, secretKey = DEFAULT_KEY } = {}) {
+export async function startS3Server({ bucket, accessKey = DEFAULT_KEY, secretKey = DEFAULT_KEY, cors = false } = {}) {
   if (!bucket) throw new Error('startS3Server: bucket is required');
   const directory = await mkdtemp(path.join(os.tmpdir(), 'hg-s3rver-'));
   // The account registry is process-wide: register our pair, and drop the well-known
@@ -61,7 +65,7 @@ export async function startS3Server({ bucket, accessKey = DEFAULT_KEY, secretKey
     port: 0,
     silent: true,
     directory,
-    configureBuckets: [{ name: bucket }],
+    configureBuckets: [{ name: bucket, configs: cors ? [CORS_ANY] : [] }],
     allowMismatchedSignatures: false,
     resetOnClose: false,
   });
