@@ -16,6 +16,7 @@
  */
 #include <lauxlib.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -323,6 +324,41 @@ static int l_is_playlist(lua_State *L) {
   return 1;
 }
 
+/* hg.hls.info(body) -> { playlist, media, live, endlist, can_block_reload,
+ * target_duration, part_target, reuse } (durations in seconds; reuse: how long the core
+ * reuses a copy, SPEC §5, or nil when the playlist sets no limit of its own) */
+static int l_info(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  hg_hls_info_t i;
+  hg_hls_info(s, n, &i);
+  lua_createtable(L, 0, 8);
+  lua_pushboolean(L, i.playlist);
+  lua_setfield(L, -2, "playlist");
+  lua_pushboolean(L, i.media);
+  lua_setfield(L, -2, "media");
+  lua_pushboolean(L, i.live);
+  lua_setfield(L, -2, "live");
+  lua_pushboolean(L, i.endlist);
+  lua_setfield(L, -2, "endlist");
+  lua_pushboolean(L, i.can_block_reload);
+  lua_setfield(L, -2, "can_block_reload");
+  if (i.target_ms) {
+    lua_pushnumber(L, i.target_ms / 1000.0);
+    lua_setfield(L, -2, "target_duration");
+  }
+  if (i.part_target_ms) {
+    lua_pushnumber(L, i.part_target_ms / 1000.0);
+    lua_setfield(L, -2, "part_target");
+  }
+  unsigned reuse = hg_hls_reuse_ms(&i);
+  if (reuse != UINT32_MAX) {
+    lua_pushnumber(L, reuse / 1000.0);
+    lua_setfield(L, -2, "reuse");
+  }
+  return 1;
+}
+
 /* hg.hls.parse_attrs(list) -> { NAME = value } (quotes removed; first of duplicates) */
 static int l_parse_attrs(lua_State *L) {
   size_t n;
@@ -334,6 +370,7 @@ static int l_parse_attrs(lua_State *L) {
 static const luaL_Reg funcs[] = {
     {"rewrite", l_rewrite},
     {"is_playlist", l_is_playlist},
+    {"info", l_info},
     {"parse_attrs", l_parse_attrs},
     {NULL, NULL},
 };

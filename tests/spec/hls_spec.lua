@@ -207,6 +207,6 @@ describe("hg.hls", function()
       n = n + 1
       assert(load(code, "=docs/playlist-rewriting.md example " .. n))()
     end
-    assert.are.equal(3, n)
+    assert.are.equal(4, n)
   end)
 end)
