@@ -115,6 +115,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   int is_pl = hg_hls_is_playlist(body, size);
+  /* Live facts (SPEC §5): consistent with detection; a live playlist's reuse is bounded. */
+  hg_hls_info_t info;
+  hg_hls_info(body, size, &info);
+  CHECK(info.playlist == is_pl);
+  CHECK(info.live == (info.media && !info.endlist));
+  CHECK(!info.live || hg_hls_reuse_ms(&info) <= UINT32_MAX / 2 + 1);
   hg_buf_t out = HG_BUF_INIT, out2 = HG_BUF_INIT, want = HG_BUF_INIT;
   hg_hls_stats_t st;
   c.body = data, c.len = size, c.seed = seed;

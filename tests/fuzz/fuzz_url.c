@@ -15,6 +15,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "http/freshness.h"
 #include "url/url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -122,8 +123,29 @@ static void check_codec(const char *s, size_t n) {
   hg_buf_free(&d);
 }
 
+/* An origin's Cache-Control, Expires, Date and Age (one per line): never a negative or
+ * unbounded freshness, whatever the spelling. */
+static void check_freshness(const char *s, size_t n) {
+  char *copy = malloc(n + 1);
+  if (copy == NULL) return;
+  memcpy(copy, s, n);
+  copy[n] = '\0';
+  const char *field[4] = {NULL, NULL, NULL, NULL};
+  char *p = copy;
+  for (int i = 0; i < 4 && p; i++) {
+    field[i] = p;
+    p = strchr(p, '\n');
+    if (p) *p++ = '\0';
+  }
+  hg_freshness_t f;
+  hg_freshness_parse(field[0], field[1], field[2], field[3], 1700000000, &f);
+  if (f.limit_ms < 0 || (!f.has_limit && f.limit_ms != 0)) abort();
+  free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *s = (const char *)data;
+  check_freshness(s, size);
   const char *nl = memchr(s, '\n', size);
   size_t bn = nl ? (size_t)(nl - s) : size;
   const char *ref = nl ? nl + 1 : s;
