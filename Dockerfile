@@ -49,20 +49,18 @@ COPY deploy/reloader/hlsgate-reloader /usr/local/bin/hlsgate-reloader
 # configured (mount local HLS content here). Every other SPEC §9 variable is read at run time.
 ENV HLSGATE_POLICY=/etc/hlsgate/policy.lua \
     HLSGATE_LISTEN=0.0.0.0:8080 \
-    HLSGATE_DEMO_DIR=/srv/hlsgate \
-    HLSGATE_HEALTH_PORT=8080
+    HLSGATE_DEMO_DIR=/srv/hlsgate
 
 # Numeric, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 USER 10001:10001
 WORKDIR /srv/hlsgate
 EXPOSE 8080
 
-# Health: GET /healthz over bash's /dev/tcp, with bash builtins only (no curl in slim; curl
-# would add libcurl and a dozen libraries for one request). Builtins only also means the
-# check never forks a grandchild that could outlive it and be re-parented to PID 1.
-# HLSGATE_HEALTH_PORT must follow the port of HLSGATE_LISTEN / --listen when you change it.
+# Health: `hlsgate --health` GETs /healthz on the admin listener, or on the first address
+# of HLSGATE_LISTEN / --listen (reached on loopback when it is a wildcard), with a 2 s
+# deadline: no shell, no curl, and it follows the listen port by itself.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${HLSGATE_HEALTH_PORT:-8080} && printf 'GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && IFS= read -r -t 2 line <&3 && [[ $line == HTTP/1.[01]\\ 200* ]]"]
+  CMD ["/usr/local/bin/hlsgate", "--health"]
 
 # SIGTERM drains in-flight requests (up to --drain-timeout, default 30 s) and exits 0; give
 # the runtime's stop timeout at least that much (podman stop -t, terminationGracePeriodSeconds).

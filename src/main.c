@@ -5,10 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include <mbedtls/version.h>
 
 #include "core/cache.h"
 #include "core/config.h"
@@ -30,6 +35,42 @@ typedef struct app_s {
   hg_policy_limits_t limits;
   hg_worker_shared_t shared;
 } app_t;
+
+/* --health: GET /healthz on the admin listener if there is one, else on the first
+ * listener (a wildcard address is reached on loopback), with a 2 s deadline. What a
+ * container HEALTHCHECK runs: no shell, no curl, follows HLSGATE_LISTEN by itself. */
+static int health_probe(const hg_config_t *cfg) {
+  const char *hp = cfg->admin_listen ? cfg->admin_listen : cfg->listen[0];
+  const char *colon = strrchr(hp, ':');
+  char host[128];
+  snprintf(host, sizeof(host), "%.*s", (int)(colon - hp), hp);
+  size_t hl = strlen(host);
+  if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') memmove(host, host + 1, hl - 2), host[hl - 2] = '\0';
+  if (strcmp(host, "") == 0 || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0) strcpy(host, "127.0.0.1");
+  else if (strcmp(host, "::") == 0) strcpy(host, "::1");
+  struct addrinfo hints, *ai = NULL;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_socktype = SOCK_STREAM;
+  if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || ai == NULL) {
+    fprintf(stderr, "hlsgate --health: cannot resolve %s\n", hp);
+    return 1;
+  }
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct timeval tv = {2, 0};
+  if (fd >= 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  }
+  char buf[64] = "";
+  static const char req[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+  int ok = fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+           write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1) && read(fd, buf, sizeof(buf) - 1) > 12 &&
+           (strncmp(buf, "HTTP/1.1 200", 12) == 0 || strncmp(buf, "HTTP/1.0 200", 12) == 0);
+  if (fd >= 0) close(fd);
+  freeaddrinfo(ai);
+  if (!ok) fprintf(stderr, "hlsgate --health: %s/healthz did not answer 200\n", hp);
+  return ok ? 0 : 1;
+}
 
 /* Reads and compiles the policy as a reload would. Returns the source (one reference)
  * or NULL with "file:line: message" in err. */
@@ -121,6 +162,7 @@ static int run(app_t *app) {
   app->shared.metrics = calloc((size_t)nw, sizeof(hg_metrics_t));
   app->shared.nworkers = (size_t)nw;
   hg_metrics_set_version(hg_policy_src_version(src));
+  hg_metrics_start();
   int rc = fds && app->workers && app->shared.cache && app->shared.metrics ? 0 : HG_ENOMEM;
   /* The admin listener is served by worker 1 only. */
   if (!rc && cfg->admin_listen) {
@@ -233,7 +275,10 @@ static int dispatch(app_t *app) {
     hg_config_usage(stdout);
     return 0;
   case HG_MODE_VERSION:
-    printf("hlsgate %s (libuv %s, %s)\n", HG_VERSION, uv_version_string(), hg_policy_runtime());
+    char mbed[32];
+    mbedtls_version_get_string(mbed);
+    printf("hlsgate %s (commit %s; libuv %s, %s, mbed TLS %s)\n", HG_VERSION, HG_COMMIT, uv_version_string(),
+           hg_policy_runtime(), mbed);
     return 0;
   case HG_MODE_CHECK: {
     hg_policy_src_t *src = load_checked(cfg, &app->limits, err, sizeof(err));
@@ -247,6 +292,8 @@ static int dispatch(app_t *app) {
   }
   case HG_MODE_TOKEN:
     return mint_token(cfg);
+  case HG_MODE_HEALTH:
+    return health_probe(cfg);
   case HG_MODE_RUN:
     break;
   }

@@ -15,6 +15,7 @@ void hg_config_usage(void *out_file) {
   fputs(
       "usage: hlsgate [options]\n"
       "       hlsgate --check [FILE]\n"
+      "       hlsgate --health          (container health check: GET /healthz, exit 0 if 200)\n"
       "       hlsgate token --prefix P [--ttl SECONDS] [--path master.m3u8]\n"
       "\n"
       "options (environment equivalent in brackets; flags win):\n"
@@ -141,6 +142,8 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
       c->mode = HG_MODE_HELP;
     } else if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
       c->mode = HG_MODE_VERSION;
+    } else if (strcmp(a, "--health") == 0) {
+      c->mode = HG_MODE_HEALTH;
     } else if (strcmp(a, "--check") == 0) {
       c->mode = HG_MODE_CHECK;
       if (next && next[0] != '-') c->policy_path = argv[++i];
@@ -203,6 +206,21 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
 #undef NUM_ARG
   }
   if (c->nlisten == 0) c->listen[c->nlisten++] = "0.0.0.0:8080";
+  /* Addresses are checked here, before any policy is loaded, so a typo is named at once. */
+  for (size_t k = 0; k < c->nlisten + (c->admin_listen != NULL); k++) {
+    const char *hp = k < c->nlisten ? c->listen[k] : c->admin_listen;
+    const char *colon = strrchr(hp, ':');
+    char *end;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (colon == NULL || colon[1] == '\0') {
+      snprintf(err, errlen, "listen address '%s': expected HOST:PORT", hp);
+      return HG_EINVAL;
+    }
+    if (*end != '\0' || port < 0 || port > 65535) {
+      snprintf(err, errlen, "listen address '%s': port out of range (0..65535)", hp);
+      return HG_EINVAL;
+    }
+  }
   if (c->lua_memory < ((size_t)1 << 20)) c->lua_memory = (size_t)1 << 20;
   return 0;
 }

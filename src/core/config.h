@@ -16,7 +16,8 @@ typedef enum {
   HG_MODE_CHECK,   /* --check [FILE] */
   HG_MODE_VERSION, /* --version */
   HG_MODE_HELP,    /* --help */
-  HG_MODE_TOKEN    /* token --prefix P [--ttl S] [--path P] */
+  HG_MODE_TOKEN,   /* token --prefix P [--ttl S] [--path P] */
+  HG_MODE_HEALTH   /* --health: GET /healthz on the (admin) listener, exit 0 if 200 */
 } hg_mode_t;
 
 typedef struct hg_config_s {

@@ -1,10 +1,17 @@
 /* metrics.c — per-worker counters and the Prometheus text exposition (see metrics.h). */
 #include "core/metrics.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mbedtls/version.h>
+#include <uv.h>
 
 #include "core/error.h"
 
@@ -19,6 +26,13 @@ static char routes[HG_METRICS_ROUTES][32] = {"other"};
 static int nroutes = 1;
 static uint64_t reloads_ok, reloads_failed;
 static char version[32];
+static double start_time; /* Unix seconds, set by hg_metrics_start */
+
+void hg_metrics_start(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 #define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -101,6 +115,51 @@ static void render_histogram(hg_buf_t *o, const char *name, const char *help,
   hg_buf_printf(o, "%s_sum %.6f\n%s_count %llu\n", name, (double)sum / 1e6, name, (unsigned long long)count);
 }
 
+/* The standard process_* series (Prometheus client conventions) and what was built. */
+static void render_process(hg_buf_t *o) {
+  struct rusage ru;
+  double cpu = 0;
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+          ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+  long long vsize = 0, rss = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f) {
+    if (fscanf(f, "%lld %lld", &vsize, &rss) != 2) vsize = rss = 0;
+    fclose(f);
+  }
+  long page = sysconf(_SC_PAGESIZE);
+  long long fds = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (d) {
+    for (struct dirent *e; (e = readdir(d)) != NULL;) fds += e->d_name[0] != '.';
+    closedir(d);
+    fds--; /* the directory stream's own descriptor */
+  }
+  struct rlimit rl;
+  long long maxfds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (long long)rl.rlim_cur : 0;
+  char mbed[32];
+  mbedtls_version_get_string(mbed);
+  hg_buf_printf(o,
+                "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+                "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.3f\n"
+                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+                "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n"
+                "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+                "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %lld\n"
+                "# HELP process_open_fds Number of open file descriptors.\n"
+                "# TYPE process_open_fds gauge\nprocess_open_fds %lld\n"
+                "# HELP process_max_fds Maximum number of open file descriptors.\n"
+                "# TYPE process_max_fds gauge\nprocess_max_fds %lld\n"
+                "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+                "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.3f\n"
+                "# HELP hlsgate_build_info What this binary was built from.\n"
+                "# TYPE hlsgate_build_info gauge\n"
+                "hlsgate_build_info{version=\"%s\",commit=\"%s\",mbedtls=\"%s\",libuv=\"%s\",lua=\"%s\"} 1\n",
+                cpu, rss * page, vsize * page, fds, maxfds, start_time, HG_VERSION, HG_COMMIT, mbed,
+                uv_version_string(), HG_LUA_RELEASE);
+}
+
 int hg_metrics_render(hg_buf_t *o, hg_metrics_t *const *w, size_t n, hg_cache_t *cache) {
   hg_buf_puts(o, "# HELP hlsgate_requests_total Requests answered, by route and status.\n"
                  "# TYPE hlsgate_requests_total counter\n");
@@ -139,6 +198,7 @@ int hg_metrics_render(hg_buf_t *o, hg_metrics_t *const *w, size_t n, hg_cache_t 
                 (unsigned long long)LOAD(&reloads_ok), (unsigned long long)LOAD(&reloads_failed));
   hg_buf_printf(o, "# HELP hlsgate_policy_info The policy version (first 12 hex digits of its SHA-256).\n"
                    "# TYPE hlsgate_policy_info gauge\nhlsgate_policy_info{version=\"%s\"} 1\n", ver);
+  render_process(o);
   if (cache) {
     hg_cache_stats_t st;
     hg_cache_stats(cache, &st);

@@ -32,6 +32,7 @@ typedef struct hg_metrics_s {
 } hg_metrics_t;
 
 /* Process-wide state set by the main thread. */
+void hg_metrics_start(void);                    /* records the start time; main thread, once */
 void hg_metrics_reload(int ok);                 /* counts a reload attempt; any thread */
 void hg_metrics_set_version(const char *version); /* current policy version; any thread */
 

@@ -111,7 +111,20 @@ static int path_is(const hg_request_t *req, const char *path) {
  * policy misbehaves. /metrics is on the main listeners unless an admin listener exists.
  * Returns 1 if it answered. */
 static int builtin(hg_worker_t *w, hg_http_txn_t *txn, hg_request_t *req, int admin) {
-  if (path_is(req, "/metrics") && (admin || w->cfg->admin_listen == NULL)) {
+  int metrics = path_is(req, "/metrics") && (admin || w->cfg->admin_listen == NULL);
+  if ((metrics || path_is(req, "/healthz") || path_is(req, "/readyz")) &&
+      strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+    req->route = metrics ? "metrics" : req->target[1] == 'h' ? "healthz" : "readyz";
+    hg_response_t res;
+    memset(&res, 0, sizeof(res));
+    if (hg_response_error(&res, req->arena, 405, "method not allowed", req->id) == 0)
+      hg_response_add_header(&res, "Allow", 5, "GET, HEAD", 9);
+    else
+      res.status = 500;
+    hg_http_respond(txn, &res);
+    return 1;
+  }
+  if (metrics) {
     req->route = "metrics";
     respond_metrics(w, txn, req);
     return 1;

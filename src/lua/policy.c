@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -47,6 +48,11 @@ struct hg_policy_s {
 /* ---- sources ---- */
 
 hg_policy_src_t *hg_policy_src_read(const char *path, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    snprintf(err, errlen, "%s: is %s, expected a Lua file", path, S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+    return NULL;
+  }
   FILE *f = fopen(path, "rb");
   if (f == NULL) {
     snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));

@@ -1,0 +1,92 @@
+// The operator's command line and core endpoints (issue #15): --health for container
+// health checks, --version, addresses and policy paths refused before anything loads,
+// process_* and build-info metrics, core endpoints that only answer GET/HEAD.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { after, before, describe, it } from 'node:test';
+
+import { BIN, ROOT, get, request, startGateway, tempDir } from './lib/gateway.mjs';
+
+const require = createRequire(import.meta.url);
+const parsePrometheus = require('parse-prometheus-text-format');
+const run = (args, env = {}) => spawnSync(BIN, args, { cwd: ROOT, encoding: 'utf8', timeout: 10000,
+                                                       env: { ...process.env, ...env } });
+
+describe('command line', () => {
+  it('--version names the commit and the libraries', () => {
+    const r = run(['--version']);
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /^hlsgate \d+\.\d+\.\d+ \(commit ([0-9a-f]{12}|unknown); libuv [\d.]+, Lua 5\.4\.\d+, mbed TLS [\d.]+\)\n$/);
+  });
+
+  it('a listen address with a bad port is refused before the policy loads', () => {
+    for (const [args, re] of [[['--listen', '127.0.0.1:99999'], /port out of range/],
+                              [['--listen', '127.0.0.1:-1'], /port out of range/],
+                              [['--listen', '127.0.0.1'], /expected HOST:PORT/],
+                              [['--admin-listen', '127.0.0.1:8x'], /port out of range/]]) {
+      const r = run([...args, '--policy', '/nonexistent/policy.lua']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, re);
+      assert.doesNotMatch(r.stderr, /nonexistent/, 'the address is checked first');
+    }
+  });
+
+  it('--check on a directory says so', () => {
+    const dir = tempDir('hg-check-');
+    const r = run(['--check', dir]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /is a directory, expected a Lua file/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('--health and the core endpoints', () => {
+  let gw;
+  before(async () => { gw = await startGateway({ policy: 'return { on_request = function() return nil end }' }); });
+  after(async () => { assert.equal((await gw.stop()).code, 0, gw.stderrText.slice(-2000)); });
+
+  it('--health exits 0 against a live gateway and 1 where nothing listens, within its deadline', () => {
+    assert.equal(run(['--health', '--listen', `127.0.0.1:${gw.port}`]).status, 0);
+    assert.equal(run(['--health'], { HLSGATE_LISTEN: `0.0.0.0:${gw.port}` }).status, 0, 'a wildcard is probed on loopback');
+    const t0 = Date.now();
+    const down = run(['--health', '--listen', '127.0.0.1:1']);
+    assert.equal(down.status, 1);
+    assert.match(down.stderr, /did not answer 200/);
+    assert.ok(Date.now() - t0 < 5000);
+  });
+
+  it('/healthz, /readyz and /metrics answer 405 to methods other than GET and HEAD', async () => {
+    for (const p of ['/healthz', '/readyz', '/metrics']) {
+      for (const m of ['POST', 'PUT', 'DELETE']) {
+        const r = await request(gw.port, `${m} ${p} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`);
+        assert.equal(r.status, 405, `${m} ${p}`);
+        assert.equal(r.headers.allow, 'GET, HEAD');
+        assert.equal(JSON.parse(r.body).request_id, r.headers['x-request-id']);
+      }
+      assert.equal((await get(gw.port, p)).status, 200);
+    }
+  });
+
+  it('/metrics has the standard process_* series and hlsgate_build_info', async () => {
+    const res = await get(gw.port, '/metrics');
+    const fams = parsePrometheus(res.body);
+    const v = (n) => Number(fams.find((f) => f.name === n)?.metrics[0].value);
+    const rss = Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${gw.proc.pid}/status`, 'utf8'))[1]) * 1024;
+    assert.ok(Math.abs(v('process_resident_memory_bytes') - rss) < rss * 0.5, `${v('process_resident_memory_bytes')} vs ${rss}`);
+    assert.ok(v('process_cpu_seconds_total') > 0);
+    // counted while /metrics was being answered: our connection was open then, maybe not now
+    const fds = fs.readdirSync(`/proc/${gw.proc.pid}/fd`).length;
+    assert.ok(Math.abs(v('process_open_fds') - fds) <= 2, `${v('process_open_fds')} vs ${fds}`);
+    assert.ok(v('process_max_fds') >= 1024);
+    const start = v('process_start_time_seconds');
+    assert.ok(start <= Date.now() / 1000 && start > Date.now() / 1000 - 120, String(start));
+    const info = fams.find((f) => f.name === 'hlsgate_build_info').metrics[0];
+    assert.equal(info.value, '1');
+    assert.match(info.labels.version, /^\d+\.\d+\.\d+$/);
+    assert.match(info.labels.mbedtls, /^2\.\d+\.\d+$/);
+    assert.ok(info.labels.commit && info.labels.libuv && info.labels.lua);
+  });
+});
