@@ -10,9 +10,12 @@ run_pkgs=(build-essential cmake pkg-config ca-certificates liblua5.4-dev lua5.4 
 test_pkgs=(lua-busted clang libclang-rt-14-dev chromium openssl)
 
 want=("${run_pkgs[@]}")
-[ "${1:-run}" = test ] && want+=("${test_pkgs[@]}")
-command -v node >/dev/null 2>&1 || want+=(nodejs)
-command -v npm >/dev/null 2>&1 || want+=(npm)
+if [ "${1:-run}" = test ]; then
+  want+=("${test_pkgs[@]}")
+  # Node.js runs the e2e suites only; running the gateway never needs it.
+  command -v node >/dev/null 2>&1 || want+=(nodejs)
+  command -v npm >/dev/null 2>&1 || want+=(npm)
+fi
 
 missing=()
 for p in "${want[@]}"; do

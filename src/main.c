@@ -245,6 +245,19 @@ static int mint_token(const hg_config_t *cfg) {
   hg_buf_t claims = HG_BUF_INIT, tok = HG_BUF_INIT, path = HG_BUF_INIT;
   size_t plen = strlen(cfg->token_prefix);
   while (plen > 1 && cfg->token_prefix[plen - 1] == '/') plen--;
+  /* Refuse what the server would always refuse: a prefix the key scoping rejects (".."
+   * segments, '\\', controls), or a path that is no object under it. */
+  int bad_prefix = hg_url_join_key(&path, cfg->token_prefix, plen, "x", 1) != 0;
+  hg_buf_clear(&path);
+  int bad_path = hg_url_join_key(&path, "", 0, cfg->token_path, strlen(cfg->token_path)) != 0;
+  hg_buf_clear(&path);
+  if (bad_prefix || bad_path) {
+    fprintf(stderr, "hlsgate token: %s '%s' would always be refused by the server (no '..' segments, "
+            "backslashes or control characters)\n", bad_prefix ? "--prefix" : "--path",
+            bad_prefix ? cfg->token_prefix : cfg->token_path);
+    hg_buf_free(&path);
+    return 2;
+  }
   hg_buf_puts(&claims, "{\"sub\":\"hls\",\"pfx\":\"");
   hg_buf_json_escape(&claims, cfg->token_prefix, plen);
   hg_buf_printf(&claims, "\",\"exp\":%lld}", exp);

@@ -167,6 +167,9 @@ function M.from_env(overrides)
       session_token = util.env("AWS_SESSION_TOKEN"),
       path_style = util.env_bool("S3_PATH_STYLE", true),
     }
+    if not opts.s3.endpoint:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/]") then
+      error("S3_ENDPOINT must be an http:// or https:// URL (got '" .. opts.s3.endpoint .. "')", 0)
+    end
     if not opts.s3.access_key or not opts.s3.secret_key then
       error("S3_BUCKET is set but AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not", 0)
     end
