@@ -34,6 +34,19 @@ describe('command line', () => {
     }
   });
 
+  it('token refuses a prefix or path the server would always refuse', () => {
+    for (const args of [['--prefix', '../etc'], ['--prefix', 'a/../b'], ['--prefix', 'a\\b'],
+                        ['--prefix', 'a', '--path', '../x.m3u8']]) {
+      const r = run(['token', ...args], { HLSGATE_JWT_SECRET: 'cli-secret' });
+      assert.equal(r.status, 2, args.join(' '));
+      assert.match(r.stderr, /would always be refused by the server/);
+      assert.equal(r.stdout, '');
+    }
+    const ok = run(['token', '--prefix', 'videos/abc/'], { HLSGATE_JWT_SECRET: 'cli-secret' });
+    assert.equal(ok.status, 0);
+    assert.match(ok.stdout, /^url: +\/stream\/hls\/master\.m3u8\?token=/m);
+  });
+
   it('--check on a directory says so', () => {
     const dir = tempDir('hg-check-');
     const r = run(['--check', dir]);
