@@ -1,12 +1,15 @@
 # hlsgate — convenience targets over CMake.
 #   make run    install runtime deps, build (release), start the gateway on the default policy
 #   make test   install test deps, build with ASan+UBSan, run ctest, busted and the e2e suite
-#   make build  release build only (build/hlsgate)
+#   make build  release build only (build/release/hlsgate)
+#   make install  the release build into PREFIX (default /usr/local): binary, Lua library,
+#               policies, docs, systemd unit (docs/install.md)
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 ASAN_PRELOAD = $(shell gcc -print-file-name=libasan.so):$(shell gcc -print-file-name=libubsan.so)
 
-.PHONY: run build deps deps-test build-asan test test-unit test-lua test-e2e test-container fuzz clean
+.PHONY: run build install deps deps-test build-asan test test-unit test-lua test-e2e test-container fuzz clean
+PREFIX ?= /usr/local
 
 deps:
 	@scripts/install-deps.sh run
@@ -19,6 +22,9 @@ deps-test:
 build: deps
 	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build build/release -j$(JOBS)
+
+install: build
+	@cmake --install build/release --prefix $(PREFIX)
 
 run: build
 	@scripts/run-demo.sh

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "core/error.h"
@@ -163,8 +165,31 @@ static int open_hlsgate(lua_State *L) {
   return 1;
 }
 
-/* Prepends the policy's directory and the Lua library directories (source tree, then
- * installed) to package.path, and preloads `hlsgate`. */
+/* The Lua library installed next to this binary (<bin>/../share/hlsgate/lua), so an
+ * installed tree works wherever it was installed; "" when there is none. Found once. */
+static char installed_dir[4096];
+static pthread_once_t installed_once = PTHREAD_ONCE_INIT;
+
+static void find_installed_dir(void) {
+  char exe[3800];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return;
+  exe[n] = '\0';
+  char *slash = strrchr(exe, '/');
+  if (slash) *slash = '\0';
+  struct stat st;
+  snprintf(installed_dir, sizeof(installed_dir), "%s/../share/hlsgate/lua", exe);
+  if (stat(installed_dir, &st) != 0 || !S_ISDIR(st.st_mode)) installed_dir[0] = '\0';
+}
+
+static const char *installed_lua_dir(void) {
+  pthread_once(&installed_once, find_installed_dir);
+  return installed_dir;
+}
+
+/* Prepends the policy's directory and the Lua library directories (installed next to the
+ * binary, then the source tree, then the configured prefix) to package.path, and
+ * preloads `hlsgate`. */
 static void set_paths(lua_State *L, const char *policy_path) {
   const char *slash = strrchr(policy_path, '/');
   lua_getglobal(L, "package");
@@ -172,7 +197,15 @@ static void set_paths(lua_State *L, const char *policy_path) {
   luaL_buffinit(L, &b);
   if (slash) luaL_addlstring(&b, policy_path, (size_t)(slash - policy_path));
   else luaL_addchar(&b, '.');
-  luaL_addstring(&b, "/?.lua;" HG_SOURCE_LUA_DIR "/?.lua;" HG_SOURCE_LUA_DIR "/?/init.lua;"
+  luaL_addstring(&b, "/?.lua;");
+  const char *inst = installed_lua_dir();
+  if (*inst) {
+    luaL_addstring(&b, inst);
+    luaL_addstring(&b, "/?.lua;");
+    luaL_addstring(&b, inst);
+    luaL_addstring(&b, "/?/init.lua;");
+  }
+  luaL_addstring(&b, HG_SOURCE_LUA_DIR "/?.lua;" HG_SOURCE_LUA_DIR "/?/init.lua;"
                  HG_LUA_DIR "/?.lua;" HG_LUA_DIR "/?/init.lua;");
   lua_getfield(L, -2, "path");
   luaL_addvalue(&b);
