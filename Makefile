@@ -1,6 +1,7 @@
 # hlsgate — convenience targets over CMake.
 #   make run    install runtime deps, build (release), start the gateway on the default policy
-#   make test   install test deps, build with ASan+UBSan, run ctest, busted and the e2e suite
+#   make test   install test deps, build with ASan+UBSan, run ctest, busted, the e2e suite,
+#               the container suite (podman) and the fuzzers briefly
 #   make build  release build only (build/release/hlsgate)
 #   make install  the release build into PREFIX (default /usr/local): binary, Lua library,
 #               policies, docs, systemd unit (docs/install.md)
