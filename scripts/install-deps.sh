@@ -7,7 +7,10 @@ set -euo pipefail
 # lua5.4 must be in the same apt line as lua-busted, or apt pulls lua5.2 for busted.
 run_pkgs=(build-essential cmake pkg-config ca-certificates liblua5.4-dev lua5.4 lua-cjson
           libuv1-dev node-llhttp libmbedtls-dev zlib1g-dev curl ffmpeg)
-test_pkgs=(lua-busted clang libclang-rt-14-dev chromium openssl)
+# The container suite (tests/container/run.sh) needs podman, runc and, for its base image,
+# debootstrap; it installs them itself when missing, and they are listed here so that
+# `install-deps.sh test` says everything the test command installs.
+test_pkgs=(lua-busted clang libclang-rt-14-dev chromium openssl podman runc debootstrap)
 
 want=("${run_pkgs[@]}")
 if [ "${1:-run}" = test ]; then

@@ -11,8 +11,19 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BIN = process.env.HLSGATE_BIN || path.join(ROOT, 'build/hlsgate');
 
+// Every temporary directory a test makes is removed when its process exits, whatever
+// happened: the test command leaves the host as it found it.
+const temps = new Set();
+process.on('exit', () => {
+  for (const d of temps) {
+    try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* already gone */ }
+  }
+});
+
 export function tempDir(prefix = 'hlsgate-') {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  temps.add(d);
+  return d;
 }
 
 /** Writes `text` to `file` atomically (write + rename), as an operator's editor would. */
