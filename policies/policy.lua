@@ -4,16 +4,19 @@
 --                                 S3_BUCKET is set, else the local demo directory
 --                                 HLSGATE_DEMO_DIR (default var/demo)
 --   /proxy?url=…                  open CORS proxy (hlsgate.open_proxy)
+--   /watch/                       a page that plays any of the above (hlsgate.watch)
 --
 -- Configure it with the environment variables of docs/policies.md; copy it to start your
 -- own. Reload after editing with `kill -HUP <pid>`.
 local util = require("hlsgate.util")
 local private_bucket = require("hlsgate.private_bucket")
 local open_proxy = require("hlsgate.open_proxy")
+local watch = require("hlsgate.watch")
 
 local route = util.router({
   { prefix = "/stream/", handler = private_bucket.from_env() },
   { prefix = "/proxy", handler = open_proxy.from_env() },
+  { prefix = "/watch", handler = watch.new() },
 })
 
 return { on_request = route }

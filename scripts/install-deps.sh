@@ -6,7 +6,7 @@ set -euo pipefail
 
 # lua5.4 must be in the same apt line as lua-busted, or apt pulls lua5.2 for busted.
 run_pkgs=(build-essential cmake pkg-config ca-certificates liblua5.4-dev lua5.4 lua-cjson
-          libuv1-dev node-llhttp libmbedtls-dev zlib1g-dev curl ffmpeg)
+          libuv1-dev node-llhttp libmbedtls-dev zlib1g-dev curl openssl ffmpeg)
 # The container suite (tests/container/run.sh) needs podman, runc and, for its base image,
 # debootstrap; it installs them itself when missing, and they are listed here so that
 # `install-deps.sh test` says everything the test command installs.
@@ -34,3 +34,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" lua5.4 >/dev/null
 fi
+
+# The /watch page's player: the pinned hls.js, integrity-checked (no Node.js needed).
+"$(dirname "$0")/fetch-player.sh" || echo "install-deps: the /watch page will play natively only" >&2
