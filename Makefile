@@ -38,6 +38,7 @@ build-asan: deps-test
 # own summary line last.
 test: build-asan
 	@rc=0; \
+	scripts/check-layers.sh || rc=1; \
 	$(MAKE) --no-print-directory test-unit || rc=1; \
 	$(MAKE) --no-print-directory test-lua || rc=1; \
 	$(MAKE) --no-print-directory test-e2e || rc=1; \

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/buf.h"
+#include "base/buf.h"
 #include "crypto/jwt.h"
 #include "crypto/sigv4.h"
 

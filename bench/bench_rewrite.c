@@ -15,8 +15,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/buf.h"
-#include "core/error.h"
+#include "base/buf.h"
+#include "base/error.h"
 #include "hls/hls.h"
 
 #define BASE "https://bucket.s3.eu-central-1.amazonaws.com/videos/abc123/720p/index.m3u8"

@@ -15,13 +15,13 @@
 
 #include <mbedtls/version.h>
 
-#include "core/cache.h"
-#include "core/config.h"
-#include "core/error.h"
-#include "core/listen.h"
-#include "core/log.h"
-#include "core/metrics.h"
-#include "core/worker.h"
+#include "store/cache.h"
+#include "gateway/config.h"
+#include "base/error.h"
+#include "gateway/listen.h"
+#include "base/log.h"
+#include "gateway/metrics.h"
+#include "gateway/worker.h"
 #include "crypto/jwt.h"
 #include "lua/policy.h"
 #include "url/url.h"

@@ -15,7 +15,7 @@
 #include <mbedtls/constant_time.h>
 #include <mbedtls/platform_util.h>
 
-#include "core/error.h"
+#include "base/error.h"
 
 size_t hg_hash_size(hg_hash_alg_t alg) {
   switch (alg) {

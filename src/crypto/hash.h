@@ -11,7 +11,7 @@
 
 #include <mbedtls/sha512.h>
 
-#include "core/buf.h"
+#include "base/buf.h"
 
 typedef enum hg_hash_alg_e {
   HG_HASH_SHA256 = 1,

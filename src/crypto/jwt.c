@@ -13,7 +13,7 @@
 
 #include <mbedtls/platform_util.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "crypto/hash.h"
 #include "crypto/json.h"
 

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "core/buf.h"
+#include "base/buf.h"
 
 typedef enum hg_jwt_alg_e { HG_JWT_HS256 = 1, HG_JWT_HS384, HG_JWT_HS512 } hg_jwt_alg_t;
 

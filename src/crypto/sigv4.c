@@ -21,7 +21,7 @@
 
 #include <mbedtls/platform_util.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "crypto/hash.h"
 
 #define CACHE_SLOTS 4 /* dates kept: today, yesterday around midnight, test clocks */

@@ -1,7 +1,7 @@
 /* hls.c — URI class names and fallbacks, playlist detection, the `absolute` action. */
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "hls/hls.h"
 #include "hls/hls_internal.h"
 

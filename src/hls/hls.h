@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "core/buf.h"
+#include "base/buf.h"
 
 /* ---- URI classes ------------------------------------------------------------------ */
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "hls/hls.h"
 #include "hls/hls_internal.h"
 #include "url/url.h"

@@ -4,8 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/buf.h"
-#include "core/error.h"
+#include "base/buf.h"
+#include "base/error.h"
 
 const hg_header_t *hg_request_header(const hg_request_t *req, const char *name) {
   size_t n = strlen(name);

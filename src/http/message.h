@@ -10,14 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/arena.h"
+#include "base/arena.h"
+#include "base/header.h"
 
-typedef struct hg_header_s {
-  const char *name; /* as received (responses: as set) */
-  size_t name_len;
-  const char *value;
-  size_t value_len;
-} hg_header_t;
 
 typedef struct hg_request_s {
   hg_arena_t *arena;

@@ -19,9 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/buf.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/buf.h"
+#include "base/error.h"
+#include "base/log.h"
 
 #define READ_CHUNK 65536 /* the loop's shared read buffer */
 #define MAX_HEADERS 100

@@ -10,8 +10,8 @@
 
 #include <mbedtls/platform_util.h>
 
-#include "core/buf.h"
-#include "core/error.h"
+#include "base/buf.h"
+#include "base/error.h"
 #include "crypto/hash.h"
 #include "lua/lapi.h"
 

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "hls/hls.h"
 #include "lua/lapi.h"
 

@@ -14,8 +14,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/buf.h"
-#include "core/error.h"
+#include "base/buf.h"
+#include "base/error.h"
 #include "crypto/jwt.h"
 #include "lua/lapi.h"
 

@@ -20,8 +20,8 @@
 
 #include <mbedtls/platform_util.h>
 
-#include "core/buf.h"
-#include "core/error.h"
+#include "base/buf.h"
+#include "base/error.h"
 #include "crypto/sigv4.h"
 #include "lua/lapi.h"
 

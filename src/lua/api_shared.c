@@ -1,5 +1,5 @@
 /* api_shared.c — hg.shared: the dictionary shared by all workers and kept across policy
- * reloads (src/core/shdict.h). Values are strings, numbers or booleans; TTLs in seconds.
+ * reloads (src/store/shdict.h). Values are strings, numbers or booleans; TTLs in seconds.
  *
  *   hg.shared.set(key, value [, ttl]) -> true | nil, err
  *   hg.shared.add(key, value [, ttl]) -> true | nil, "exists"
@@ -9,8 +9,8 @@
  */
 #include <lauxlib.h>
 
-#include "core/error.h"
-#include "core/shdict.h"
+#include "base/error.h"
+#include "store/shdict.h"
 #include "lua/lapi.h"
 
 #define MAX_TTL 31536000.0

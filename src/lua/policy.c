@@ -23,8 +23,8 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "lua/lapi.h"
 
 #define HOOK_STEP 1000 /* instructions between budget checks */

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/plan.h"
+#include "lua/plan.h"
 #include "http/message.h"
 
 /* ---- sources: immutable, reference-counted, any thread ---- */

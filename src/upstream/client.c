@@ -34,9 +34,9 @@
 #include <strings.h>
 #include <zlib.h>
 
-#include "core/buf.h"
-#include "core/error.h"
-#include "core/log.h"
+#include "base/buf.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "upstream/addr.h"
 #include "upstream/tls.h"
 #include "url/url.h"

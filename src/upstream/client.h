@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "http/message.h"
+#include "base/header.h"
 
 typedef struct hg_upstream_s hg_upstream_t;
 typedef struct hg_fetch_s hg_fetch_t;

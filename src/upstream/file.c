@@ -13,8 +13,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "core/buf.h"
-#include "core/error.h"
+#include "base/buf.h"
+#include "base/error.h"
 
 #define CHUNK (64 * 1024)
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
-#include "core/log.h"
+#include "base/error.h"
+#include "base/log.h"
 
 hg__tls_ctx_t *hg__tls_ctx_new(const char *ca_file, char *err, size_t errlen) {
   static const char pers[] = "hlsgate-upstream";

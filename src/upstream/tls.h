@@ -23,7 +23,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 
-#include "core/buf.h"
+#include "base/buf.h"
 
 #define HG__TLS_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
 

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "url/url_chars.h"
 
 /* ---- Parsing ---------------------------------------------------------------------- */

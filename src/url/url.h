@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "core/buf.h"
+#include "base/buf.h"
 
 /* A parsed URI reference. Each component is a span into the parsed string; `has_*`
  * distinguishes an empty component from an absent one (e.g. "http://h/p?" has an empty

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "url/url.h"
 #include "url/url_chars.h"
 

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "hls/hls.h"
 
 /* libFuzzer is guided by the coverage of instrumented code only, and tests/fuzz builds

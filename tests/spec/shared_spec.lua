@@ -1,4 +1,4 @@
--- hg.shared: the dictionary shared by workers and kept across reloads (src/core/shdict.c).
+-- hg.shared: the dictionary shared by workers and kept across reloads (src/store/shdict.c).
 local hg = require("hlsgate")
 
 describe("hg.shared", function()

@@ -1,7 +1,7 @@
 -- policy_harness.lua — runs policies in busted without a server: request tables built as
 -- the core builds them (src/lua/policy.c push_request), an os.getenv stub, a policy file
 -- loader, and a playlist rewrite that applies a plan the way the core does
--- (src/core/pipeline.c decide: class rule + parent class, on_uri, proxy, presign).
+-- (src/gateway/pipeline.c decide: class rule + parent class, on_uri, proxy, presign).
 local hg = require("hlsgate")
 
 local H = { hg = hg, logs = {} }
@@ -76,7 +76,7 @@ function H.json(res)
   return assert(hg.json_decode(res.body))
 end
 
--- ---- plans applied to playlists, as src/core/pipeline.c does ----
+-- ---- plans applied to playlists, as src/gateway/pipeline.c does ----
 
 local PARENT = { iframe_playlist = "playlist", image_playlist = "playlist",
                  rendition_report = "playlist", session_key = "key", part = "segment",

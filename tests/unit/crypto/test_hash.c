@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "crypto/hash.h"
 #include "hgtest.h"
 

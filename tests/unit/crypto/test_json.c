@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "crypto/json.h"
 #include "hgtest.h"
 

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "crypto/hash.h"
 #include "crypto/sigv4.h"
 #include "hgtest.h"

@@ -10,7 +10,7 @@
  */
 #include "hgtest.h"
 
-#include "core/error.h"
+#include "base/error.h"
 #include "hls/hls.h"
 
 #define CORPUS HG_SHARED_DIR "/conformance/playlists/"

@@ -2,7 +2,7 @@
  * byte-exactness (CRLF, BOM, no final newline), variables, escaping, errors. */
 #include "hgtest.h"
 
-#include "core/error.h"
+#include "base/error.h"
 #include "hls/hls.h"
 #include "url/url.h"
 

@@ -8,8 +8,8 @@
 #include <uv.h>
 #include <zlib.h>
 
-#include "core/buf.h"
-#include "core/error.h"
+#include "base/buf.h"
+#include "base/error.h"
 #include "hgtest.h"
 #include "upstream/client.h"
 

@@ -1,7 +1,7 @@
 /* Unit tests for percent-encoding/decoding and query strings (url_codec.c). */
 #include "hgtest.h"
 
-#include "core/error.h"
+#include "base/error.h"
 #include "url/url.h"
 
 static hg_buf_t out = HG_BUF_INIT;

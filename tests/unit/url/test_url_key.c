@@ -3,7 +3,7 @@
  * HG_EDENIED (403): SPEC §9. */
 #include "hgtest.h"
 
-#include "core/error.h"
+#include "base/error.h"
 #include "url/url.h"
 
 static hg_buf_t out = HG_BUF_INIT;

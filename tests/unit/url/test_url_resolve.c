@@ -6,7 +6,7 @@
  */
 #include "hgtest.h"
 
-#include "core/error.h"
+#include "base/error.h"
 #include "url/url.h"
 
 static hg_buf_t out = HG_BUF_INIT;

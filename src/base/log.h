@@ -1,0 +1,36 @@
+/* log.h — operational log (stderr, text) and access log (stdout, one JSON line each).
+ *
+ * Both are safe to call from any thread: each line goes out in a single write(2), so
+ * lines from different workers never interleave (up to PIPE_BUF on pipes).
+ */
+#ifndef HG_BASE_LOG_H
+#define HG_BASE_LOG_H
+
+#include <stddef.h>
+
+#include "base/buf.h"
+
+typedef enum { HG_LOG_DEBUG, HG_LOG_INFO, HG_LOG_WARN, HG_LOG_ERROR } hg_log_level_t;
+
+/* Lines below `level` are dropped. Call before starting threads. */
+void hg_log_set_level(hg_log_level_t level);
+
+/* Names the calling thread in its log lines ("main", "w1", …); `name` must outlive it. */
+void hg_log_set_thread(const char *name);
+
+/* Writes "<UTC time> [<level>] <thread>: <message>\n" to stderr. Any thread. */
+void hg_log(hg_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes one access-log line (the caller's complete JSON, without newline) to stdout.
+ * Any thread. */
+void hg_log_access(const char *line, size_t n);
+
+/* Appends the request target s[0..n) to `out` with the values of secret-bearing query
+ * parameters (token, signatures, credentials, keys) replaced by "REDACTED", so access
+ * logs never carry a usable token. Returns 0 or HG_ENOMEM. Any thread. */
+int hg_log_redact_target(hg_buf_t *out, const char *s, size_t n);
+
+/* Appends an RFC 3339 UTC timestamp with milliseconds for the wall clock now. */
+int hg_log_timestamp(hg_buf_t *out);
+
+#endif

@@ -1,0 +1,354 @@
+/* worker.c — worker threads and the request pipeline (see worker.h).
+ *
+ * A request walks: HTTP server → built-in endpoints or the policy's on_request → the
+ * response. Control messages from the main thread (reload, stop) arrive through one
+ * uv_async_t and a mutex-protected mailbox.
+ */
+#include "gateway/worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "gateway/pipeline.h"
+#include "http/server.h"
+
+struct hg_worker_s {
+  int id;
+  char name[16];
+  const hg_config_t *cfg;
+  const hg_worker_shared_t *shared;
+  hg_metrics_t *metrics; /* ours, in shared->metrics */
+  int fds[HG_MAX_LISTEN];
+  size_t nfds;
+  int admin_fds[HG_MAX_LISTEN];
+  size_t nadmin;
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_async_t async;
+  hg_http_server_t *http;
+  hg_http_server_t *admin;
+  int servers_open;
+  hg_policy_t *policy; /* current; requests retain the one they started with */
+  hg_pipeline_ctx_t pipeline;
+  int pipeline_ok; /* initialized and not yet closed */
+  int draining;
+  /* startup handshake */
+  uv_sem_t started;
+  int start_rc;
+  hg_policy_src_t *initial;
+  /* mailbox (main → worker) */
+  uv_mutex_t lock;
+  hg_policy_src_t *pending; /* newest source to switch to */
+  int stop;
+};
+
+static const char json_ok[] = "{\"status\":\"ok\"}\n";
+static const char json_draining[] = "{\"status\":\"draining\"}\n";
+
+static void respond_static(hg_http_txn_t *txn, int status, const char *body) {
+  hg_response_t res;
+  memset(&res, 0, sizeof(res));
+  res.status = status;
+  res.body = body;
+  res.body_len = strlen(body);
+  hg_response_add_header(&res, "Content-Type", 12, "application/json", 16);
+  hg_response_add_header(&res, "Cache-Control", 13, "no-store", 8);
+  hg_http_respond(txn, &res);
+}
+
+static void respond_error(hg_http_txn_t *txn, hg_request_t *req, int status, const char *msg) {
+  hg_response_t res;
+  memset(&res, 0, sizeof(res));
+  if (hg_response_error(&res, req->arena, status, msg, req->id) != 0) {
+    respond_static(txn, 500, "{\"error\":\"out of memory\",\"status\":500}\n");
+    return;
+  }
+  if (status == 405) hg_response_add_header(&res, "Allow", 5, "GET, HEAD, OPTIONS", 18);
+  hg_http_respond(txn, &res);
+}
+
+/* /metrics: the Prometheus text exposition of every worker's counters. */
+static void respond_metrics(hg_worker_t *w, hg_http_txn_t *txn, hg_request_t *req) {
+  hg_buf_t b = HG_BUF_INIT;
+  hg_metrics_t *all[1024];
+  size_t n = w->shared->nworkers < 1024 ? w->shared->nworkers : 1024;
+  for (size_t i = 0; i < n; i++) all[i] = &w->shared->metrics[i];
+  hg_metrics_render(&b, all, n, w->shared->cache);
+  hg_response_t res;
+  memset(&res, 0, sizeof(res));
+  res.status = 200;
+  res.body = hg_arena_strndup(req->arena, b.data ? b.data : "", b.len);
+  res.body_len = res.body ? b.len : 0;
+  hg_buf_free(&b);
+  hg_response_add_header(&res, "Content-Type", 12, "text/plain; version=0.0.4; charset=utf-8", 40);
+  hg_response_add_header(&res, "Cache-Control", 13, "no-store", 8);
+  hg_http_respond(txn, &res);
+}
+
+static void on_request_done(void *ud, const hg_request_t *req, int status, size_t bytes) {
+  hg_worker_t *w = ud;
+  uint64_t us = (uv_hrtime() - req->start_ns) / 1000;
+  hg_metrics_request(w->metrics, hg_metrics_route(req->route ? req->route : "policy"), status, bytes, us,
+                     (uint64_t)(req->log_upstream_ms * 1000));
+}
+
+static void on_connection(void *ud, int delta) {
+  hg_worker_t *w = ud;
+  hg_metrics_connections(w->metrics, delta);
+}
+
+static int path_is(const hg_request_t *req, const char *path) {
+  size_t n = strlen(path);
+  return req->path_len == n && memcmp(req->target, path, n) == 0;
+}
+
+/* Built-in endpoints, answered without the policy so health checks work even when a
+ * policy misbehaves. /metrics is on the main listeners unless an admin listener exists.
+ * Returns 1 if it answered. */
+static int builtin(hg_worker_t *w, hg_http_txn_t *txn, hg_request_t *req, int admin) {
+  int metrics = path_is(req, "/metrics") && (admin || w->cfg->admin_listen == NULL);
+  if ((metrics || path_is(req, "/healthz") || path_is(req, "/readyz")) &&
+      strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+    req->route = metrics ? "metrics" : req->target[1] == 'h' ? "healthz" : "readyz";
+    hg_response_t res;
+    memset(&res, 0, sizeof(res));
+    if (hg_response_error(&res, req->arena, 405, "method not allowed", req->id) == 0)
+      hg_response_add_header(&res, "Allow", 5, "GET, HEAD", 9);
+    else
+      res.status = 500;
+    hg_http_respond(txn, &res);
+    return 1;
+  }
+  if (metrics) {
+    req->route = "metrics";
+    respond_metrics(w, txn, req);
+    return 1;
+  }
+  if (path_is(req, "/healthz")) {
+    req->route = "healthz";
+    respond_static(txn, 200, json_ok);
+    return 1;
+  }
+  if (path_is(req, "/readyz")) {
+    req->route = "readyz";
+    respond_static(txn, w->draining ? 503 : 200, w->draining ? json_draining : json_ok);
+    return 1;
+  }
+  return 0;
+}
+
+static void on_admin_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
+  if (!builtin(ud, txn, req, 1)) respond_error(txn, req, 404, "not found");
+}
+
+static void on_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
+  hg_worker_t *w = ud;
+  if (builtin(w, txn, req, 0)) return;
+  hg_policy_t *policy = w->policy;
+  hg_policy_retain(policy);
+  req->log_policy = hg_policy_version(policy);
+  hg_response_t res;
+  hg_plan_t plan;
+  memset(&res, 0, sizeof(res));
+  int kind = hg_policy_on_request(policy, req, &res, &plan);
+  if (kind == HG_PLAN_FETCH) hg_pipeline_run(&w->pipeline, txn, req, policy, &plan);
+  hg_policy_release(policy);
+  switch (kind) {
+  case HG_PLAN_FETCH:
+    break;
+  case HG_PLAN_RESPOND:
+    hg_http_respond(txn, &res);
+    break;
+  case HG_PLAN_NONE: {
+    /* No route: 404 for reads, an Allow list for OPTIONS, 405 for other methods. */
+    const char *m = req->method;
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
+      respond_error(txn, req, 404, "not found");
+    } else if (strcmp(m, "OPTIONS") == 0) {
+      res.status = 204;
+      hg_response_add_header(&res, "Allow", 5, "GET, HEAD, OPTIONS", 18);
+      hg_http_respond(txn, &res);
+    } else {
+      respond_error(txn, req, 405, "method not allowed");
+    }
+    break;
+  }
+  case HG_EBUDGET:
+    respond_error(txn, req, 500, "policy error: instruction budget exceeded");
+    break;
+  default:
+    respond_error(txn, req, 500, "policy error");
+    break;
+  }
+}
+
+/* ---- control ---- */
+
+/* Every server drained: close the worker's own handles so its loop ends. */
+static void on_server_drained(void *ud) {
+  hg_worker_t *w = ud;
+  if (--w->servers_open > 0) return;
+  uv_close((uv_handle_t *)&w->async, NULL);
+  if (w->pipeline_ok) hg_pipeline_ctx_close(&w->pipeline);
+  w->pipeline_ok = 0;
+}
+
+static void switch_policy(hg_worker_t *w, hg_policy_src_t *src) {
+  char err[512];
+  hg_policy_limits_t lim = {w->cfg->lua_memory, w->cfg->lua_budget};
+  hg_policy_t *p = hg_policy_new(src, &lim, err, sizeof(err));
+  hg_policy_src_release(src);
+  if (p == NULL) {
+    hg_log(HG_LOG_ERROR, "reload failed, keeping policy %s: %s", hg_policy_version(w->policy), err);
+    return;
+  }
+  hg_policy_release(w->policy);
+  w->policy = p;
+  if (w->id == 1) hg_metrics_set_version(hg_policy_version(p));
+  hg_log(HG_LOG_DEBUG, "policy %s active", hg_policy_version(p));
+}
+
+static void on_async(uv_async_t *a) {
+  hg_worker_t *w = a->data;
+  uv_mutex_lock(&w->lock);
+  hg_policy_src_t *src = w->pending;
+  int stop = w->stop;
+  w->pending = NULL;
+  uv_mutex_unlock(&w->lock);
+  if (src) switch_policy(w, src);
+  if (stop && !w->draining) {
+    w->draining = 1;
+    w->servers_open = 1 + (w->admin != NULL);
+    hg_http_server_drain(w->http, w->cfg->drain_timeout_ms, on_server_drained, w);
+    if (w->admin) hg_http_server_drain(w->admin, w->cfg->drain_timeout_ms, on_server_drained, w);
+  }
+}
+
+static int listen_all(hg_worker_t *w, hg_http_server_t *srv, int *fds, size_t n) {
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
+    int r = hg_http_server_listen_fd(srv, fds[i]);
+    fds[i] = -1; /* owned by the server now, even on failure */
+    if (r && !rc) rc = r;
+  }
+  (void)w;
+  return rc;
+}
+
+static void worker_main(void *arg) {
+  hg_worker_t *w = arg;
+  hg_log_set_thread(w->name);
+  char err[512];
+  hg_policy_limits_t lim = {w->cfg->lua_memory, w->cfg->lua_budget};
+  w->policy = hg_policy_new(w->initial, &lim, err, sizeof(err));
+  if (w->policy == NULL) {
+    hg_log(HG_LOG_ERROR, "%s", err);
+    w->start_rc = HG_EPOLICY;
+    uv_sem_post(&w->started);
+    return;
+  }
+  uv_loop_init(&w->loop);
+  uv_async_init(&w->loop, &w->async, on_async);
+  w->async.data = w;
+  hg_http_limits_t limits = {
+      .max_headers = 16 * 1024,
+      .max_uri = 8 * 1024,
+      .max_body = 64 * 1024,
+      .header_timeout_ms = w->cfg->header_timeout_ms,
+      .keepalive_timeout_ms = w->cfg->keepalive_timeout_ms,
+      .send_timeout_ms = 60000,
+  };
+  char perr[256] = "";
+  int prc = hg_pipeline_ctx_init(&w->pipeline, &w->loop, w->shared->cache, w->cfg->ca_file,
+                                 w->cfg->max_playlist, perr, sizeof(perr));
+  if (prc) hg_log(HG_LOG_ERROR, "upstream client: %s", perr);
+  w->pipeline_ok = prc == 0;
+  w->http = hg_http_server_new(&w->loop, &limits, on_request, w);
+  if (w->nadmin) w->admin = hg_http_server_new(&w->loop, &limits, on_admin_request, w);
+  int rc = prc ? prc : w->http == NULL || (w->nadmin && w->admin == NULL) ? UV_ENOMEM : 0;
+  hg_http_observer_t obs = {on_request_done, on_connection, w};
+  if (w->http) hg_http_server_observe(w->http, &obs);
+  if (w->admin) hg_http_server_observe(w->admin, &obs);
+  if (!rc) rc = listen_all(w, w->http, w->fds, w->nfds);
+  if (!rc && w->admin) rc = listen_all(w, w->admin, w->admin_fds, w->nadmin);
+  w->start_rc = rc;
+  uv_sem_post(&w->started);
+  if (rc) {
+    hg_log(HG_LOG_ERROR, "cannot listen: %s", hg_strerror(rc));
+    hg_worker_stop(w);
+  }
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  hg_http_server_free(w->http);
+  hg_http_server_free(w->admin);
+  if (w->pipeline_ok) hg_pipeline_ctx_close(&w->pipeline);
+  uv_run(&w->loop, UV_RUN_DEFAULT); /* let the servers' close callbacks run */
+  if (uv_loop_close(&w->loop) != 0) hg_log(HG_LOG_WARN, "loop closed with handles open");
+  hg_policy_release(w->policy);
+  w->policy = NULL;
+}
+
+hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, const hg_worker_shared_t *shared,
+                           const int *fds, size_t nfds, const int *admin_fds, size_t nadmin) {
+  hg_worker_t *w = calloc(1, sizeof(*w));
+  if (w == NULL) return NULL;
+  w->id = id;
+  snprintf(w->name, sizeof(w->name), "w%d", id);
+  w->cfg = cfg;
+  w->shared = shared;
+  w->metrics = &shared->metrics[id - 1];
+  memcpy(w->fds, fds, nfds * sizeof(int));
+  w->nfds = nfds;
+  if (nadmin) memcpy(w->admin_fds, admin_fds, nadmin * sizeof(int));
+  w->nadmin = nadmin;
+  uv_mutex_init(&w->lock);
+  uv_sem_init(&w->started, 0);
+  return w;
+}
+
+int hg_worker_start(hg_worker_t *w, hg_policy_src_t *src) {
+  w->initial = src;
+  int rc = uv_thread_create(&w->thread, worker_main, w);
+  if (rc) return rc;
+  uv_sem_wait(&w->started);
+  w->initial = NULL;
+  if (w->start_rc == HG_EPOLICY) {
+    uv_thread_join(&w->thread);
+    w->thread = 0;
+  }
+  return w->start_rc;
+}
+
+void hg_worker_reload(hg_worker_t *w, hg_policy_src_t *src) {
+  hg_policy_src_retain(src);
+  uv_mutex_lock(&w->lock);
+  hg_policy_src_t *old = w->pending; /* superseded before the worker saw it */
+  w->pending = src;
+  uv_mutex_unlock(&w->lock);
+  if (old) hg_policy_src_release(old);
+  uv_async_send(&w->async);
+}
+
+void hg_worker_stop(hg_worker_t *w) {
+  uv_mutex_lock(&w->lock);
+  w->stop = 1;
+  uv_mutex_unlock(&w->lock);
+  uv_async_send(&w->async);
+}
+
+void hg_worker_join_free(hg_worker_t *w) {
+  if (w == NULL) return;
+  if (w->thread) uv_thread_join(&w->thread);
+  if (w->pending) hg_policy_src_release(w->pending);
+  for (size_t i = 0; i < w->nfds; i++)
+    if (w->fds[i] >= 0) close(w->fds[i]);
+  for (size_t i = 0; i < w->nadmin; i++)
+    if (w->admin_fds[i] >= 0) close(w->admin_fds[i]);
+  uv_mutex_destroy(&w->lock);
+  uv_sem_destroy(&w->started);
+  free(w);
+}

@@ -1,0 +1,88 @@
+/* plan.h — what a policy decided for one request, as plain data: where the bytes come
+ * from (origin), how long to cache them, which headers to add, and what to do with each
+ * URI class when the body is a playlist. Filled by the policy host (src/lua/policy.c)
+ * from the table on_request returned; executed by the pipeline (src/gateway/pipeline.c).
+ * Every string lives in the request's arena.
+ */
+#ifndef HG_LUA_PLAN_H
+#define HG_LUA_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hls/hls.h"
+#include "http/message.h"
+
+typedef enum { HG_ORIGIN_FILE = 1, HG_ORIGIN_HTTP, HG_ORIGIN_S3 } hg_origin_kind_t;
+
+/* The URL a file origin's objects resolve under when playlists are rewritten: file
+ * "a/b.m3u8" is http://file.invalid/a/b.m3u8 (a proxy rule maps it back). */
+#define HG_FILE_BASE_URL "http://file.invalid/"
+
+/* S3 settings: for fetching (origin) and for presigning URIs in playlists. */
+typedef struct hg_plan_s3_s {
+  const char *endpoint;        /* "http://127.0.0.1:4568", "https://s3.eu-west-1.amazonaws.com" */
+  const char *public_endpoint; /* endpoint written into presigned URLs (NULL: endpoint) */
+  const char *region;
+  const char *bucket;
+  const char *access_key;
+  const char *secret_key;
+  const char *session_token;   /* or NULL */
+  int path_style;
+} hg_plan_s3_t;
+
+/* Per-class actions. */
+typedef enum {
+  HG_ACT_UNSET = 0, /* fall back to the parent class, then to `default` */
+  HG_ACT_KEEP,
+  HG_ACT_DROP,
+  HG_ACT_ABSOLUTE,
+  HG_ACT_PROXY,
+  HG_ACT_PRESIGN,
+  HG_ACT_HOOK       /* call the plan's on_uri Lua function */
+} hg_action_t;
+
+typedef struct hg_plan_s {
+  hg_origin_kind_t origin;
+  /* file: root directory and a path under it (re-checked: never escapes root) */
+  const char *file_root;
+  const char *file_path;
+  /* http: URL, extra request headers, SSRF permissions, allowlist, redirects */
+  const char *url;
+  hg_header_t req_headers[16];
+  size_t nreq_headers;
+  int allow_private;           /* HG_ADDR_* mask allowed (0: public only) */
+  const char **allow_hosts;
+  size_t nallow_hosts;
+  int max_redirects;
+  /* s3: the object to fetch (with the settings in s3) */
+  const char *s3_key;
+  hg_plan_s3_t s3;
+  int has_s3;                  /* s3 is set (origin s3, or presign settings) */
+  /* response */
+  hg_header_t headers[16];     /* added to every response of this request */
+  size_t nheaders;
+  const char *content_type;    /* used when the origin says nothing useful */
+  const char *disposition_name;/* Content-Disposition: inline; filename="…" when set */
+  uint64_t cache_ttl;          /* seconds; 0: do not cache */
+  int64_t live_ttl_ms;         /* reuse of a live media playlist; -1: the content decides
+                                  (half the target or part target, SPEC §5) */
+  int ignore_origin_cache;     /* 1: the origin's Cache-Control/Expires do not bound reuse */
+  uint64_t timeout_ms;         /* upstream read timeout (0: default) */
+  /* playlists */
+  hg_action_t actions[HG_HLS_CLASS_COUNT];
+  hg_action_t default_action;
+  /* proxy: either a prefix mapping (URLs under proxy_from become proxy_to + rest) or a
+   * query style (proxy_prefix + percent-encoded absolute URL); then proxy_params. */
+  const char *proxy_from;
+  const char *proxy_to;
+  const char *proxy_prefix;
+  hg_header_t proxy_params[8]; /* name/value pairs set on proxied URLs */
+  size_t nproxy_params;
+  uint32_t presign_ttl;        /* seconds */
+  const char *presign_prefix;  /* only keys under it are presigned (NULL: any) */
+  int hook_ref;                /* Lua registry ref of on_uri, or LUA_NOREF (-2) */
+  int carries_token;           /* rewritten output is per-viewer: Cache-Control: private */
+} hg_plan_t;
+
+#endif

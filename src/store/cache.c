@@ -1,0 +1,338 @@
+/* cache.c — shared object cache with single-flight fills (see cache.h).
+ *
+ * An open-addressing-free design: a chained hash table of entries, each entry on an LRU
+ * list. An entry is either READY (has an object) or being FILLED (has a fill with its
+ * waiters), or both during a refresh of an expired object (stale-if-error keeps the old
+ * one until the new one arrives). All structure changes happen under the mutex;
+ * objects are reference-counted so they outlive eviction while in use.
+ */
+#include "store/cache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+
+typedef struct entry_s {
+  struct entry_s *hnext;            /* hash chain */
+  struct entry_s *prev, *next;      /* LRU: head = most recent */
+  uint64_t hash;
+  char *key;
+  size_t klen;
+  hg_cache_obj_t *obj;              /* READY object or NULL */
+  struct hg_cache_fill_s *fill;     /* fill in progress or NULL */
+} entry_t;
+
+struct hg_cache_fill_s {
+  entry_t *entry;
+  hg_cache_waiter_t *waiters;
+};
+
+struct hg_cache_s {
+  pthread_mutex_t lock;
+  entry_t **buckets;
+  size_t nbuckets, nentries;
+  entry_t *lru_head, *lru_tail;
+  size_t bytes, max_bytes, max_object;
+  hg_cache_stats_t st;
+};
+
+static uint64_t hash_key(const char *s, size_t n) { /* FNV-1a */
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return h;
+}
+
+hg_cache_t *hg_cache_new(size_t max_bytes, size_t max_object) {
+  hg_cache_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  c->nbuckets = 1024;
+  c->buckets = calloc(c->nbuckets, sizeof(entry_t *));
+  if (c->buckets == NULL) {
+    free(c);
+    return NULL;
+  }
+  pthread_mutex_init(&c->lock, NULL);
+  c->max_bytes = max_bytes;
+  c->max_object = max_object < max_bytes ? max_object : max_bytes;
+  return c;
+}
+
+size_t hg_cache_max_object(const hg_cache_t *c) { return c->max_object; }
+
+hg_cache_obj_t *hg_cache_obj_new(char *body, size_t len, const char *content_type,
+                                 const char *etag, const char *last_modified,
+                                 const char *final_url) {
+  hg_cache_obj_t *o = calloc(1, sizeof(*o));
+  if (o == NULL) {
+    free(body);
+    return NULL;
+  }
+  o->body = body;
+  o->len = len;
+  o->refs = 1;
+  int fail = 0;
+#define DUP(field, s) if (s && !(o->field = strdup(s))) fail = 1
+  DUP(content_type, content_type);
+  DUP(etag, etag);
+  DUP(last_modified, last_modified);
+  DUP(final_url, final_url);
+#undef DUP
+  if (fail) {
+    hg_cache_obj_release(o);
+    return NULL;
+  }
+  return o;
+}
+
+void hg_cache_obj_retain(hg_cache_obj_t *o) { __atomic_add_fetch(&o->refs, 1, __ATOMIC_RELAXED); }
+
+void hg_cache_obj_release(hg_cache_obj_t *o) {
+  if (o == NULL || __atomic_sub_fetch(&o->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+  free(o->body);
+  free(o->content_type);
+  free(o->etag);
+  free(o->last_modified);
+  free(o->final_url);
+  free(o);
+}
+
+/* ---- entries (lock held) ---- */
+
+static void lru_unlink(hg_cache_t *c, entry_t *e) {
+  if (e->prev) e->prev->next = e->next;
+  else c->lru_head = e->next;
+  if (e->next) e->next->prev = e->prev;
+  else c->lru_tail = e->prev;
+  e->prev = e->next = NULL;
+}
+
+static void lru_push(hg_cache_t *c, entry_t *e) {
+  e->next = c->lru_head;
+  e->prev = NULL;
+  if (c->lru_head) c->lru_head->prev = e;
+  c->lru_head = e;
+  if (c->lru_tail == NULL) c->lru_tail = e;
+}
+
+static entry_t *find(hg_cache_t *c, const char *key, size_t klen, uint64_t h) {
+  for (entry_t *e = c->buckets[h % c->nbuckets]; e; e = e->hnext)
+    if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) return e;
+  return NULL;
+}
+
+static void drop_obj(hg_cache_t *c, entry_t *e) {
+  if (e->obj == NULL) return;
+  c->bytes -= e->obj->len;
+  hg_cache_obj_release(e->obj);
+  e->obj = NULL;
+}
+
+static void remove_entry(hg_cache_t *c, entry_t *e) {
+  entry_t **pp = &c->buckets[e->hash % c->nbuckets];
+  while (*pp != e) pp = &(*pp)->hnext;
+  *pp = e->hnext;
+  lru_unlink(c, e);
+  drop_obj(c, e);
+  c->nentries--;
+  free(e->key);
+  free(e);
+}
+
+/* Evicts least recently used objects until `need` more bytes fit. Entries being filled
+ * stay (their waiters need them); only their stale objects go. */
+static void make_room(hg_cache_t *c, size_t need) {
+  entry_t *e = c->lru_tail;
+  while (c->bytes + need > c->max_bytes && e) {
+    entry_t *prev = e->prev;
+    if (e->obj) {
+      c->st.evictions++;
+      if (e->fill) drop_obj(c, e);
+      else remove_entry(c, e);
+    }
+    e = prev;
+  }
+}
+
+static void grow(hg_cache_t *c) {
+  size_t n = c->nbuckets * 2;
+  entry_t **b = calloc(n, sizeof(entry_t *));
+  if (b == NULL) return; /* keep the longer chains */
+  for (size_t i = 0; i < c->nbuckets; i++) {
+    entry_t *e = c->buckets[i], *next;
+    for (; e; e = next) {
+      next = e->hnext;
+      e->hnext = b[e->hash % n];
+      b[e->hash % n] = e;
+    }
+  }
+  free(c->buckets);
+  c->buckets = b;
+  c->nbuckets = n;
+}
+
+/* Adds an empty entry for `key` (most recently used). NULL on OOM. */
+static entry_t *new_entry(hg_cache_t *c, const char *key, size_t klen, uint64_t h) {
+  entry_t *e = calloc(1, sizeof(*e));
+  if (e == NULL || (e->key = malloc(klen ? klen : 1)) == NULL) {
+    free(e);
+    return NULL;
+  }
+  memcpy(e->key, key, klen);
+  e->klen = klen;
+  e->hash = h;
+  e->hnext = c->buckets[h % c->nbuckets];
+  c->buckets[h % c->nbuckets] = e;
+  lru_push(c, e);
+  if (++c->nentries > c->nbuckets) grow(c);
+  return e;
+}
+
+/* ---- API ---- */
+
+int hg_cache_lookup(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms,
+                    hg_cache_waiter_t *w, hg_cache_obj_t **obj, hg_cache_fill_t **fill) {
+  uint64_t h = hash_key(key, klen);
+  pthread_mutex_lock(&c->lock);
+  entry_t *e = find(c, key, klen, h);
+  if (e && e->obj && e->obj->expires_ms > now_ms) { /* fresh */
+    lru_unlink(c, e);
+    lru_push(c, e);
+    hg_cache_obj_retain(e->obj);
+    *obj = e->obj;
+    c->st.hits++;
+    pthread_mutex_unlock(&c->lock);
+    return HG_CACHE_HIT;
+  }
+  if (e && e->fill) { /* someone is fetching it: wait for them */
+    w->obj = NULL;
+    w->next = e->fill->waiters;
+    e->fill->waiters = w;
+    c->st.coalesced++;
+    pthread_mutex_unlock(&c->lock);
+    return HG_CACHE_WAIT;
+  }
+  if (e == NULL && (e = new_entry(c, key, klen, h)) == NULL) {
+    pthread_mutex_unlock(&c->lock);
+    return HG_ENOMEM;
+  }
+  /* Expired beyond its stale window: forget it. Within it: keep it for stale-if-error. */
+  if (e->obj && e->obj->stale_ms <= now_ms) drop_obj(c, e);
+  e->fill = calloc(1, sizeof(*e->fill));
+  if (e->fill == NULL) {
+    if (e->obj == NULL) remove_entry(c, e);
+    pthread_mutex_unlock(&c->lock);
+    return HG_ENOMEM;
+  }
+  e->fill->entry = e;
+  *fill = e->fill;
+  c->st.misses++;
+  pthread_mutex_unlock(&c->lock);
+  return HG_CACHE_FILL;
+}
+
+int hg_cache_peek(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms, hg_cache_obj_t **obj) {
+  uint64_t h = hash_key(key, klen);
+  pthread_mutex_lock(&c->lock);
+  entry_t *e = find(c, key, klen, h);
+  int hit = e && e->obj && e->obj->expires_ms > now_ms;
+  if (hit) {
+    lru_unlink(c, e);
+    lru_push(c, e);
+    hg_cache_obj_retain(e->obj);
+    *obj = e->obj;
+    c->st.hits++;
+  }
+  pthread_mutex_unlock(&c->lock);
+  return hit;
+}
+
+void hg_cache_put(hg_cache_t *c, const char *key, size_t klen, hg_cache_obj_t *obj, uint64_t now_ms,
+                  uint64_t ttl_ms) {
+  uint64_t h = hash_key(key, klen);
+  pthread_mutex_lock(&c->lock);
+  entry_t *e = find(c, key, klen, h);
+  int stored = 0;
+  if (obj->len <= c->max_object && ttl_ms > 0 && !(e && e->fill)) {
+    if (e == NULL) e = new_entry(c, key, klen, h);
+    if (e) {
+      drop_obj(c, e);
+      make_room(c, obj->len);
+      obj->expires_ms = now_ms + ttl_ms;
+      obj->stale_ms = obj->expires_ms;
+      e->obj = obj;
+      c->bytes += obj->len;
+      c->st.stores++;
+      stored = 1;
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (!stored) hg_cache_obj_release(obj);
+}
+
+hg_cache_obj_t *hg_cache_fill_end(hg_cache_t *c, hg_cache_fill_t *fill, hg_cache_obj_t *obj,
+                                  uint64_t now_ms, uint64_t ttl_ms, uint64_t stale_ms) {
+  pthread_mutex_lock(&c->lock);
+  entry_t *e = fill->entry;
+  e->fill = NULL;
+  hg_cache_obj_t *give = NULL; /* what waiters (and, when stale, the filler) get */
+  if (obj && obj->len <= c->max_object && ttl_ms > 0) {
+    drop_obj(c, e);
+    make_room(c, obj->len);
+    obj->expires_ms = now_ms + ttl_ms;
+    obj->stale_ms = obj->expires_ms + stale_ms;
+    e->obj = obj;
+    c->bytes += obj->len;
+    c->st.stores++;
+    give = obj;
+  } else if (obj) {
+    give = obj; /* not storable, but waiters can still use it */
+  } else if (e->obj) {
+    give = e->obj; /* stale-if-error */
+    c->st.stale++;
+  }
+  hg_cache_waiter_t *ws = fill->waiters;
+  for (hg_cache_waiter_t *w = ws; w; w = w->next)
+    if ((w->obj = give) != NULL) hg_cache_obj_retain(give);
+  hg_cache_obj_t *stale = (obj == NULL && give) ? give : NULL;
+  if (stale) hg_cache_obj_retain(stale);
+  int stored = obj && e->obj == obj;
+  if (e->obj == NULL) remove_entry(c, e);
+  pthread_mutex_unlock(&c->lock);
+  free(fill);
+  /* Notify outside the lock: waiters may look the cache up again right away. */
+  while (ws) {
+    hg_cache_waiter_t *next = ws->next;
+    ws->notify(ws);
+    ws = next;
+  }
+  if (obj && !stored) hg_cache_obj_release(obj); /* the cache did not keep it */
+  return stale;
+}
+
+void hg_cache_stats(hg_cache_t *c, hg_cache_stats_t *out) {
+  pthread_mutex_lock(&c->lock);
+  *out = c->st;
+  out->bytes = c->bytes;
+  out->objects = c->nentries;
+  pthread_mutex_unlock(&c->lock);
+}
+
+void hg_cache_free(hg_cache_t *c) {
+  if (c == NULL) return;
+  for (size_t i = 0; i < c->nbuckets; i++) {
+    entry_t *e = c->buckets[i], *next;
+    for (; e; e = next) {
+      next = e->hnext;
+      if (e->obj) hg_cache_obj_release(e->obj);
+      free(e->fill);
+      free(e->key);
+      free(e);
+    }
+  }
+  free(c->buckets);
+  pthread_mutex_destroy(&c->lock);
+  free(c);
+}
