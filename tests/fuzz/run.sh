@@ -12,7 +12,7 @@ for bin in "$build"/tests/fuzz/fuzz_*; do
   scratch=$(mktemp -d)
   seeds=()
   [ -d "$root/tests/fuzz/corpus/$name" ] && seeds+=("$root/tests/fuzz/corpus/$name")
-  case $name in *rewrite*|*hls*) seeds+=("$root/../shared/conformance/playlists") ;; esac
+  case $name in *rewrite*|*hls*) seeds+=("$root/tests/data/conformance/playlists") ;; esac
   mkdir -p "$scratch/corpus" "$scratch/artifacts"
   if "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
        -artifact_prefix="$scratch/artifacts/" "$scratch/corpus" "${seeds[@]}" >"$scratch.log" 2>&1; then

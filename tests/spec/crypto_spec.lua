@@ -1,6 +1,6 @@
 -- hg.crypto (src/lua/api_crypto.c): hashes, HMAC, hex, base64, random, equals.
 -- Expected values are published ones: FIPS 180-2 "abc", RFC 4231 test case 2,
--- RFC 4648 §10, and the RFC 7515 A.1 key of ../shared/conformance/VECTORS.md §2.1.
+-- RFC 4648 §10, and the RFC 7515 A.1 key of tests/data/conformance/VECTORS.md §2.1.
 local hg = require("hlsgate")
 local crypto = hg.crypto
 

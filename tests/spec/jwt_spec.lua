@@ -1,10 +1,10 @@
--- hg.jwt (src/lua/api_jwt.c) against ../shared/conformance/VECTORS.md §2: the RFC 7515
+-- hg.jwt (src/lua/api_jwt.c) against tests/data/conformance/VECTORS.md §2: the RFC 7515
 -- A.1 token with a fixed clock, the RFC 7519 unsecured token, and every attack token of
 -- §2.3 (read from the file, so the tokens are the published ones).
 local hg = require("hlsgate")
 local jwt, crypto = hg.jwt, hg.crypto
 
-local shared = os.getenv("HG_SHARED_DIR") or "../shared"
+local shared = os.getenv("HG_SHARED_DIR") or "tests/data"
 local f = assert(io.open(shared .. "/conformance/VECTORS.md", "rb"))
 local vectors = f:read("a")
 f:close()

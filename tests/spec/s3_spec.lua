@@ -1,9 +1,9 @@
--- hg.s3 (src/lua/api_s3.c) against ../shared/conformance/VECTORS.md §1.4 (S3 API
+-- hg.s3 (src/lua/api_s3.c) against tests/data/conformance/VECTORS.md §1.4 (S3 API
 -- Reference examples) and §1.6 (path-style with a non-default port).
 local hg = require("hlsgate")
 local s3 = hg.s3
 
-local shared = os.getenv("HG_SHARED_DIR") or "../shared"
+local shared = os.getenv("HG_SHARED_DIR") or "tests/data"
 local f = assert(io.open(shared .. "/conformance/VECTORS.md", "rb"))
 local vectors = f:read("a")
 f:close()

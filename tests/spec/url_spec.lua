@@ -2,9 +2,9 @@
 local hg = require("hlsgate")
 local url = hg.url
 
--- RFC 3986 §5.4, read from the published table in ../shared/conformance/VECTORS.md §3.
+-- RFC 3986 §5.4, read from the published table in tests/data/conformance/VECTORS.md §3.
 local function rfc_vectors()
-  local path = (os.getenv("HG_SHARED_DIR") or "../shared") .. "/conformance/VECTORS.md"
+  local path = (os.getenv("HG_SHARED_DIR") or "tests/data") .. "/conformance/VECTORS.md"
   local f = assert(io.open(path, "rb"))
   local doc = f:read("a")
   f:close()

@@ -5,7 +5,7 @@ Written from SPEC §5 with plain regular expressions, deliberately sharing no co
 structure with src/hls/rewrite.c. Run once; its output is reviewed by hand and committed
 as uri-counts.tsv, which tests/unit/hls/test_corpus.c checks the C rewriter against.
 
-    python3 tests/data/hls/count_uris.py ../shared/conformance/playlists > tests/data/hls/uri-counts.tsv
+    python3 tests/data/hls/count_uris.py tests/data/conformance/playlists > tests/data/hls/uri-counts.tsv
 """
 import os
 import re

@@ -186,6 +186,6 @@ function H.file(path)
 end
 
 -- The playlist corpus, as the other specs find ../shared (HG_SHARED_DIR overrides).
-H.CONFORMANCE = (os.getenv("HG_SHARED_DIR") or "../shared") .. "/conformance/playlists/"
+H.CONFORMANCE = (os.getenv("HG_SHARED_DIR") or "tests/data") .. "/conformance/playlists/"
 
 return H

@@ -1,7 +1,7 @@
 /* test_jwt.c — JWT HS256/384/512 sign and verify against VECTORS.md §2.
  *
  * The RFC 7515 A.1 token, the RFC 7519 §6.1 unsecured token, the jwt.io token and every
- * attack token T1–T29 are read from ../shared/conformance/VECTORS.md at run time; what
+ * attack token T1–T29 are read from tests/data/conformance/VECTORS.md at run time; what
  * each must do (accept in a time window, or the reason it is rejected) follows §2.2/§2.3.
  */
 #include <string.h>

@@ -1,6 +1,6 @@
 /* test_sigv4.c — SigV4 header signing and presigning against the published vectors.
  *
- * §1.3 of ../shared/conformance/VECTORS.md (the aws-c-auth v4 suite cases) is parsed
+ * §1.3 of tests/data/conformance/VECTORS.md (the aws-c-auth v4 suite cases) is parsed
  * at run time: for each case, the request block is fed to the signer and the published
  * Authorization header, X-Amz-Signature, canonical URI and canonical query must come out
  * exactly. The S3 documentation examples (§1.4) and the s3rver-style rows (§1.6) are
