@@ -135,7 +135,7 @@ static int open_sockets(const char **addrs, size_t n, int nworkers, int reusepor
         hg_log(HG_LOG_ERROR, "cannot listen on %s: %s", addrs[a], hg_strerror(fd));
         return fd;
       }
-      fds[w * HG_MAX_LISTEN + a] = fd;
+      fds[(size_t)w * HG_MAX_LISTEN + a] = fd;
     }
     char shown[160];
     const char *colon = strrchr(addrs[a], ':');

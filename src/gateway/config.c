@@ -136,7 +136,7 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
       snprintf(err, errlen, "%s: bad value '%s'", a, next);         \
       return HG_EINVAL;                                             \
     }                                                               \
-    (dst) = (scale) * v;                                            \
+    (dst) = (__typeof__(dst))((scale) * v);                         \
   } while (0)
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       c->mode = HG_MODE_HELP;
