@@ -157,7 +157,7 @@ static int run(app_t *app) {
   int nw = cfg->workers;
   int *fds = calloc((size_t)nw * HG_MAX_LISTEN, sizeof(int));
   int admin_fd = -1, admin_port = 0;
-  app->workers = calloc((size_t)nw, sizeof(*app->workers));
+  app->workers = calloc((size_t)nw, sizeof(*app->workers)); // NOLINT(bugprone-sizeof-expression): an array of pointers
   app->shared.cache = hg_cache_new(cfg->cache_size, cfg->cache_max_object);
   app->shared.metrics = calloc((size_t)nw, sizeof(hg_metrics_t));
   app->shared.nworkers = (size_t)nw;

@@ -39,7 +39,7 @@ int hg_buf_printf(hg_buf_t *b, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   char tmp[256];
-  int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+  int n = vsnprintf(tmp, sizeof(tmp), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): va_start above
   va_end(ap);
   if (n < 0) return HG_EINVAL;
   if ((size_t)n < sizeof(tmp)) return hg_buf_append(b, tmp, (size_t)n);

@@ -52,7 +52,7 @@ void hg_log(hg_log_level_t level, const char *fmt, ...) {
   if (off < 0 || (size_t)off >= sizeof(line)) off = 0;
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line + off, sizeof(line) - (size_t)off - 1, fmt, ap);
+  int n = vsnprintf(line + off, sizeof(line) - (size_t)off - 1, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): va_start above
   va_end(ap);
   size_t len = (size_t)off + (n < 0 ? 0 : (size_t)n);
   if (len > sizeof(line) - 2) len = sizeof(line) - 2; /* truncated */

@@ -216,8 +216,8 @@ hg_sigv4_t *hg_sigv4_new(const hg_sigv4_config_t *cfg) {
   hg_sigv4_t *s = calloc(1, sizeof(*s));
   if (s == NULL) return NULL;
   s->last_t = -1;
-  strcpy(s->region, region);
-  strcpy(s->service, service);
+  snprintf(s->region, sizeof(s->region), "%s", region);
+  snprintf(s->service, sizeof(s->service), "%s", service);
   s->ak_len = strlen(cfg->access_key);
   s->ak = strdup(cfg->access_key);
   s->ak_enc = encode_dup(cfg->access_key, s->ak_len, 0, &s->ak_enc_len);

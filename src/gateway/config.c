@@ -119,6 +119,7 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
   }
   for (; i < argc; i++) {
     const char *a = argv[i];
+    if (a == NULL) break; /* argv ends with NULL; argc says so too */
     const char *next = i + 1 < argc ? argv[i + 1] : NULL;
     double v;
 #define NEED_ARG()                                                  \

@@ -74,7 +74,7 @@ hg_cache_obj_t *hg_cache_obj_new(char *body, size_t len, const char *content_typ
   o->len = len;
   o->refs = 1;
   int fail = 0;
-#define DUP(field, s) if (s && !(o->field = strdup(s))) fail = 1
+#define DUP(field, s) if ((s) && !(o->field = strdup(s))) fail = 1
   DUP(content_type, content_type);
   DUP(etag, etag);
   DUP(last_modified, last_modified);

@@ -68,7 +68,6 @@ static int valid_ipv6(const char *s, size_t n) {
     if (j < n && s[j] == '.') { /* IPv4 tail: takes the last two groups */
       if (groups > 6 || !valid_ipv4(s + i, n - i)) return 0;
       groups += 2;
-      i = n;
       break;
     }
     if (j == i || j - i > 4 || groups == 8) return 0;
