@@ -68,6 +68,10 @@ typedef struct conn_s {
   size_t nhdrs;
   int err_status;
   const char *err_msg;
+  int head_scan;   /* raw-byte check of the request head (obs-fold, space before ':') */
+  int ext_resume;  /* llhttp 8.1 chunk-extension workaround: resume at the ';' */
+  int ext_started, ext_quoted; /* the current chunk-extension value (its first byte) */
+  int nhost;       /* Host header fields seen */
   char peer[64];
 } conn_t;
 
@@ -157,12 +161,151 @@ static void txn_begin(conn_t *c) {
   c->hdrs = NULL;
   c->err_status = 0;
   c->err_msg = NULL;
+  c->head_scan = 0;
+  c->ext_resume = 0;
+  c->ext_started = c->ext_quoted = 0;
+  c->nhost = 0;
 }
 
 static int fail(conn_t *c, int status, const char *msg) {
   c->err_status = status;
   c->err_msg = msg;
   return -1;
+}
+
+/* A fresh request id: random, or kept when one was already chosen. */
+static void ensure_id(conn_t *c) {
+  hg_request_t *req = &c->txn.req;
+  if (req->id[0] == '\0')
+    snprintf(req->id, sizeof(req->id), "%016llx%016llx", (unsigned long long)rng_next(c->srv),
+             (unsigned long long)rng_next(c->srv));
+}
+
+/* ---- strict framing (RFC 9112) ----
+ * llhttp 8.1 accepts obs-fold (a header line starting with SP/HT is glued onto the
+ * previous value) and whitespace between a field name and its colon, and its callbacks
+ * cannot tell a fold from a value split across two reads. Security: both are classic
+ * request-smuggling vectors (RFC 9112 §5.1, §5.2: a server MUST reject them with 400),
+ * so the raw bytes of every request head are checked here before llhttp sees them.
+ * The state survives reads; it stops at the empty line that ends the head. */
+enum { HS_START, HS_LINE0, HS_BOL, HS_FIELD, HS_VALUE, HS_CR, HS_DONE };
+
+/* Returns 0, or -1 with the error set. */
+static int scan_head(conn_t *c, const char *p, size_t n) {
+  int st = c->head_scan;
+  for (size_t i = 0; i < n && st != HS_DONE; i++) {
+    char ch = p[i];
+    switch (st) {
+    case HS_START: /* RFC 9112 §2.2: empty lines before the request line are ignored */
+      if (ch != '\r' && ch != '\n') st = HS_LINE0;
+      break;
+    case HS_LINE0:
+      if (ch == '\n') st = HS_BOL;
+      break;
+    case HS_BOL:
+      if (ch == '\r') st = HS_CR;
+      else if (ch == '\n') st = HS_DONE;
+      else if (ch == ' ' || ch == '\t') return fail(c, 400, "obsolete line folding");
+      else st = HS_FIELD;
+      break;
+    case HS_FIELD:
+      if (ch == ':') st = HS_VALUE;
+      else if (ch == ' ' || ch == '\t') return fail(c, 400, "whitespace in a header field name");
+      else if (ch == '\n') st = HS_BOL; /* no colon: llhttp rejects it */
+      break;
+    case HS_VALUE:
+      if (ch == '\n') st = HS_BOL;
+      break;
+    case HS_CR:
+      st = HS_DONE; /* "\r\n" ends the head; anything else llhttp rejects */
+      break;
+    }
+  }
+  c->head_scan = st;
+  return 0;
+}
+
+/* RFC 3986 host [":" port]: reg-name / IPv4 / IP-literal. Security: the Host ends up in
+ * rewritten playlist URLs (open proxy without public_url), so nothing beyond these
+ * characters may get there. */
+static int valid_host(const char *v, size_t n) {
+  if (n == 0 || n > 255) return 0;
+  size_t i = 0;
+  if (v[0] == '[') {
+    while (i < n && v[i] != ']') {
+      char ch = v[i];
+      if (!(ch == '[' && i == 0) && !(ch == ':' || ch == '.' || (ch >= '0' && ch <= '9') ||
+                                      (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')))
+        return 0;
+      i++;
+    }
+    if (i == n || i < 3) return 0;
+    i++;
+  } else {
+    for (; i < n && v[i] != ':'; i++) {
+      char ch = v[i];
+      if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            strchr("-._~!$&'()*+,;=%", ch)))
+        return 0;
+    }
+    if (i == 0) return 0;
+  }
+  if (i == n) return 1;
+  if (v[i] != ':' || n - i - 1 > 5) return 0;
+  for (i++; i < n; i++)
+    if (v[i] < '0' || v[i] > '9') return 0;
+  return 1;
+}
+
+/* Checks what llhttp leaves to the application once the head is parsed: the version,
+ * Host (count and syntax), Transfer-Encoding other than exactly "chunked", and the form
+ * of the target; an absolute-form target replaces Host (RFC 9112 §3.2.2), so the two can
+ * never disagree. Returns 0 or -1 with the error set. */
+static int check_head(conn_t *c, llhttp_t *p, hg_request_t *req) {
+  if (p->http_major != 1) /* HTTP/0.9 has no headers and no status line: never answer it */
+    return fail(c, p->http_major == 0 ? 400 : 505, p->http_major == 0 ? "HTTP/0.9 is not supported" : "HTTP version not supported");
+  if (p->method == HTTP_CONNECT) return fail(c, 405, "CONNECT is not supported");
+  if (c->nhost > 1) return fail(c, 400, "more than one Host header");
+  if (c->nhost == 0 && p->http_minor >= 1) return fail(c, 400, "missing Host header");
+  if (p->flags & F_TRANSFER_ENCODING) {
+    /* Security: only plain "chunked" frames a request body here (nginx answers 501 too);
+     * anything else means the length is unknown, and the rest of the stream with it. */
+    size_t nte = 0;
+    const hg_header_t *te = NULL;
+    for (size_t i = 0; i < c->nhdrs; i++)
+      if (c->hdrs[i].name_len == 17 && strncasecmp(c->hdrs[i].name, "Transfer-Encoding", 17) == 0)
+        te = &c->hdrs[i], nte++;
+    if (nte != 1 || te->value_len != 7 || strncasecmp(te->value, "chunked", 7) != 0)
+      return fail(c, 501, "transfer coding not implemented");
+  }
+  char *t = (char *)req->target;
+  size_t tl = req->target_len;
+  if (tl >= 7 && (strncasecmp(t, "http://", 7) == 0 || (tl >= 8 && strncasecmp(t, "https://", 8) == 0))) {
+    size_t s = t[4] == ':' ? 7 : 8, e = s;
+    while (e < tl && t[e] != '/' && t[e] != '?') e++;
+    if (!valid_host(t + s, e - s)) return fail(c, 400, "invalid authority in the request target");
+    hg_header_t *host = NULL;
+    for (size_t i = 0; i < c->nhdrs; i++)
+      if (c->hdrs[i].name_len == 4 && strncasecmp(c->hdrs[i].name, "Host", 4) == 0) host = &c->hdrs[i];
+    if (host) { /* the target's authority wins */
+      host->value = hg_arena_strndup(req->arena, t + s, e - s);
+      host->value_len = e - s;
+      if (host->value == NULL) return fail(c, 500, "out of memory");
+    }
+    if (e == tl) { /* "http://h" → "/" */
+      req->target = "/";
+      req->target_len = 1;
+    } else {
+      req->target = t + e;
+      req->target_len = tl - e;
+    }
+    req->path_len = strcspn(req->target, "?");
+  } else if (!(tl > 0 && t[0] == '/') && !(p->method == HTTP_OPTIONS && tl == 1 && t[0] == '*')) {
+    return fail(c, 400, "invalid request target");
+  }
+  const hg_header_t *host = hg_request_header(req, "Host");
+  if (host && !valid_host(host->value, host->value_len)) return fail(c, 400, "invalid Host header");
+  return 0;
 }
 
 /* ---- llhttp callbacks ---- */
@@ -206,6 +349,7 @@ static int on_header_value_complete(llhttp_t *p) {
   h->value = hg_arena_strndup(a, c->value.data ? c->value.data : "", c->value.len);
   h->value_len = c->value.len;
   if (h->name == NULL || h->value == NULL) return fail(c, 500, "out of memory");
+  if (h->name_len == 4 && strncasecmp(h->name, "Host", 4) == 0) c->nhost++;
   c->nhdrs++;
   hg_buf_clear(&c->field);
   hg_buf_clear(&c->value);
@@ -229,9 +373,9 @@ static int on_headers_complete(llhttp_t *p) {
     memcpy(req->id, rid->value, rid->value_len);
     req->id[rid->value_len] = '\0';
   } else {
-    snprintf(req->id, sizeof(req->id), "%016llx%016llx", (unsigned long long)rng_next(c->srv),
-             (unsigned long long)rng_next(c->srv));
+    ensure_id(c);
   }
+  if (check_head(c, p, req)) return -1;
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->srv->lim.max_body)
     return fail(c, 413, "request body too large");
   /* Expect: 100-continue — tell the client to send the body we are willing to take. */
@@ -251,6 +395,29 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   return hg_buf_append(&c->body, at, len) ? fail(c, 500, "out of memory") : 0;
 }
 
+/* llhttp 8.1 bug: after an unquoted chunk-extension value it consumes the ';' and then
+ * expects another ';' or CR, so the valid "4;a=b;c=d" is refused (fixed in llhttp 9).
+ * Pausing exactly there lets conn_process resume one byte earlier, at the ';', which
+ * llhttp then reads as the start of the next extension. */
+static int on_chunk_extension_value(llhttp_t *p, const char *at, size_t len) {
+  conn_t *c = conn_of(p);
+  const char *end = c->in.data + c->in.len;
+  if (!c->ext_started) { /* a quoted value is followed by ';' too, but parsed right */
+    c->ext_started = 1;
+    c->ext_quoted = len > 0 && at[0] == '"';
+  }
+  if (!c->ext_quoted && at + len < end && at[len] == ';') {
+    c->ext_resume = 1;
+    return HPE_PAUSED;
+  }
+  return 0;
+}
+
+static int on_chunk_extension_value_complete(llhttp_t *p) {
+  conn_of(p)->ext_started = 0;
+  return 0;
+}
+
 static int on_message_complete(llhttp_t *p) {
   conn_t *c = conn_of(p);
   hg_request_t *req = &c->txn.req;
@@ -260,6 +427,9 @@ static int on_message_complete(llhttp_t *p) {
     req->body_len = c->body.len;
   }
   if (!llhttp_should_keep_alive(p)) c->close_after = 1;
+  /* An Upgrade (or CONNECT) request is answered as a plain request; what follows it on
+   * the connection is not HTTP we parse, so the connection closes after the answer. */
+  if (p->upgrade) c->close_after = 1;
   return HPE_PAUSED; /* hand the request over before parsing the next one */
 }
 
@@ -478,6 +648,7 @@ static int begin_response(conn_t *c, int status) {
   c->ended = 0;
   c->gone_notified = 0;
   c->chunked = 0;
+  ensure_id(c); /* every answer carries an id, early errors included */
   if (c->srv->draining) c->close_after = 1;
   return c->closing;
 }
@@ -572,9 +743,7 @@ void hg_http_stream_end(hg_http_txn_t *txn, int complete) {
 static void respond_error(conn_t *c, int status, const char *msg) {
   hg_request_t *req = &c->txn.req;
   if (req->arena == NULL) txn_begin(c);
-  if (req->id[0] == '\0')
-    snprintf(req->id, sizeof(req->id), "%016llx%016llx", (unsigned long long)rng_next(c->srv),
-             (unsigned long long)rng_next(c->srv));
+  ensure_id(c);
   hg_response_t res;
   memset(&res, 0, sizeof(res));
   c->close_after = 1;
@@ -618,9 +787,20 @@ static void conn_process(conn_t *c) {
     }
     const char *data = c->in.data + c->in_off;
     size_t len = c->in.len - c->in_off;
-    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    llhttp_errno_t err = scan_head(c, data, len) ? HPE_USER : llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) {
       c->in_off = c->in.len;
+      break;
+    }
+    if (err == HPE_PAUSED && c->ext_resume) { /* see on_chunk_extension_value */
+      c->ext_resume = 0;
+      c->in_off += (size_t)(llhttp_get_error_pos(&c->parser) - data) - 1;
+      llhttp_resume(&c->parser);
+      continue;
+    }
+    if (err == HPE_PAUSED_UPGRADE && c->state == S_READING && c->txn.req.id[0] == '\0') {
+      /* Nothing after an upgrade is parsed (on_message_complete closes after it). */
+      conn_close(c);
       break;
     }
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
@@ -763,6 +943,8 @@ hg_http_server_t *hg_http_server_new(uv_loop_t *loop, const hg_http_limits_t *li
   s->settings.on_header_value_complete = on_header_value_complete;
   s->settings.on_headers_complete = on_headers_complete;
   s->settings.on_body = on_body;
+  s->settings.on_chunk_extension_value = on_chunk_extension_value;
+  s->settings.on_chunk_extension_value_complete = on_chunk_extension_value_complete;
   s->settings.on_message_complete = on_message_complete;
   if (getrandom(s->rng, sizeof(s->rng), 0) != sizeof(s->rng) || (s->rng[0] | s->rng[1]) == 0) {
     s->rng[0] = uv_hrtime() | 1;
