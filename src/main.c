@@ -83,11 +83,20 @@ static void on_stop(uv_signal_t *h, int signum) {
   if (app->reaper) uv_close((uv_handle_t *)&app->sig_chld, NULL);
 }
 
-/* Opens one socket per (worker, address); port 0 is resolved by the first worker's
- * socket and shared by the others. Returns 0 or an error code (logged). */
+/* Opens one socket per (worker, address); port 0 is resolved by the probe and shared by
+ * the workers. An address another process listens on is a startup error, as with nginx:
+ * SO_REUSEPORT would otherwise let a second hlsgate of the same user join silently and
+ * the kernel split the traffic between two policies. Returns 0 or an error code
+ * (logged); fds opened so far are left for the caller to close. */
 static int open_sockets(const char **addrs, size_t n, int nworkers, int reuseport, int *fds) {
   for (size_t a = 0; a < n; a++) {
     int port = 0;
+    int rc = hg_listen_probe(addrs[a], &port);
+    if (rc) {
+      hg_log(HG_LOG_ERROR, "cannot listen on %s: %s%s", addrs[a], hg_strerror(rc),
+             rc == UV_EADDRINUSE ? " (another process listens there)" : "");
+      return rc;
+    }
     for (int w = 0; w < nworkers; w++) {
       int fd = hg_listen_socket(addrs[a], reuseport, &port);
       if (fd < 0) {
@@ -95,6 +104,17 @@ static int open_sockets(const char **addrs, size_t n, int nworkers, int reusepor
         return fd;
       }
       fds[w * HG_MAX_LISTEN + a] = fd;
+    }
+    /* Another process may have bound between the probe and our sockets: look again.
+     * (Two started at the same instant then both stop: loud, never silent.) */
+    int *mine = malloc((size_t)nworkers * sizeof(int));
+    if (mine == NULL) return HG_ENOMEM;
+    for (int w = 0; w < nworkers; w++) mine[w] = fds[w * HG_MAX_LISTEN + a];
+    int foreign = hg_listen_foreign(addrs[a], port, mine, (size_t)nworkers);
+    free(mine);
+    if (foreign) {
+      hg_log(HG_LOG_ERROR, "cannot listen on %s: another process listens there too", addrs[a]);
+      return UV_EADDRINUSE;
     }
     char shown[160];
     const char *colon = strrchr(addrs[a], ':');
