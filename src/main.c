@@ -127,6 +127,7 @@ static int open_sockets(const char **addrs, size_t n, int nworkers, int reusepor
 static int run(app_t *app) {
   hg_config_t *cfg = &app->cfg;
   char err[512];
+  hg_policy_set_listen((const char *const *)cfg->listen, cfg->nlisten);
   hg_policy_src_t *src = load_checked(cfg, &app->limits, err, sizeof(err));
   if (src == NULL) {
     hg_log(HG_LOG_ERROR, "%s", err);
