@@ -3,7 +3,9 @@
 // operator) signed; plus the start-up warning when an open proxy is exposed. Default
 // policy, real origin, ffmpeg.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
@@ -95,6 +97,21 @@ describe('open proxy with signed child URLs', () => {
       assert.equal(res.status, 403, `${c}: ${res.body}`);
       assert.ok(res.headers['access-control-allow-origin'], 'CORS on errors too');
     }
+  });
+
+  it("the documented shell recipe signs entry URLs the gateway accepts", async () => {
+    const doc = fs.readFileSync(path.join(ROOT, 'docs/policies.md'), 'utf8');
+    const block = /### Signed child URLs[\s\S]*?```bash\n([\s\S]*?)\n```/.exec(doc)[1];
+    const url = `${origin.base}/live/v1/index.m3u8`;
+    const script = block.replace('https://cdn.example.com/live/master.m3u8', url).replace(/ttl=3600/, `ttl=${TTL}`);
+    const r = spawnSync('bash', ['-euo', 'pipefail', '-c', script],
+                        { env: { ...process.env, HLSGATE_PROXY_SIGN_KEY: SIGN_KEY }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const out = new URL(r.stdout.trim());
+    assert.equal(out.searchParams.get('url'), url);
+    const res = await get(gw.port, out.pathname + out.search);
+    assert.equal(res.status, 200, res.body);
+    assert.match(res.body, /^#EXTM3U/);
   });
 
   it('refuses an unsigned URL the playlist never listed (401), even with a wrong key', async () => {
