@@ -344,6 +344,10 @@ static int on_header_value_complete(llhttp_t *p) {
     if (c->hdrs == NULL) return fail(c, 500, "out of memory");
   }
   hg_header_t *h = &c->hdrs[c->nhdrs];
+  /* llhttp drops the blanks before a value but keeps those after it: trim them too
+   * (RFC 9110 §5.5: OWS is not part of the value), or "Host: a " would be refused. */
+  while (c->value.len > 0 && (c->value.data[c->value.len - 1] == ' ' || c->value.data[c->value.len - 1] == '\t'))
+    c->value.len--;
   h->name = hg_arena_strndup(a, c->field.data ? c->field.data : "", c->field.len);
   h->name_len = c->field.len;
   h->value = hg_arena_strndup(a, c->value.data ? c->value.data : "", c->value.len);

@@ -137,6 +137,9 @@ describe('hostile clients', () => {
       }
       const r = await exchange(gw.port, ['GET /hello HTTP/1.0\r\n\r\n']);
       assert.equal(r.responses[0].status, 200);
+      // optional whitespace around a value is not part of it (RFC 9110 §5.5)
+      const ows = await exchange(gw.port, ['GET /echo HTTP/1.1\r\nHost: \t example.com \t \r\nConnection: close\r\n\r\n']);
+      assert.equal(JSON.parse(ows.responses[0].body).host, 'example.com');
     });
 
     it('400 for Content-Length with Transfer-Encoding, and for two Content-Lengths', async () => {
