@@ -173,8 +173,6 @@ static int run(app_t *app) {
     free(app->shared.metrics);
     return 1;
   }
-  hg_log(HG_LOG_INFO, "hlsgate %s ready: %d worker(s), policy %s", HG_VERSION, nw,
-         cfg->policy_path);
 
   uv_loop_t *loop = uv_default_loop();
   uv_signal_init(loop, &app->sig_hup);
@@ -191,6 +189,10 @@ static int run(app_t *app) {
     uv_signal_start(&app->sig_chld, on_chld, SIGCHLD);
     on_chld(&app->sig_chld, SIGCHLD); /* any that exited before we listened */
   }
+  /* "ready" only once TERM/INT/HUP are handled: a supervisor (or a test) that signals
+   * right after it must get a drain, not the default action (found as a flaky e2e). */
+  hg_log(HG_LOG_INFO, "hlsgate %s ready: %d worker(s), policy %s", HG_VERSION, nw,
+         cfg->policy_path);
   uv_run(loop, UV_RUN_DEFAULT);
   for (int i = 0; i < app->nworkers; i++) hg_worker_join_free(app->workers[i]);
   free(app->workers);

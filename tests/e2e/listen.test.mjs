@@ -82,7 +82,8 @@ describe('listener', () => {
       const res = await get(port, '/x');
       assert.equal(res.body, 'second');
     } finally {
-      assert.equal((await gw2.stop()).code, 0);
+      const st = await gw2.stop();
+      assert.equal(st.code, 0, `${JSON.stringify(st)}\n${gw2.stderrText.slice(-4000)}`);
     }
   });
 });
