@@ -4,6 +4,7 @@
 // a framing error is ever answered), while a well-behaved client on another connection
 // keeps being served throughout. The gateway must exit 0 with no sanitizer report.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 
@@ -52,6 +53,9 @@ async function exchange(port, chunks, { timeout = 3000, gap = 0, head = false } 
   return { responses, closed, ms, raw: buf.toString('latin1') };
 }
 
+/** Resident set size of a process, in KiB (Linux). */
+const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+
 /** A framing error: exactly one answer with `status`, Connection: close, an id, closed. */
 async function rejects(port, raw, status, opts = {}) {
   const r = await exchange(port, [raw + (opts.noSecond ? '' : SECOND)], opts);
@@ -71,7 +75,10 @@ describe('hostile clients', () => {
   let viewer;
   const viewerLog = { ok: 0, failed: [] };
   before(async () => {
-    gw = await startGateway({ policy: POLICY, workers: 2, args: ['--header-timeout', '1'] });
+    // ASan keeps freed memory in a quarantine (256 MiB by default): a small one keeps
+    // the RSS figures about the gateway, not the sanitizer.
+    gw = await startGateway({ policy: POLICY, workers: 2, args: ['--header-timeout', '1'],
+                              env: { ASAN_OPTIONS: 'abort_on_error=0:detect_leaks=1:quarantine_size_mb=8' } });
     // The well-behaved client: one GET every 20 ms on fresh connections, throughout.
     let running = true;
     viewer = (async () => {
@@ -244,12 +251,13 @@ describe('hostile clients', () => {
       assert.ok(r.raw.endsWith('hello'));
     });
 
-    it('answers 10,000 tiny pipelined requests in order, in bounded time', async () => {
+    it('answers 10,000 tiny pipelined requests in order, in bounded time', async (t) => {
       const n = 10000;
       let raw = '';
       for (let i = 0; i < n - 1; i++) raw += 'GET /hello HTTP/1.1\r\nHost: t\r\n\r\n';
       raw += 'GET /echo HTTP/1.1\r\nHost: last\r\nConnection: close\r\n\r\n';
       const r = await exchange(gw.port, [raw], { timeout: 60000 });
+      t.diagnostic(`10,000 pipelined requests (${raw.length} bytes) answered in ${r.ms} ms`);
       assert.equal(r.responses.length, n);
       assert.ok(r.responses.slice(0, -1).every((x) => x.status === 200 && x.body === 'hello'));
       assert.equal(JSON.parse(r.responses[n - 1].body).host, 'last');
@@ -272,6 +280,33 @@ describe('hostile clients', () => {
       const r = await exchange(gw.port, chunks, { gap: 100, timeout: 4000 });
       assert.equal(r.responses[0]?.status, 408, r.raw);
       assert.ok(r.closed);
+    });
+
+    it('500 concurrent slowloris connections: each 408 within the timeout, memory bounded', async (t) => {
+      const rss0 = rssKiB(gw.proc.pid);
+      let peak = rss0;
+      const sampler = setInterval(() => { peak = Math.max(peak, rssKiB(gw.proc.pid)); }, 50);
+      const t0 = Date.now();
+      const results = await Promise.all(Array.from({ length: 500 }, (_, i) =>
+        exchange(gw.port, [...`GET /hello?${i} HTTP/1.1\r\nHost: t\r\nX-Slow: ${'s'.repeat(40)}`], { gap: 100, timeout: 6000 })));
+      clearInterval(sampler);
+      const ms = Date.now() - t0;
+      assert.ok(results.every((r) => r.responses.length === 1 && r.responses[0].status === 408 && r.closed),
+                JSON.stringify(results.find((r) => r.responses[0]?.status !== 408)?.raw));
+      const worst = Math.max(...results.map((r) => r.ms));
+      t.diagnostic(`500 slowloris: worst ${worst} ms, all in ${ms} ms; RSS ${rss0} -> peak ${peak} KiB (+${peak - rss0} KiB, ASan build)`);
+      assert.ok(worst < 3000, `${worst} ms`);
+      assert.ok(peak - rss0 < 64 * 1024, `RSS grew by ${peak - rss0} KiB`);
+    });
+
+    it('50 connections x 20 pipelined 15 KiB heads (just under the limits) stay bounded', async (t) => {
+      const rss0 = rssKiB(gw.proc.pid);
+      const head = `GET /hello HTTP/1.1\r\nHost: t\r\n${`X-F: ${'f'.repeat(160)}\r\n`.repeat(90)}\r\n`;
+      const results = await Promise.all(Array.from({ length: 50 }, () => exchange(gw.port, [head.repeat(20)], { timeout: 10000 })));
+      const rss1 = rssKiB(gw.proc.pid);
+      t.diagnostic(`50 x 20 pipelined 15 KiB heads: RSS ${rss0} -> ${rss1} KiB`);
+      assert.ok(results.every((r) => r.responses.length === 20 && r.responses.every((x) => x.status === 200)));
+      assert.ok(rss1 - rss0 < 64 * 1024, `RSS grew by ${rss1 - rss0} KiB`);
     });
 
     it('survives 200 resets in the middle of heads and bodies', async () => {
