@@ -121,6 +121,11 @@ describe('hostile clients', () => {
       await rejects(gw.port, 'GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length : 5\r\n\r\nhello', 400);
     });
 
+    it('400 for a bare CR (llhttp 8.1 ends a head at "\\r ")', async () => {
+      await rejects(gw.port, 'GET /hello HTTP/1.1\r\nHost: t\r\nX:\r \n', 400);
+      await rejects(gw.port, 'GET /hello HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n', 400);
+    });
+
     it('400 for an HTTP/0.9 request line, 505 for HTTP/2.0 in HTTP/1 syntax', async () => {
       await rejects(gw.port, 'GET /hello\r\n\r\n', 400);
       await rejects(gw.port, 'GET /hello HTTP/0.9\r\n\r\n', 400);
