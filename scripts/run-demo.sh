@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 
 bin=${HLSGATE_BIN:-build/release/hlsgate}
 export HLSGATE_DEMO_DIR=${HLSGATE_DEMO_DIR:-$PWD/var/demo}
-export HLSGATE_LISTEN=${HLSGATE_LISTEN:-0.0.0.0:8080}
+# Security: loopback unless told otherwise; the demo's open proxy needs no key, so on any
+# other interface it would relay for anyone on the network (set HLSGATE_LISTEN to expose).
+export HLSGATE_LISTEN=${HLSGATE_LISTEN:-127.0.0.1:8080}
 sample=$HLSGATE_DEMO_DIR/sample
 seconds=${HLSGATE_DEMO_SECONDS:-60}
 
@@ -34,7 +36,11 @@ if [ -z "${HLSGATE_JWT_SECRET:-}" ]; then
 fi
 
 port=${HLSGATE_LISTEN##*:}
-host=$(hostname -I 2>/dev/null | awk '{print $1}')
+host=
+case ${HLSGATE_LISTEN%:*} in
+  127.*|\[::1\]|::1) ;; # loopback only: no LAN URL to show
+  *) host=$(hostname -I 2>/dev/null | awk '{print $1}') ;;
+esac
 url=$("$bin" token --prefix sample --ttl "${HLSGATE_TOKEN_TTL:-86400}" | sed -n 's/^url: *//p')
 cat >&2 <<MSG
 
@@ -46,6 +52,8 @@ ${host:+    http://$host:$port$url
   e.g.  ffplay "http://127.0.0.1:$port$url"
   open CORS proxy: http://127.0.0.1:$port/proxy?url=<absolute m3u8 URL>
   reload the policy: kill -HUP <pid>; stop: Ctrl-C
+  listening on $HLSGATE_LISTEN${host:+ (reachable from the network)}; to serve other machines:
+    HLSGATE_LISTEN=0.0.0.0:$port HLSGATE_PROXY_SIGN_KEY=\$(head -c 32 /dev/urandom | base64) make run
 
 MSG
 exec "$bin" --policy "${HLSGATE_POLICY:-policies/policy.lua}"

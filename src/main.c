@@ -124,11 +124,20 @@ static void on_stop(uv_signal_t *h, int signum) {
   if (app->reaper) uv_close((uv_handle_t *)&app->sig_chld, NULL);
 }
 
-/* Opens one socket per (worker, address); port 0 is resolved by the first worker's
- * socket and shared by the others. Returns 0 or an error code (logged). */
+/* Opens one socket per (worker, address); port 0 is resolved by the probe and shared by
+ * the workers. An address another process listens on is a startup error, as with nginx:
+ * SO_REUSEPORT would otherwise let a second hlsgate of the same user join silently and
+ * the kernel split the traffic between two policies. Returns 0 or an error code
+ * (logged); fds opened so far are left for the caller to close. */
 static int open_sockets(const char **addrs, size_t n, int nworkers, int reuseport, int *fds) {
   for (size_t a = 0; a < n; a++) {
     int port = 0;
+    int rc = hg_listen_probe(addrs[a], &port);
+    if (rc) {
+      hg_log(HG_LOG_ERROR, "cannot listen on %s: %s%s", addrs[a], hg_strerror(rc),
+             rc == UV_EADDRINUSE ? " (another process listens there)" : "");
+      return rc;
+    }
     for (int w = 0; w < nworkers; w++) {
       int fd = hg_listen_socket(addrs[a], reuseport, &port);
       if (fd < 0) {
@@ -136,6 +145,17 @@ static int open_sockets(const char **addrs, size_t n, int nworkers, int reusepor
         return fd;
       }
       fds[(size_t)w * HG_MAX_LISTEN + a] = fd;
+    }
+    /* Another process may have bound between the probe and our sockets: look again.
+     * (Two started at the same instant then both stop: loud, never silent.) */
+    int *mine = malloc((size_t)nworkers * sizeof(int));
+    if (mine == NULL) return HG_ENOMEM;
+    for (int w = 0; w < nworkers; w++) mine[w] = fds[(size_t)w * HG_MAX_LISTEN + a];
+    int foreign = hg_listen_foreign(addrs[a], port, mine, (size_t)nworkers);
+    free(mine);
+    if (foreign) {
+      hg_log(HG_LOG_ERROR, "cannot listen on %s: another process listens there too", addrs[a]);
+      return UV_EADDRINUSE;
     }
     char shown[160];
     const char *colon = strrchr(addrs[a], ':');
@@ -148,6 +168,7 @@ static int open_sockets(const char **addrs, size_t n, int nworkers, int reusepor
 static int run(app_t *app) {
   hg_config_t *cfg = &app->cfg;
   char err[512];
+  hg_policy_set_listen((const char *const *)cfg->listen, cfg->nlisten);
   hg_policy_src_t *src = load_checked(cfg, &app->limits, err, sizeof(err));
   if (src == NULL) {
     hg_log(HG_LOG_ERROR, "%s", err);
@@ -194,8 +215,6 @@ static int run(app_t *app) {
     free(app->shared.metrics);
     return 1;
   }
-  hg_log(HG_LOG_INFO, "hlsgate %s ready: %d worker(s), policy %s", HG_VERSION, nw,
-         cfg->policy_path);
 
   uv_loop_t *loop = uv_default_loop();
   uv_signal_init(loop, &app->sig_hup);
@@ -212,6 +231,10 @@ static int run(app_t *app) {
     uv_signal_start(&app->sig_chld, on_chld, SIGCHLD);
     on_chld(&app->sig_chld, SIGCHLD); /* any that exited before we listened */
   }
+  /* "ready" only once TERM/INT/HUP are handled: a supervisor (or a test) that signals
+   * right after it must get a drain, not the default action (found as a flaky e2e). */
+  hg_log(HG_LOG_INFO, "hlsgate %s ready: %d worker(s), policy %s", HG_VERSION, nw,
+         cfg->policy_path);
   uv_run(loop, UV_RUN_DEFAULT);
   for (int i = 0; i < app->nworkers; i++) hg_worker_join_free(app->workers[i]);
   free(app->workers);

@@ -7,14 +7,71 @@ local util = require("hlsgate.util")
 
 local M = {}
 
+-- Signed child URLs (opts.sign_key, HLSGATE_PROXY_SIGN_KEY): the core appends exp and
+-- sig to every URL it rewrites through the proxy (plan.proxy.sign, src/core/plan.h);
+-- sig = base64url(HMAC-SHA256(key, exp .. "\n" .. absolute URL)). The same function signs
+-- entry URLs for an operator's app (M.sign_url).
+local function signature(key, url, exp)
+  return hg.crypto.base64url_encode(hg.crypto.hmac("sha256", key, exp .. "\n" .. url))
+end
+
+--- M.sign_url(public_url, url, key [, ttl [, now]]) -> the proxy URL of `url` with exp and
+-- sig, valid for ttl (3600) to 2*ttl seconds (exp rounds up to a multiple of ttl, as in
+-- the core). public_url is the proxy's base, e.g. "https://gw.example.com/proxy".
+function M.sign_url(public_url, url, key, ttl, now)
+  ttl = ttl or 3600
+  local exp = tostring(((now or os.time()) // ttl + 2) * ttl)
+  return public_url .. "?exp=" .. exp .. "&sig=" .. signature(key, url, exp)
+    .. "&url=" .. hg.url.encode(url)
+end
+
+-- Checks exp and sig of a request. Returns "none" (neither given), "ok", or "bad", why.
+-- Security: the MAC is compared in constant time; an expired one is refused even when
+-- the MAC is right.
+local function check_signature(q, key)
+  if q.sig == nil and q.exp == nil then return "none" end
+  local exp, sig = q.exp, q.sig
+  if type(exp) ~= "string" or type(sig) ~= "string" or not exp:match("^%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$") then
+    return "bad", "malformed signature"
+  end
+  if not (q.url and hg.crypto.equals(sig, signature(key, q.url, exp))) then
+    return "bad", "bad signature"
+  end
+  if tonumber(exp) < os.time() then return "bad", "expired signature" end
+  return "ok"
+end
+
+-- Security: an open proxy reachable beyond loopback with neither a key, nor signed URLs,
+-- nor a host allowlist is a free relay for anyone on the network: say so, loudly, once
+-- per process (the policy is loaded by --check-style validation and by every worker).
+local function warn_if_exposed(opts)
+  if not (hg.listening_beyond_loopback and hg.log) then return end
+  if opts.key or opts.sign_key or opts.allow_hosts then return end
+  if hg.shared and not hg.shared.add("hlsgate.open_proxy.exposure_warned", true) then return end
+  hg.log("warn", "OPEN PROXY EXPOSED: " .. table.concat(hg.listen, ", ") .. " is reachable beyond "
+    .. "loopback and the proxy needs no key: anyone who can reach it gets a free relay. Set "
+    .. "HLSGATE_PROXY_KEY, HLSGATE_PROXY_SIGN_KEY or HLSGATE_ALLOW_HOSTS, or listen on 127.0.0.1.")
+end
+
 --- M.new(opts) -> handler(req)
 -- opts: path ("/proxy"), public_url (base of rewritten URLs; default from the request's
 -- Host), cache_ttl (300), cors (util.cors object), allow_hosts (list of host patterns,
 -- "*.example.com" wildcards; nil = any public host), allow_private (false), key (when
 -- set, requests must carry key=<it>), headers (request headers for the origin, e.g.
--- Referer/User-Agent), timeout (seconds).
+-- Referer/User-Agent), timeout (seconds), sign_key (signed child URLs: every rewritten
+-- URL carries exp and sig, and a request needs a valid one — 403 when bad or expired,
+-- 401 when absent unless it carries the key; the key is then never written into child
+-- URLs), sign_ttl (seconds, 3600).
 function M.new(opts)
   local path = opts.path or "/proxy"
+  if opts.sign_key and #opts.sign_key < 16 then
+    error("open_proxy: the signing key must be at least 16 bytes", 2)
+  end
+  -- A cached playlist must not outlive its children's signatures (exp is ttl..2*ttl away).
+  local sign_ttl = opts.sign_ttl or 3600
+  local cache_ttl = opts.cache_ttl or 300
+  if opts.sign_key then cache_ttl = math.min(cache_ttl, sign_ttl // 2) end
+  warn_if_exposed(opts)
   local cors = opts.cors or util.cors("*")
   local handle
   -- Every answer of this recipe counts under the "proxy" route in /metrics.
@@ -32,7 +89,12 @@ function M.new(opts)
       return util.deny(405, "method not allowed", h)
     end
     -- Security: constant-time comparison of the optional access key.
-    if opts.key and not (req.query.key and hg.crypto.equals(req.query.key, opts.key)) then
+    local keyed = opts.key and req.query.key and hg.crypto.equals(req.query.key, opts.key)
+    if opts.sign_key then -- signed URLs; the key (if any) only admits entry URLs
+      local st, why = check_signature(req.query, opts.sign_key)
+      if st == "bad" then return util.deny(403, why, h) end
+      if st == "none" and not keyed then return util.deny(401, "missing signature", h) end
+    elseif opts.key and not keyed then
       return util.deny(401, "missing or wrong key", h)
     end
     local url = req.query.url
@@ -46,8 +108,10 @@ function M.new(opts)
       origin = { type = "http", url = url, headers = opts.headers, allow_private = opts.allow_private,
                  allow_hosts = opts.allow_hosts, max_redirects = 5 },
       rewrite = { default = "proxy" },
-      proxy = { prefix = base .. path .. "?url=", params = opts.key and { key = opts.key } or nil },
-      cache_ttl = opts.cache_ttl or 300,
+      proxy = { prefix = base .. path .. "?url=",
+                params = opts.key and not opts.sign_key and { key = opts.key } or nil,
+                sign = opts.sign_key and { secret = opts.sign_key, ttl = sign_ttl } or nil },
+      cache_ttl = cache_ttl,
       headers = h,
       filename = hg.url.decode(last) or last,
       timeout = opts.timeout,
@@ -66,6 +130,8 @@ function M.from_env(overrides)
     allow_hosts = hosts and util.split(hosts) or nil,
     allow_private = util.env_bool("HLSGATE_ALLOW_PRIVATE", false),
     key = util.env("HLSGATE_PROXY_KEY"),
+    sign_key = util.env("HLSGATE_PROXY_SIGN_KEY"),
+    sign_ttl = util.env_number("HLSGATE_PROXY_SIGN_TTL", 3600, 60, 604800),
   }
   if opts.public_url then opts.public_url = opts.public_url:gsub("/+$", "") end
   for k, v in pairs(overrides or {}) do opts[k] = v end

@@ -95,4 +95,23 @@ size_t hg_http_stream_queued(const hg_http_txn_t *txn);
  * gone after this returns. */
 void hg_http_stream_end(hg_http_txn_t *txn, int complete);
 
+/* ---- test seam: the request parser alone (tests/fuzz/fuzz_http_request.c) ---- */
+
+/* One request as the handler would get it (strings hashed with FNV-1a). */
+typedef struct hg__http_parsed_s {
+  char method[16];
+  size_t target_len, nheaders, body_len;
+  uint64_t target_hash, host_hash, body_hash;
+  int has_host, http_minor;
+} hg__http_parsed_t;
+
+/* Parses data[0..len) as what a client sends on one connection, with the server's
+ * callbacks, strictness and limits (`lim`), fed in pieces ending at the ascending offsets
+ * cuts[0..ncuts) and then len. Requests go to out[0..cap) (*nout of them); parsing stops
+ * at the first error (*err_status: the status the server answers, else 0) or after a
+ * request that closes the connection. Any thread; no I/O. */
+void hg__http_parse(const char *data, size_t len, const size_t *cuts, size_t ncuts,
+                    const hg_http_limits_t *lim, hg__http_parsed_t *out, size_t cap, size_t *nout,
+                    int *err_status);
+
 #endif

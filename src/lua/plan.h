@@ -79,6 +79,13 @@ typedef struct hg_plan_s {
   const char *proxy_prefix;
   hg_header_t proxy_params[8]; /* name/value pairs set on proxied URLs */
   size_t nproxy_params;
+  /* proxy.sign (query style only): each proxied URL also gets exp (now + ttl rounded up
+   * to a multiple of ttl, so output stays identical, and cacheable, for a whole ttl) and
+   * sig = base64url(HMAC-SHA256(secret, exp "\n" absolute URL)), which the recipe checks
+   * (lua/hlsgate/open_proxy.lua). Security: the proxy then fetches only what it listed. */
+  const char *proxy_sign_secret; /* NULL: not signed */
+  size_t proxy_sign_secret_len;
+  uint32_t proxy_sign_ttl;       /* seconds */
   uint32_t presign_ttl;        /* seconds */
   const char *presign_prefix;  /* only keys under it are presigned (NULL: any) */
   int hook_ref;                /* Lua registry ref of on_uri, or LUA_NOREF (-2) */

@@ -17,6 +17,7 @@
 #include <mbedtls/sha256.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
@@ -157,11 +158,50 @@ static int l_log(lua_State *L) {
   return 0;
 }
 
-/* package.preload.hlsgate: the C API plus host-only functions. */
+/* Where the server listens (hg_policy_set_listen): set once before any worker starts,
+ * read-only afterwards. */
+static const char *const *g_listen;
+static size_t g_nlisten;
+
+void hg_policy_set_listen(const char *const *addrs, size_t n) {
+  g_listen = addrs;
+  g_nlisten = n;
+}
+
+/* 1 unless "host:port" is on 127.0.0.0/8 or ::1 (a wildcard or unparsable host counts as
+ * reachable from elsewhere). */
+static int beyond_loopback(const char *hostport) {
+  const char *colon = strrchr(hostport, ':');
+  char host[64];
+  size_t n = colon ? (size_t)(colon - hostport) : strlen(hostport);
+  if (n >= 2 && hostport[0] == '[' && hostport[n - 1] == ']') hostport++, n -= 2;
+  if (n >= sizeof(host)) return 1;
+  memcpy(host, hostport, n);
+  host[n] = '\0';
+  unsigned char a[16];
+  if (inet_pton(AF_INET, host, a) == 1) return a[0] != 127;
+  static const unsigned char one[16] = {[15] = 1};
+  if (inet_pton(AF_INET6, host, a) == 1) return memcmp(a, one, 16) != 0;
+  return 1;
+}
+
+/* package.preload.hlsgate: the C API plus host-only functions and facts. */
 static int open_hlsgate(lua_State *L) {
   hg__lua_open_module(L);
   lua_pushcfunction(L, l_log);
   lua_setfield(L, -2, "log");
+  if (g_nlisten) {
+    int beyond = 0;
+    lua_createtable(L, (int)g_nlisten, 0);
+    for (size_t i = 0; i < g_nlisten; i++) {
+      lua_pushstring(L, g_listen[i]);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+      beyond |= beyond_loopback(g_listen[i]);
+    }
+    lua_setfield(L, -2, "listen");
+    lua_pushboolean(L, beyond);
+    lua_setfield(L, -2, "listening_beyond_loopback");
+  }
   return 1;
 }
 
@@ -619,6 +659,29 @@ static int parse_action(lua_State *L, int idx) {
   return -1;
 }
 
+/* proxy.sign = { secret = "…" (at least 16 bytes), ttl = seconds (default 3600) }: signed
+ * child URLs (plan.h). The secret is copied with its length (it may hold any byte). */
+static int rd_sign(reader_t *r, hg_plan_t *plan) {
+  int has = rd_table(r, "sign");
+  if (has <= 0) return has;
+  reader_t sg = {r->L, r->arena, lua_gettop(r->L), "proxy.sign"};
+  lua_getfield(r->L, sg.t, "secret");
+  size_t n = 0;
+  const char *s = lua_type(r->L, -1) == LUA_TSTRING ? lua_tolstring(r->L, -1, &n) : NULL;
+  if (s == NULL || n < 16) return rd_fail(&sg, "secret", "a string of at least 16 bytes");
+  plan->proxy_sign_secret = hg_arena_strndup(r->arena, s, n);
+  plan->proxy_sign_secret_len = n;
+  lua_pop(r->L, 1);
+  if (plan->proxy_sign_secret == NULL) return rd_fail(&sg, "secret", "memory");
+  lua_Integer ttl = 3600;
+  if (rd_int(&sg, "ttl", 1, 604800, &ttl)) return -1;
+  plan->proxy_sign_ttl = (uint32_t)ttl;
+  if (!plan->proxy_prefix || !strchr(plan->proxy_prefix, '?'))
+    return rd_fail(&sg, "prefix", "proxy.prefix with a '?' (signing is for query-style proxies)");
+  lua_pop(r->L, 1);
+  return 0;
+}
+
 static int rd_s3(reader_t *r, hg_plan_s3_t *s3) {
   s3->path_style = 1;
   if (rd_str(r, "endpoint", &s3->endpoint) || rd_str(r, "public_endpoint", &s3->public_endpoint) ||
@@ -754,6 +817,7 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
       lua_pushliteral(L, "plan.proxy: give prefix, or from and to");
       return -1;
     }
+    if (rd_sign(&px, plan)) return -1;
     lua_pop(L, 1);
   }
   has = rd_table(&r, "presign");

@@ -79,4 +79,10 @@ void hg_policy_plan_done(hg_policy_t *p, hg_plan_t *plan);
 /* The Lua release the host runs ("Lua 5.4.4"). Static string. */
 const char *hg_policy_runtime(void);
 
+/* Tells policies loaded from now on where the server listens: `hg.listen` (the
+ * addresses as configured) and `hg.listening_beyond_loopback` (true when any of them is
+ * not a loopback address), so a recipe can warn about what it exposes. The strings must
+ * outlive every policy. Main thread, before the workers start. */
+void hg_policy_set_listen(const char *const *addrs, size_t n);
+
 #endif

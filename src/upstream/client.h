@@ -111,4 +111,24 @@ void hg_fetch_resume(hg_fetch_t *f);
  * pooled) and the fetch freed. Loop thread. */
 void hg_fetch_abort(hg_fetch_t *f);
 
+/* ---- test seam: the response parser alone (tests/fuzz/fuzz_upstream_response.c) ---- */
+
+/* What hg__upstream_parse saw. */
+typedef struct hg__parsed_s {
+  int rc;            /* 0: one whole response; HG_EUPSTREAM: malformed or truncated */
+  int status;        /* final status (interim 1xx skipped), 0 if none */
+  int64_t clen;      /* Content-Length, -1 for chunked / close-delimited */
+  size_t nheaders;   /* headers kept (trailers are not) */
+  size_t header_bytes;
+  size_t body_len;   /* raw body bytes (chunk framing removed; gzip left as is) */
+  uint64_t body_hash;/* FNV-1a of the body */
+  int keepalive;
+} hg__parsed_t;
+
+/* Parses data[0..len) as the response to a GET (HEAD when `head`) with the callbacks and
+ * limits a fetch uses, fed in pieces that end at the ascending offsets cuts[0..ncuts)
+ * and then at len; the end of the data is the peer's EOF. Any thread; no I/O. */
+void hg__upstream_parse(const char *data, size_t len, const size_t *cuts, size_t ncuts, int head,
+                        hg__parsed_t *out);
+
 #endif

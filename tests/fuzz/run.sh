@@ -26,4 +26,9 @@ for bin in "$build"/tests/fuzz/fuzz_*; do
   rm -rf "$scratch" "$scratch.log"
 done
 echo "fuzz: $pass passed, $fail failed"
+# No target at all is a broken build (wrong directory, fuzzers not built), not a pass.
+if [ $((pass + fail)) -eq 0 ]; then
+  echo "fuzz: no fuzz_* target in $build/tests/fuzz (build them: cmake --build $build --target fuzzers)" >&2
+  exit 1
+fi
 [ "$fail" -eq 0 ]
