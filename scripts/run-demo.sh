@@ -42,17 +42,21 @@ case ${HLSGATE_LISTEN%:*} in
   *) host=$(hostname -I 2>/dev/null | awk '{print $1}') ;;
 esac
 url=$("$bin" token --prefix sample --ttl "${HLSGATE_TOKEN_TTL:-86400}" | sed -n 's/^url: *//p')
+# `exec` below keeps this PID: it is the gateway's, the one HUP and TERM go to.
 cat >&2 <<MSG
 
-hlsgate demo — play this URL (ffplay, VLC, Safari, or any hls.js player):
+hlsgate demo — watch it in a browser:
+
+    http://127.0.0.1:$port/watch#$url
+
+or play this URL in ffplay, VLC, Safari or any hls.js player:
 
     http://127.0.0.1:$port$url
 ${host:+    http://$host:$port$url
 }
-  e.g.  ffplay "http://127.0.0.1:$port$url"
   open CORS proxy: http://127.0.0.1:$port/proxy?url=<absolute m3u8 URL>
-  reload the policy: kill -HUP <pid>; stop: Ctrl-C
-  listening on $HLSGATE_LISTEN${host:+ (reachable from the network)}; to serve other machines:
+  reload the policy: kill -HUP $$      stop: Ctrl-C (or kill $$)
+  listening on $HLSGATE_LISTEN${host:+ (reachable from the network)}${host:- (this machine only)}; to serve other machines:
     HLSGATE_LISTEN=0.0.0.0:$port HLSGATE_PROXY_SIGN_KEY=\$(head -c 32 /dev/urandom | base64) make run
 
 MSG

@@ -177,6 +177,16 @@ describe("the README's first command", () => {
       const r = await ffplay(url);
       assert.equal(r.status, 0, r.stderr);
       assert.deepEqual(r.failures, []);
+      // The banner: the watch page, the PID that HUP needs, loopback only (no LAN URL).
+      const watch = /(http:\/\/127\.0\.0\.1:\d+\/watch#\/stream\/hls\/master\.m3u8\?token=\S+)/.exec(err)?.[1];
+      assert.ok(watch, err);
+      assert.equal((await fetch(new URL('/watch/', watch))).status, 200);
+      assert.match(err, new RegExp(`kill -HUP ${proc.pid}\\b`));
+      assert.match(err, /\(this machine only\)/);
+      assert.doesNotMatch(err, /reachable from the network/);
+      const from = err.length;
+      process.kill(proc.pid, 'SIGHUP');
+      await waitFor(() => /reloading policy/.test(err.slice(from)), 10000, () => `HUP to the printed PID did nothing:\n${err.slice(from)}`);
     } finally {
       try { process.kill(-proc.pid, 'SIGTERM'); } catch { /* already gone */ }
       await waitFor(() => exited, 30000, 'the demo did not stop');
