@@ -9,20 +9,48 @@ local M = {}
 
 -- Signed child URLs (opts.sign_key, HLSGATE_PROXY_SIGN_KEY): the core appends exp and
 -- sig to every URL it rewrites through the proxy (plan.proxy.sign, src/core/plan.h);
--- sig = base64url(HMAC-SHA256(key, exp .. "\n" .. absolute URL)). The same function signs
--- entry URLs for an operator's app (M.sign_url).
-local function signature(key, url, exp)
-  return hg.crypto.base64url_encode(hg.crypto.hmac("sha256", key, exp .. "\n" .. url))
+-- sig = base64url(HMAC-SHA256(key, exp .. "\n" .. absolute URL [.. "\n" .. headers])),
+-- where headers is the stream's upstream headers parameter when it has one. The same
+-- function signs entry URLs for an operator's app (M.sign_url).
+local function signature(key, url, exp, headers)
+  local msg = exp .. "\n" .. url
+  if headers then msg = msg .. "\n" .. headers end
+  return hg.crypto.base64url_encode(hg.crypto.hmac("sha256", key, msg))
 end
 
---- M.sign_url(public_url, url, key [, ttl [, now]]) -> the proxy URL of `url` with exp and
--- sig, valid for ttl (3600) to 2*ttl seconds (exp rounds up to a multiple of ttl, as in
--- the core). public_url is the proxy's base, e.g. "https://gw.example.com/proxy".
-function M.sign_url(public_url, url, key, ttl, now)
+--- M.sign_url(public_url, url, key [, ttl [, now [, headers]]]) -> the proxy URL of `url`
+-- with exp and sig, valid for ttl (3600) to 2*ttl seconds (exp rounds up to a multiple of
+-- ttl, as in the core). public_url is the proxy's base, e.g. "https://gw.example.com/proxy".
+-- headers: upstream headers for this stream, { Referer = …, ["User-Agent"] = … } (see
+-- M.new), signed with the URL and inherited by every child URL.
+function M.sign_url(public_url, url, key, ttl, now, headers)
   ttl = ttl or 3600
   local exp = tostring(((now or os.time()) // ttl + 2) * ttl)
-  return public_url .. "?exp=" .. exp .. "&sig=" .. signature(key, url, exp)
-    .. "&url=" .. hg.url.encode(url)
+  local h = headers and hg.json_encode(headers) or nil
+  return public_url .. "?exp=" .. exp .. "&sig=" .. signature(key, url, exp, h)
+    .. "&url=" .. hg.url.encode(url) .. (h and "&headers=" .. hg.url.encode(h) or "")
+end
+
+-- The upstream headers a stream may carry (the origin checks them: hotlink protection,
+-- sessions). Names are matched case-insensitively and sent as written here.
+local STREAM_HEADERS = { referer = "Referer", origin = "Origin", ["user-agent"] = "User-Agent",
+                         cookie = "Cookie" }
+
+-- Reads the stream's headers parameter: a JSON object of STREAM_HEADERS. Returns a table
+-- (nil when absent) or nil, why.
+local function stream_headers(raw)
+  if raw == nil then return nil end
+  local t = #raw <= 4096 and hg.json_decode(raw)
+  if type(t) ~= "table" then return nil, "headers must be a JSON object" end
+  local out = {}
+  for k, v in pairs(t) do
+    local name = type(k) == "string" and STREAM_HEADERS[k:lower()]
+    if not name then return nil, "headers: only Referer, Origin, User-Agent and Cookie may be set" end
+    -- Security: nothing that could split the request to the origin.
+    if type(v) ~= "string" or #v > 2048 or v:find("[%z\r\n]") then return nil, "headers: bad value for " .. name end
+    out[name] = v
+  end
+  return out
 end
 
 -- Checks exp and sig of a request. Returns "none" (neither given), "ok", or "bad", why.
@@ -34,7 +62,7 @@ local function check_signature(q, key)
   if type(exp) ~= "string" or type(sig) ~= "string" or not exp:match("^%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$") then
     return "bad", "malformed signature"
   end
-  if not (q.url and hg.crypto.equals(sig, signature(key, q.url, exp))) then
+  if not (q.url and hg.crypto.equals(sig, signature(key, q.url, exp, q.headers))) then
     return "bad", "bad signature"
   end
   if tonumber(exp) < os.time() then return "bad", "expired signature" end
@@ -90,12 +118,33 @@ function M.new(opts)
     end
     -- Security: constant-time comparison of the optional access key.
     local keyed = opts.key and req.query.key and hg.crypto.equals(req.query.key, opts.key)
+    local signed = false
     if opts.sign_key then -- signed URLs; the key (if any) only admits entry URLs
       local st, why = check_signature(req.query, opts.sign_key)
       if st == "bad" then return util.deny(403, why, h) end
       if st == "none" and not keyed then return util.deny(401, "missing signature", h) end
+      signed = st == "ok"
     elseif opts.key and not keyed then
       return util.deny(401, "missing or wrong key", h)
+    end
+    -- Per-stream upstream headers: only on a protected proxy (a key or a signature that
+    -- covers them), or anyone could make the gateway send any Cookie anywhere.
+    local sh, why = stream_headers(req.query.headers)
+    if why then return util.deny(400, why, h) end
+    if sh and not (keyed or signed) then
+      return util.deny(403, "upstream headers need HLSGATE_PROXY_KEY or a signed URL", h)
+    end
+    local up = opts.headers
+    if sh then
+      up = {}
+      for k, v in pairs(opts.headers or {}) do up[k] = v end
+      for k, v in pairs(sh) do up[k] = v end
+    end
+    local params = nil -- inherited by every child URL (the signature covers them)
+    if opts.key and not opts.sign_key then params = { key = opts.key } end
+    if sh then
+      params = params or {}
+      params.headers = req.query.headers
     end
     local url = req.query.url
     if not url or url == "" then return util.deny(400, "missing url parameter", h) end
@@ -105,11 +154,11 @@ function M.new(opts)
     local u = hg.url.parse(url) -- parses: hg.url.origin accepted it
     local last = u and u.path:match("([^/]+)$") or "index" -- the last path segment
     return {
-      origin = { type = "http", url = url, headers = opts.headers, allow_private = opts.allow_private,
+      origin = { type = "http", url = url, headers = up, allow_private = opts.allow_private,
                  allow_hosts = opts.allow_hosts, max_redirects = 5 },
       rewrite = { default = "proxy" },
       proxy = { prefix = base .. path .. "?url=",
-                params = opts.key and not opts.sign_key and { key = opts.key } or nil,
+                params = params,
                 sign = opts.sign_key and { secret = opts.sign_key, ttl = sign_ttl } or nil },
       cache_ttl = cache_ttl,
       headers = h,

@@ -264,41 +264,50 @@ static int act_presign(x_t *x, const hg_hls_uri_t *uri, hg_buf_t *out) {
 }
 
 /* proxy: a gateway URL that carries the plan's params (e.g. the viewer's token). */
-/* Appends the proxy prefix with exp=…&sig=… for `url` (plan.proxy.sign, see plan.h)
- * inserted right after its '?': "…/proxy?exp=E&sig=S&url=". The signature goes first so
- * that the URL still ends with the origin's path: players such as ffmpeg (hls
- * extension_picky) judge a segment by the extension at the end of its URL. Returns 0 or
- * an error code. */
+/* Appends "exp=E&sig=S&" for `url` (plan.proxy.sign, see plan.h). The signature covers
+ * exp, the URL and the value of every proxy param (e.g. the stream's upstream headers):
+ * HMAC(exp "\n" url ["\n" value]…). Returns 0 or an error code. */
 static int proxy_sign(const hg_plan_t *p, const char *url, size_t n, hg_buf_t *out) {
   uint64_t ttl = p->proxy_sign_ttl;
   uint64_t exp = ((uint64_t)time(NULL) / ttl + 2) * ttl; /* between ttl and 2*ttl from now */
   char e[24], sig[48];
   size_t elen = (size_t)snprintf(e, sizeof(e), "%llu\n", (unsigned long long)exp);
   unsigned char mac[32];
-  const void *parts[2] = {e, url};
-  const size_t lens[2] = {elen, n};
+  const void *parts[2 + 2 * 8] = {e, url};
+  size_t lens[2 + 2 * 8] = {elen, n}, np = 2;
+  for (size_t i = 0; i < p->nproxy_params && i < 8; i++) {
+    parts[np] = "\n", lens[np++] = 1;
+    parts[np] = p->proxy_params[i].value, lens[np++] = p->proxy_params[i].value_len;
+  }
   hg_hmac_key_t k;
   int rc = hg_hmac_key_init(&k, HG_HASH_SHA256, p->proxy_sign_secret, p->proxy_sign_secret_len);
-  if (!rc) rc = hg_hmac_key_mac(&k, parts, lens, 2, mac);
+  if (!rc) rc = hg_hmac_key_mac(&k, parts, lens, np, mac);
   hg_hmac_key_wipe(&k);
   if (rc) return rc;
   hg_base64_encode_to(sig, mac, sizeof(mac), HG_BASE64URL); /* 43 characters and a NUL */
-  const char *q = strchr(p->proxy_prefix, '?'); /* policy.c checked that there is one */
-  size_t qlen = q ? (size_t)(q - p->proxy_prefix) + 1 : strlen(p->proxy_prefix);
-  rc = hg_buf_append(out, p->proxy_prefix, qlen);
-  if (!rc) rc = hg_buf_printf(out, "exp=%.*s&sig=%s&", (int)(elen - 1), e, sig);
-  if (!rc) rc = hg_buf_puts(out, p->proxy_prefix + qlen);
-  return rc;
+  return hg_buf_printf(out, "exp=%.*s&sig=%s&", (int)(elen - 1), e, sig);
 }
 
 static int act_proxy(x_t *x, const hg_hls_uri_t *uri, hg_buf_t *out) {
   hg_plan_t *p = &x->plan;
   int rc;
   if (p->proxy_prefix) {
-    if (p->proxy_sign_secret) rc = proxy_sign(p, uri->url, uri->url_len, out);
-    else rc = hg_buf_puts(out, p->proxy_prefix);
+    /* "…/proxy?" [exp=E&sig=S&] [name=value&]… "url=" encoded-URL: the params go before
+     * the URL so that it still ends with the origin's path (players such as ffmpeg judge
+     * a segment by the extension at the end of its URL). A prefix without '?' gets them
+     * after. */
+    const char *q = strchr(p->proxy_prefix, '?');
+    size_t qlen = q ? (size_t)(q - p->proxy_prefix) + 1 : strlen(p->proxy_prefix);
+    rc = hg_buf_append(out, p->proxy_prefix, qlen);
+    if (!rc && p->proxy_sign_secret) rc = proxy_sign(p, uri->url, uri->url_len, out);
+    for (size_t i = 0; q && !rc && i < p->nproxy_params; i++) {
+      const hg_header_t *kv = &p->proxy_params[i];
+      rc = hg_url_query_add(out, kv->name, kv->name_len, kv->value, kv->value_len);
+      if (!rc) rc = hg_buf_putc(out, '&');
+    }
+    if (!rc) rc = hg_buf_puts(out, p->proxy_prefix + qlen);
     if (!rc) rc = hg_url_encode(out, uri->url, uri->url_len, 0);
-    for (size_t i = 0; !rc && i < p->nproxy_params; i++) {
+    for (size_t i = 0; !q && !rc && i < p->nproxy_params; i++) {
       const hg_header_t *kv = &p->proxy_params[i];
       rc = hg_url_query_add(out, kv->name, kv->name_len, kv->value, kv->value_len);
     }

@@ -441,13 +441,13 @@ describe("open proxy recipe", function()
       local uri = line:match('URI="([^"]+)"') or (not line:find("^#") and line)
       if uri then
         n = n + 1
-        local target = uri:match("^http://gw/proxy%?url=([^&]+)&key=k$")
+        local target = uri:match("^http://gw/proxy%?key=k&url=([^&]+)$")
         assert.truthy(target, uri)
         assert.matches("^https://origin%.example/vod/", hg.url.decode(target))
       end
     end
     assert.are.equal(7, n)
-    assert.matches("\nhttp://gw/proxy%?url=https%%3A%%2F%%2Forigin%.example%%2Fvod%%2Flow%%2Faudio%-video%.m3u8&key=k\n", out)
+    assert.matches("\nhttp://gw/proxy%?key=k&url=https%%3A%%2F%%2Forigin%.example%%2Fvod%%2Flow%%2Faudio%-video%.m3u8\n", out)
   end)
 end)
 

@@ -116,15 +116,15 @@ end
 
 local function proxy(plan, url)
   local p = plan.proxy
-  if p.prefix then
-    local out = p.prefix .. hg.url.encode(url)
+  if p.prefix then -- params go before the URL, right after the prefix's '?'
     local names = {}
     for k in pairs(p.params or {}) do names[#names + 1] = k end
     table.sort(names)
-    for _, k in ipairs(names) do
-      out = out .. "&" .. hg.url.query_build({ [k] = p.params[k] })
-    end
-    return out
+    local q = p.prefix:find("?", 1, true)
+    local mid = ""
+    for _, k in ipairs(names) do mid = mid .. hg.url.query_build({ [k] = p.params[k] }) .. (q and "&" or "") end
+    if q then return p.prefix:sub(1, q) .. mid .. p.prefix:sub(q + 1) .. hg.url.encode(url) end
+    return p.prefix .. hg.url.encode(url) .. (mid ~= "" and "&" .. mid or "")
   end
   if url:sub(1, #p.from) ~= p.from then return url end -- outside the proxied tree: absolute
   local out = p.to .. url:sub(#p.from + 1)
