@@ -1,7 +1,6 @@
 /* cache.c — shared object cache with single-flight fills (see cache.h).
  *
- * An open-addressing-free design: a chained hash table of entries, each entry on an LRU
- * list. An entry is either READY (has an object) or being FILLED (has a fill with its
+ * Entries live in the stores' hash table with an LRU list (base/lru.h). An entry is either READY (has an object) or being FILLED (has a fill with its
  * waiters), or both during a refresh of an expired object (stale-if-error keeps the old
  * one until the new one arrives). All structure changes happen under the mutex;
  * objects are reference-counted so they outlive eviction while in use.
@@ -14,13 +13,10 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/lru.h"
 
 typedef struct entry_s {
-  struct entry_s *hnext;            /* hash chain */
-  struct entry_s *prev, *next;      /* LRU: head = most recent */
-  uint64_t hash;
-  char *key;
-  size_t klen;
+  hg_lru_node_t node;               /* key (owned: node.key), hash, LRU position */
   hg_cache_obj_t *obj;              /* READY object or NULL */
   struct hg_cache_fill_s *fill;     /* fill in progress or NULL */
 } entry_t;
@@ -32,25 +28,17 @@ struct hg_cache_fill_s {
 
 struct hg_cache_s {
   pthread_mutex_t lock;
-  entry_t **buckets;
-  size_t nbuckets, nentries;
-  entry_t *lru_head, *lru_tail;
+  hg_lru_t index;
   size_t bytes, max_bytes, max_object;
   hg_cache_stats_t st;
 };
 
-static uint64_t hash_key(const char *s, size_t n) { /* FNV-1a */
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-  return h;
-}
+#define ENTRY(n) hg_lru_entry((n), entry_t, node)
 
 hg_cache_t *hg_cache_new(size_t max_bytes, size_t max_object) {
   hg_cache_t *c = calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
-  c->nbuckets = 1024;
-  c->buckets = calloc(c->nbuckets, sizeof(entry_t *));
-  if (c->buckets == NULL) {
+  if (hg_lru_init(&c->index, 1024) != 0) {
     free(c);
     return NULL;
   }
@@ -101,26 +89,9 @@ void hg_cache_obj_release(hg_cache_obj_t *o) {
 
 /* ---- entries (lock held) ---- */
 
-static void lru_unlink(hg_cache_t *c, entry_t *e) {
-  if (e->prev) e->prev->next = e->next;
-  else c->lru_head = e->next;
-  if (e->next) e->next->prev = e->prev;
-  else c->lru_tail = e->prev;
-  e->prev = e->next = NULL;
-}
-
-static void lru_push(hg_cache_t *c, entry_t *e) {
-  e->next = c->lru_head;
-  e->prev = NULL;
-  if (c->lru_head) c->lru_head->prev = e;
-  c->lru_head = e;
-  if (c->lru_tail == NULL) c->lru_tail = e;
-}
-
 static entry_t *find(hg_cache_t *c, const char *key, size_t klen, uint64_t h) {
-  for (entry_t *e = c->buckets[h % c->nbuckets]; e; e = e->hnext)
-    if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) return e;
-  return NULL;
+  hg_lru_node_t *n = hg_lru_find(&c->index, key, klen, h);
+  return n ? ENTRY(n) : NULL;
 }
 
 static void drop_obj(hg_cache_t *c, entry_t *e) {
@@ -131,62 +102,41 @@ static void drop_obj(hg_cache_t *c, entry_t *e) {
 }
 
 static void remove_entry(hg_cache_t *c, entry_t *e) {
-  entry_t **pp = &c->buckets[e->hash % c->nbuckets];
-  while (*pp != e) pp = &(*pp)->hnext;
-  *pp = e->hnext;
-  lru_unlink(c, e);
+  hg_lru_remove(&c->index, &e->node);
   drop_obj(c, e);
-  c->nentries--;
-  free(e->key);
+  free((char *)e->node.key);
   free(e);
 }
 
 /* Evicts least recently used objects until `need` more bytes fit. Entries being filled
  * stay (their waiters need them); only their stale objects go. */
 static void make_room(hg_cache_t *c, size_t need) {
-  entry_t *e = c->lru_tail;
-  while (c->bytes + need > c->max_bytes && e) {
-    entry_t *prev = e->prev;
+  hg_lru_node_t *n = c->index.tail;
+  while (c->bytes + need > c->max_bytes && n) {
+    hg_lru_node_t *prev = n->prev;
+    entry_t *e = ENTRY(n);
     if (e->obj) {
       c->st.evictions++;
       if (e->fill) drop_obj(c, e);
       else remove_entry(c, e);
     }
-    e = prev;
+    n = prev;
   }
-}
-
-static void grow(hg_cache_t *c) {
-  size_t n = c->nbuckets * 2;
-  entry_t **b = calloc(n, sizeof(entry_t *));
-  if (b == NULL) return; /* keep the longer chains */
-  for (size_t i = 0; i < c->nbuckets; i++) {
-    entry_t *e = c->buckets[i], *next;
-    for (; e; e = next) {
-      next = e->hnext;
-      e->hnext = b[e->hash % n];
-      b[e->hash % n] = e;
-    }
-  }
-  free(c->buckets);
-  c->buckets = b;
-  c->nbuckets = n;
 }
 
 /* Adds an empty entry for `key` (most recently used). NULL on OOM. */
 static entry_t *new_entry(hg_cache_t *c, const char *key, size_t klen, uint64_t h) {
   entry_t *e = calloc(1, sizeof(*e));
-  if (e == NULL || (e->key = malloc(klen ? klen : 1)) == NULL) {
+  char *k = e ? malloc(klen ? klen : 1) : NULL;
+  if (k == NULL) {
     free(e);
     return NULL;
   }
-  memcpy(e->key, key, klen);
-  e->klen = klen;
-  e->hash = h;
-  e->hnext = c->buckets[h % c->nbuckets];
-  c->buckets[h % c->nbuckets] = e;
-  lru_push(c, e);
-  if (++c->nentries > c->nbuckets) grow(c);
+  memcpy(k, key, klen);
+  e->node.key = k;
+  e->node.klen = klen;
+  e->node.hash = h;
+  hg_lru_insert(&c->index, &e->node);
   return e;
 }
 
@@ -194,12 +144,11 @@ static entry_t *new_entry(hg_cache_t *c, const char *key, size_t klen, uint64_t 
 
 int hg_cache_lookup(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms,
                     hg_cache_waiter_t *w, hg_cache_obj_t **obj, hg_cache_fill_t **fill) {
-  uint64_t h = hash_key(key, klen);
+  uint64_t h = hg_lru_hash(key, klen);
   pthread_mutex_lock(&c->lock);
   entry_t *e = find(c, key, klen, h);
   if (e && e->obj && e->obj->expires_ms > now_ms) { /* fresh */
-    lru_unlink(c, e);
-    lru_push(c, e);
+    hg_lru_touch(&c->index, &e->node);
     hg_cache_obj_retain(e->obj);
     *obj = e->obj;
     c->st.hits++;
@@ -234,13 +183,12 @@ int hg_cache_lookup(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms
 }
 
 int hg_cache_peek(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms, hg_cache_obj_t **obj) {
-  uint64_t h = hash_key(key, klen);
+  uint64_t h = hg_lru_hash(key, klen);
   pthread_mutex_lock(&c->lock);
   entry_t *e = find(c, key, klen, h);
   int hit = e && e->obj && e->obj->expires_ms > now_ms;
   if (hit) {
-    lru_unlink(c, e);
-    lru_push(c, e);
+    hg_lru_touch(&c->index, &e->node);
     hg_cache_obj_retain(e->obj);
     *obj = e->obj;
     c->st.hits++;
@@ -251,7 +199,7 @@ int hg_cache_peek(hg_cache_t *c, const char *key, size_t klen, uint64_t now_ms, 
 
 void hg_cache_put(hg_cache_t *c, const char *key, size_t klen, hg_cache_obj_t *obj, uint64_t now_ms,
                   uint64_t ttl_ms) {
-  uint64_t h = hash_key(key, klen);
+  uint64_t h = hg_lru_hash(key, klen);
   pthread_mutex_lock(&c->lock);
   entry_t *e = find(c, key, klen, h);
   int stored = 0;
@@ -316,23 +264,21 @@ void hg_cache_stats(hg_cache_t *c, hg_cache_stats_t *out) {
   pthread_mutex_lock(&c->lock);
   *out = c->st;
   out->bytes = c->bytes;
-  out->objects = c->nentries;
+  out->objects = c->index.n;
   pthread_mutex_unlock(&c->lock);
 }
 
 void hg_cache_free(hg_cache_t *c) {
   if (c == NULL) return;
-  for (size_t i = 0; i < c->nbuckets; i++) {
-    entry_t *e = c->buckets[i], *next;
-    for (; e; e = next) {
-      next = e->hnext;
-      if (e->obj) hg_cache_obj_release(e->obj);
-      free(e->fill);
-      free(e->key);
-      free(e);
-    }
+  for (hg_lru_node_t *n = c->index.head, *next; n; n = next) {
+    next = n->next;
+    entry_t *e = ENTRY(n);
+    if (e->obj) hg_cache_obj_release(e->obj);
+    free(e->fill);
+    free((char *)n->key);
+    free(e);
   }
-  free(c->buckets);
+  hg_lru_free(&c->index);
   pthread_mutex_destroy(&c->lock);
   free(c);
 }

@@ -7,22 +7,24 @@
 #include <time.h>
 
 #include "base/error.h"
+#include "base/lru.h"
 
 typedef struct ent_s {
-  struct ent_s *hnext, *prev, *next;
-  uint64_t hash, expires; /* expires: monotonic ms, 0 = never */
+  hg_lru_node_t node;     /* key (in data), hash, LRU position */
+  uint64_t expires;       /* monotonic ms, 0 = never */
   hg_shd_type_t type;
   double num;
-  size_t klen, slen;
+  size_t slen;
   char data[]; /* key bytes, then string value bytes */
 } ent_t;
 
 struct hg_shdict_s {
   pthread_mutex_t lock;
-  ent_t **buckets;
-  size_t nbuckets, n, bytes, max_entries, max_bytes;
-  ent_t *head, *tail; /* LRU: head = most recent */
+  hg_lru_t index;
+  size_t bytes, max_entries, max_bytes;
 };
+
+#define ENT(n) hg_lru_entry((n), ent_t, node)
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -30,19 +32,10 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint64_t hash(const char *s, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-  return h;
-}
-
 hg_shdict_t *hg_shdict_new(size_t max_entries, size_t max_bytes) {
   hg_shdict_t *d = calloc(1, sizeof(*d));
   if (d == NULL) return NULL;
-  d->nbuckets = 4096;
-  while (d->nbuckets < max_entries && d->nbuckets < ((size_t)1 << 20)) d->nbuckets *= 2;
-  d->buckets = calloc(d->nbuckets, sizeof(ent_t *));
-  if (d->buckets == NULL) {
+  if (hg_lru_init(&d->index, max_entries < 4096 ? 4096 : max_entries) != 0) {
     free(d);
     return NULL;
   }
@@ -63,53 +56,33 @@ hg_shdict_t *hg_shdict_default(void) {
 
 void hg_shdict_free(hg_shdict_t *d) {
   if (d == NULL) return;
-  for (ent_t *e = d->head, *next; e; e = next) {
-    next = e->next;
-    free(e);
+  for (hg_lru_node_t *n = d->index.head, *next; n; n = next) {
+    next = n->next;
+    free(ENT(n));
   }
-  free(d->buckets);
+  hg_lru_free(&d->index);
   pthread_mutex_destroy(&d->lock);
   free(d);
 }
 
 /* ---- lock held below ---- */
 
-static void unlink_lru(hg_shdict_t *d, ent_t *e) {
-  if (e->prev) e->prev->next = e->next;
-  else d->head = e->next;
-  if (e->next) e->next->prev = e->prev;
-  else d->tail = e->prev;
-}
-
-static void push_lru(hg_shdict_t *d, ent_t *e) {
-  e->prev = NULL;
-  e->next = d->head;
-  if (d->head) d->head->prev = e;
-  d->head = e;
-  if (d->tail == NULL) d->tail = e;
-}
-
 static void remove_ent(hg_shdict_t *d, ent_t *e) {
-  ent_t **pp = &d->buckets[e->hash & (d->nbuckets - 1)];
-  while (*pp != e) pp = &(*pp)->hnext;
-  *pp = e->hnext;
-  unlink_lru(d, e);
-  d->n--;
-  d->bytes -= e->klen + e->slen;
+  hg_lru_remove(&d->index, &e->node);
+  d->bytes -= e->node.klen + e->slen;
   free(e);
 }
 
 /* Finds a live entry (an expired one is removed on the way). */
 static ent_t *find(hg_shdict_t *d, const char *key, size_t klen, uint64_t h, uint64_t now) {
-  for (ent_t *e = d->buckets[h & (d->nbuckets - 1)]; e; e = e->hnext) {
-    if (e->hash != h || e->klen != klen || memcmp(e->data, key, klen) != 0) continue;
-    if (e->expires && e->expires <= now) {
-      remove_ent(d, e);
-      return NULL;
-    }
-    return e;
+  hg_lru_node_t *n = hg_lru_find(&d->index, key, klen, h);
+  if (n == NULL) return NULL;
+  ent_t *e = ENT(n);
+  if (e->expires && e->expires <= now) {
+    remove_ent(d, e);
+    return NULL;
   }
-  return NULL;
+  return e;
 }
 
 /* Inserts a new entry, evicting least recently used ones to make room. */
@@ -117,22 +90,20 @@ static int insert(hg_shdict_t *d, const char *key, size_t klen, uint64_t h, hg_s
                   const char *str, size_t slen, double num, uint64_t expires) {
   size_t size = klen + slen;
   if (size > d->max_bytes) return HG_ETOOBIG;
-  while (d->tail && (d->n + 1 > d->max_entries || d->bytes + size > d->max_bytes)) remove_ent(d, d->tail);
+  while (d->index.tail && (d->index.n + 1 > d->max_entries || d->bytes + size > d->max_bytes))
+    remove_ent(d, ENT(d->index.tail));
   ent_t *e = malloc(sizeof(*e) + size);
   if (e == NULL) return HG_ENOMEM;
-  e->hash = h;
   e->expires = expires;
   e->type = type;
   e->num = num;
-  e->klen = klen;
   e->slen = slen;
   memcpy(e->data, key, klen);
   if (slen) memcpy(e->data + klen, str, slen);
-  ent_t **b = &d->buckets[h & (d->nbuckets - 1)];
-  e->hnext = *b;
-  *b = e;
-  push_lru(d, e);
-  d->n++;
+  e->node.key = e->data;
+  e->node.klen = klen;
+  e->node.hash = h;
+  hg_lru_insert(&d->index, &e->node);
   d->bytes += size;
   return 0;
 }
@@ -140,16 +111,15 @@ static int insert(hg_shdict_t *d, const char *key, size_t klen, uint64_t h, hg_s
 /* ---- API ---- */
 
 hg_shd_type_t hg_shdict_get(hg_shdict_t *d, const char *key, size_t klen, hg_buf_t *str, double *num) {
-  uint64_t h = hash(key, klen);
+  uint64_t h = hg_lru_hash(key, klen);
   pthread_mutex_lock(&d->lock);
   ent_t *e = find(d, key, klen, h, now_ms());
   hg_shd_type_t t = HG_SHD_NONE;
   if (e) {
-    unlink_lru(d, e);
-    push_lru(d, e);
+    hg_lru_touch(&d->index, &e->node);
     t = e->type;
     if (t == HG_SHD_STRING) {
-      if (hg_buf_append(str, e->data + e->klen, e->slen) != 0) t = HG_SHD_NONE;
+      if (hg_buf_append(str, e->data + e->node.klen, e->slen) != 0) t = HG_SHD_NONE;
     } else {
       *num = e->num;
     }
@@ -160,7 +130,7 @@ hg_shd_type_t hg_shdict_get(hg_shdict_t *d, const char *key, size_t klen, hg_buf
 
 int hg_shdict_set(hg_shdict_t *d, const char *key, size_t klen, hg_shd_type_t type,
                   const char *str, size_t slen, double num, uint64_t ttl_ms, int only_if_absent) {
-  uint64_t h = hash(key, klen), now = now_ms();
+  uint64_t h = hg_lru_hash(key, klen), now = now_ms();
   pthread_mutex_lock(&d->lock);
   ent_t *e = find(d, key, klen, h, now);
   int rc = 0;
@@ -176,7 +146,7 @@ int hg_shdict_set(hg_shdict_t *d, const char *key, size_t klen, hg_shd_type_t ty
 
 int hg_shdict_incr(hg_shdict_t *d, const char *key, size_t klen, double delta, double init,
                    uint64_t ttl_ms, double *out) {
-  uint64_t h = hash(key, klen), now = now_ms();
+  uint64_t h = hg_lru_hash(key, klen), now = now_ms();
   pthread_mutex_lock(&d->lock);
   ent_t *e = find(d, key, klen, h, now);
   int rc = 0;
@@ -194,7 +164,7 @@ int hg_shdict_incr(hg_shdict_t *d, const char *key, size_t klen, double delta, d
 }
 
 int hg_shdict_delete(hg_shdict_t *d, const char *key, size_t klen) {
-  uint64_t h = hash(key, klen);
+  uint64_t h = hg_lru_hash(key, klen);
   pthread_mutex_lock(&d->lock);
   ent_t *e = find(d, key, klen, h, now_ms());
   if (e) remove_ent(d, e);

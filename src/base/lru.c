@@ -1,0 +1,90 @@
+/* lru.c — the stores' hash table with an LRU list (see lru.h). */
+#include "base/lru.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+
+uint64_t hg_lru_hash(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return h;
+}
+
+int hg_lru_init(hg_lru_t *t, size_t nbuckets) {
+  size_t n = 16;
+  while (n < nbuckets && n < ((size_t)1 << 24)) n *= 2;
+  t->buckets = calloc(n, sizeof(*t->buckets));
+  t->nbuckets = t->buckets ? n : 0;
+  t->n = 0;
+  t->head = t->tail = NULL;
+  return t->buckets ? 0 : HG_ENOMEM;
+}
+
+void hg_lru_free(hg_lru_t *t) {
+  free(t->buckets);
+  t->buckets = NULL;
+  t->nbuckets = t->n = 0;
+  t->head = t->tail = NULL;
+}
+
+hg_lru_node_t *hg_lru_find(const hg_lru_t *t, const char *key, size_t klen, uint64_t hash) {
+  for (hg_lru_node_t *e = t->buckets[hash & (t->nbuckets - 1)]; e; e = e->hnext)
+    if (e->hash == hash && e->klen == klen && (klen == 0 || memcmp(e->key, key, klen) == 0)) return e;
+  return NULL;
+}
+
+static void unlink_list(hg_lru_t *t, hg_lru_node_t *e) {
+  if (e->prev) e->prev->next = e->next;
+  else t->head = e->next;
+  if (e->next) e->next->prev = e->prev;
+  else t->tail = e->prev;
+  e->prev = e->next = NULL;
+}
+
+static void push_list(hg_lru_t *t, hg_lru_node_t *e) {
+  e->prev = NULL;
+  e->next = t->head;
+  if (t->head) t->head->prev = e;
+  t->head = e;
+  if (t->tail == NULL) t->tail = e;
+}
+
+static void grow(hg_lru_t *t) {
+  size_t n = t->nbuckets * 2;
+  hg_lru_node_t **b = calloc(n, sizeof(*b));
+  if (b == NULL) return; /* keep the longer chains */
+  for (size_t i = 0; i < t->nbuckets; i++) {
+    for (hg_lru_node_t *e = t->buckets[i], *next; e; e = next) {
+      next = e->hnext;
+      e->hnext = b[e->hash & (n - 1)];
+      b[e->hash & (n - 1)] = e;
+    }
+  }
+  free(t->buckets);
+  t->buckets = b;
+  t->nbuckets = n;
+}
+
+void hg_lru_insert(hg_lru_t *t, hg_lru_node_t *e) {
+  hg_lru_node_t **b = &t->buckets[e->hash & (t->nbuckets - 1)];
+  e->hnext = *b;
+  *b = e;
+  push_list(t, e);
+  if (++t->n > t->nbuckets) grow(t);
+}
+
+void hg_lru_remove(hg_lru_t *t, hg_lru_node_t *e) {
+  hg_lru_node_t **pp = &t->buckets[e->hash & (t->nbuckets - 1)];
+  while (*pp != e) pp = &(*pp)->hnext;
+  *pp = e->hnext;
+  unlink_list(t, e);
+  t->n--;
+}
+
+void hg_lru_touch(hg_lru_t *t, hg_lru_node_t *e) {
+  if (t->head == e) return;
+  unlink_list(t, e);
+  push_list(t, e);
+}
