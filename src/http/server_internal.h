@@ -1,0 +1,109 @@
+/* server_internal.h — what the three files of the HTTP server share (not an API):
+ * server.c (connections, reading, timers, accepting, draining), request.c (request
+ * parsing: llhttp callbacks, strict framing, request ids) and response.c (serializing
+ * and writing responses, the access log). One thread (the server's loop) only.
+ */
+#ifndef HG_HTTP_SERVER_INTERNAL_H
+#define HG_HTTP_SERVER_INTERNAL_H
+
+#include <llhttp.h>
+#include <stdint.h>
+#include <time.h>
+#include <uv.h>
+
+#include "base/buf.h"
+#include "http/server.h"
+
+#define READ_CHUNK 65536 /* the loop's shared read buffer */
+#define MAX_HEADERS 100
+#define MAX_PIPELINED (128 * 1024) /* unparsed input kept while a response is written */
+
+enum { S_IDLE, S_READING, S_BUSY, S_WRITING };
+
+struct hg_http_txn_s {
+  struct conn_s *conn;
+  hg_request_t req;
+};
+
+typedef struct conn_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  hg_http_server_t *srv;
+  struct conn_s *prev, *next;
+  llhttp_t parser;
+  int state;
+  int handles;     /* open libuv handles (tcp, timer) */
+  int accepted;    /* counted in the connection gauge */
+  int closing;     /* close started */
+  int close_after; /* close once the current response is written */
+  int reading;
+  hg_buf_t in;     /* read buffer; bytes before in_off are consumed */
+  size_t in_off;
+  hg_buf_t out;    /* serialized response head (and body, for buffered responses) */
+  /* response being written */
+  int pending;     /* uv_write requests in flight */
+  size_t queued;   /* body bytes in flight */
+  int ended;       /* the handler finished the response */
+  int chunked;     /* body framed with chunked encoding */
+  int body_allowed;
+  int gone_notified;
+  int status;      /* for the access log */
+  size_t body_bytes;
+  hg_http_drain_cb drain;
+  void *drain_ud;
+  /* per-request parse state */
+  hg_http_txn_t txn;
+  hg_buf_t url, field, value, body;
+  size_t header_bytes;
+  hg_header_t *hdrs;
+  size_t nhdrs;
+  int err_status;
+  const char *err_msg;
+  int head_scan;   /* raw-byte check of the request head (obs-fold, space before ':') */
+  int ext_resume;  /* llhttp 8.1 chunk-extension workaround: resume at the ';' */
+  int ext_quoted;  /* the current chunk-extension value has a '"' in it */
+  int nhost;       /* Host header fields seen */
+  char peer[64];
+} conn_t;
+
+struct hg_http_server_s {
+  uv_loop_t *loop;
+  hg_http_limits_t lim;
+  hg_http_request_cb cb;
+  void *ud;
+  llhttp_settings_t settings;
+  uv_tcp_t *listeners[16];
+  size_t nlisteners;
+  size_t nopen_listeners;
+  conn_t *conns;
+  size_t nconns;
+  int draining;
+  uv_timer_t drain_timer;
+  int drain_timer_open;
+  void (*drain_done)(void *);
+  void *drain_ud;
+  uint64_t rng[2];
+  time_t date_sec;
+  char date[40];
+  hg_http_observer_t obs;
+  char *rbuf; /* every read lands here first: idle connections hold no buffer */
+};
+
+/* request.c */
+void hg__http_txn_begin(conn_t *c);            /* fresh per-request state */
+void hg__http_ensure_id(conn_t *c);            /* a request id for every answer */
+int hg__http_scan_head(conn_t *c, const char *p, size_t n); /* raw RFC 9112 checks; non-zero: refuse */
+int hg__http_error_status(conn_t *c, llhttp_errno_t err, const char **msg);
+void hg__http_settings_init(llhttp_settings_t *st);
+
+/* response.c */
+void hg__http_respond_error(conn_t *c, int status, const char *msg); /* and close after */
+
+/* server.c */
+void hg__http_conn_close(conn_t *c);
+void hg__http_conn_maybe_free(conn_t *c);     /* frees it once no handle or handler holds it */
+void hg__http_conn_process(conn_t *c);         /* parse buffered input, hand requests over */
+void hg__http_start_reading(conn_t *c);
+void hg__http_timer_start(conn_t *c, uint64_t ms);
+
+#endif
