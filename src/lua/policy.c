@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -40,8 +41,8 @@ struct hg_policy_s {
   hg_policy_src_t *src;
   int on_request; /* registry ref */
   size_t mem, mem_limit;
-  uint64_t used, budget;
-  int exceeded;
+  hg_lua_meter_t meter; /* the budget of the current hook call (lapi.h) */
+  int in_call;          /* allocations are charged to the meter */
 };
 
 /* ---- sources ---- */
@@ -103,6 +104,17 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > old && p->mem + (nsize - old) > p->mem_limit) return NULL;
+  /* Allocation is work: building a string or table costs time in proportion to its
+   * bytes, inside C functions (format, sub, gsub, `..`) the count hook does not see.
+   * One unit per 64 bytes; past the budget the allocation fails (a memory error that
+   * call_hook reports as a budget overrun, since the meter stays exceeded).
+   * Security: without this a loop of `s = big .. "x"` runs 1 instruction per megabyte. */
+  if (p->in_call && nsize > old) {
+    size_t grow = nsize - old;
+    if (!p->meter.exceeded) p->meter.used += 1 + grow / 64;
+    /* Small blocks stay allowed so the error and its traceback can still be built. */
+    if (hg__lua_meter_check(&p->meter) != 0 && grow > 4096) return NULL;
+  }
   void *n = realloc(ptr, nsize);
   if (n == NULL) return NULL;
   p->mem = p->mem - old + nsize;
@@ -112,11 +124,24 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 static void count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   hg_policy_t *p = self(L);
-  p->used += HOOK_STEP;
-  if (p->used > p->budget) {
-    p->exceeded = 1;
-    luaL_error(L, "instruction budget exceeded (%I instructions)", (lua_Integer)p->budget);
-  }
+  p->meter.used += HOOK_STEP;
+  if (hg__lua_meter_check(&p->meter) != 0)
+    luaL_error(L, "instruction budget exceeded (%I instructions)", (lua_Integer)p->meter.budget);
+}
+
+/* Starts the meter for one hook call (or the chunk). The deadline is a backstop for
+ * work that is charged per instruction but is not constant per instruction (`a == b`
+ * on two long strings): 100 ns per budgeted instruction, at least one second, checked
+ * whenever the hook fires or a C function is charged. */
+static void meter_start(hg_policy_t *p) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t limit_ns = p->meter.budget * 100;
+  if (limit_ns < 1000000000u) limit_ns = 1000000000u;
+  p->meter.used = 0;
+  p->meter.exceeded = 0;
+  p->meter.deadline_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + limit_ns;
+  p->in_call = 1;
 }
 
 /* Message handler: appends a traceback to string errors. */
@@ -187,9 +212,9 @@ static int load_chunk(hg_policy_t *p, char *err, size_t errlen) {
   int rc = luaL_loadbufferx(L, p->src->bytes, p->src->len, lua_pushfstring(L, "@%s", p->src->path), "t");
   lua_remove(L, -2); /* the chunk name */
   if (rc == LUA_OK) {
-    p->used = 0;
-    p->exceeded = 0;
+    meter_start(p);
     rc = lua_pcall(L, 0, 1, -2);
+    p->in_call = 0;
   }
   if (rc != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
@@ -221,7 +246,8 @@ hg_policy_t *hg_policy_new(hg_policy_src_t *src, const hg_policy_limits_t *lim, 
   }
   p->refs = 1;
   p->mem_limit = lim->memory;
-  p->budget = lim->budget;
+  p->meter.budget = lim->budget;
+  p->meter.mem = &p->mem;
   p->src = src;
   hg_policy_src_retain(src);
   p->L = lua_newstate(lalloc, p);
@@ -232,6 +258,7 @@ hg_policy_t *hg_policy_new(hg_policy_src_t *src, const hg_policy_limits_t *lim, 
   }
   *(hg_policy_t **)lua_getextraspace(p->L) = p;
   luaL_openlibs(p->L);
+  hg__lua_sandbox(p->L, &p->meter);
   lua_sethook(p->L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
   set_paths(p->L, src->path);
   if (load_chunk(p, err, errlen) != 0) {
@@ -739,17 +766,19 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
  * a negative code with the stack restored to `base`. */
 static int call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int base) {
   lua_State *L = p->L;
-  p->used = 0;
-  p->exceeded = 0;
+  meter_start(p);
   int rc = lua_pcall(L, nargs, 1, base + 1);
-  if (rc == LUA_OK && !p->exceeded) return 0;
+  p->in_call = 0;
+  int exceeded = p->meter.exceeded;
+  if (rc == LUA_OK && !exceeded) return 0;
   const char *msg = rc != LUA_OK ? lua_tostring(L, -1) : NULL;
+  if (exceeded && rc == LUA_ERRMEM) msg = "instruction budget exceeded (allocations count too)";
   hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id,
-         msg ? msg : (p->exceeded ? "instruction budget exceeded (error was caught)"
-                                  : "non-string error"));
+         msg ? msg : (exceeded ? "instruction budget exceeded (error was caught)"
+                               : "non-string error"));
   if (rc == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT);
   lua_settop(L, base);
-  return p->exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
+  return exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
 }
 
 int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res, hg_plan_t *plan) {
