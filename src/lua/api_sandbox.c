@@ -33,6 +33,7 @@
 #include <lauxlib.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -65,8 +66,10 @@ void hg__lua_charge(lua_State *L, hg_lua_meter_t *m, double units, const char *w
   if (units > left) {
     m->exceeded = 1;
     m->used = m->budget + 1;
-    luaL_error(L, "%s too expensive: ~%.0f instructions, %.0f left of the budget (%I)", what,
-               units, left, (lua_Integer)m->budget);
+    char msg[160];
+    snprintf(msg, sizeof(msg), "%s too expensive: ~%.3g instructions, %.0f left of the budget (%llu)",
+             what, units, left, (unsigned long long)m->budget);
+    luaL_error(L, "%s", msg);
   }
   m->used += (uint64_t)units;
   if (m->deadline_ns && now_ns() > m->deadline_ns) {

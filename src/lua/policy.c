@@ -26,6 +26,7 @@
 #include "lua/lapi.h"
 
 #define HOOK_STEP 1000 /* instructions between budget checks */
+#define HG_PLAN_MAX_REDIRECTS 5 /* origin.max_redirects when absent (docs/policy-api.md) */
 
 struct hg_policy_src_s {
   atomic_int refs;
@@ -505,7 +506,11 @@ static int rd_str(reader_t *r, const char *field, const char **out) {
   return *out ? 0 : rd_fail(r, field, "memory");
 }
 
-static int rd_int(reader_t *r, const char *field, lua_Integer lo, lua_Integer hi, lua_Integer *out) {
+/* Reads an integer field in [lo, hi]; *out is always written: `def` when the field is
+ * absent (a reader that left it untouched let an uninitialised value through, #12). */
+static int rd_int(reader_t *r, const char *field, lua_Integer lo, lua_Integer hi, lua_Integer def,
+                  lua_Integer *out) {
+  *out = def;
   lua_getfield(r->L, r->t, field);
   if (lua_isnil(r->L, -1)) {
     lua_pop(r->L, 1);
@@ -627,7 +632,7 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   reader_t r = {L, req->arena, t, "plan"};
   lua_Integer v;
   plan->hook_ref = LUA_NOREF;
-  plan->max_redirects = 5;
+  plan->max_redirects = HG_PLAN_MAX_REDIRECTS;
   /* origin */
   int has = rd_table(&r, "origin");
   if (has == 0) lua_pushliteral(L, "plan.origin: expected a table");
@@ -647,7 +652,8 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
     if (rd_str(&o, "url", &plan->url) || rd_allow(&o, &plan->allow_private) ||
         rd_pairs(&o, "headers", plan->req_headers, 16, &plan->nreq_headers))
       return -1;
-    if (rd_int(&o, "max_redirects", 0, 20, &v) == 0) plan->max_redirects = (int)v; else return -1;
+    if (rd_int(&o, "max_redirects", 0, 20, HG_PLAN_MAX_REDIRECTS, &v)) return -1;
+    plan->max_redirects = (int)v;
     int hosts = rd_table(&o, "allow_hosts");
     if (hosts < 0) return -1;
     if (hosts) {
@@ -688,11 +694,9 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
       rd_str(&r, "content_type", &plan->content_type) ||
       rd_str(&r, "filename", &plan->disposition_name))
     return -1;
-  v = 0;
-  if (rd_int(&r, "cache_ttl", 0, 31536000, &v)) return -1;
+  if (rd_int(&r, "cache_ttl", 0, 31536000, 0, &v)) return -1;
   plan->cache_ttl = (uint64_t)v;
-  v = 0;
-  if (rd_int(&r, "timeout", 0, 3600, &v)) return -1;
+  if (rd_int(&r, "timeout", 0, 3600, 0, &v)) return -1;
   plan->timeout_ms = (uint64_t)v * 1000;
   /* rewrite rules */
   plan->default_action = HG_ACT_KEEP;
@@ -735,8 +739,7 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   plan->presign_ttl = 3600;
   if (has) {
     reader_t ps = {L, req->arena, lua_gettop(L), "presign"};
-    v = 3600;
-    if (rd_int(&ps, "ttl", 1, 604800, &v) || rd_str(&ps, "prefix", &plan->presign_prefix)) return -1;
+    if (rd_int(&ps, "ttl", 1, 604800, 3600, &v) || rd_str(&ps, "prefix", &plan->presign_prefix)) return -1;
     plan->presign_ttl = (uint32_t)v;
     lua_pop(L, 1);
   }
