@@ -271,9 +271,10 @@ int hg_log_redact_text(hg_buf_t *out, const char *msg, size_t n) {
   int rc = 0;
   const char *p = msg, *end = msg + n;
   while (rc == 0 && p < end) {
-    /* words are split on whitespace and quotes; a word with '?' or '=' may carry one */
+    /* words are split on white space only (a quote or bracket may sit inside a hostile
+     * value); a word with '?' or '=' may carry a secret */
     const char *w = p;
-    while (w < end && strchr(" \t\r\n\"'<>", *w) == NULL) w++;
+    while (w < end && *w != ' ' && *w != '\t' && *w != '\r' && *w != '\n') w++;
     size_t wl = (size_t)(w - p);
     if (wl && (memchr(p, '?', wl) || memchr(p, '=', wl) || memchr(p, '%', wl))) {
       int changed = 0;

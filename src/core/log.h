@@ -35,7 +35,7 @@ void hg_log_access(const char *line, size_t n);
 int hg_log_redact_target(hg_buf_t *out, const char *s, size_t n);
 
 /* Appends the free text msg[0..n) with hg_log_redact_target's rules applied to every
- * word (split on white space and quotes) that holds '?' or '='. hg_log applies it to
+ * word (split on white space) that holds '?' or '='. hg_log applies it to
  * every message. Returns 0 or HG_ENOMEM (out unchanged). Any thread. */
 int hg_log_redact_text(hg_buf_t *out, const char *msg, size_t n);
 

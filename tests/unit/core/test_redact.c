@@ -68,6 +68,16 @@ HG_TEST(redacts_log_messages) {
   CHECK(strstr(b.data, "X-Amz-Credential=REDACTED&x=1 failed") != NULL);
   CHECK(strstr(b.data, "(redirect to /c?%74oken=REDACTED") != NULL);
   hg_buf_free(&b);
+  /* found by fuzz_http: a value starting with a quote or bracket used to end the word
+   * before the value, which was then logged whole */
+  static const char *const quoted[] = {"GET /p?token=<" SECRET, "/p?token=\"" SECRET "\"",
+                                       "x '/p?jwt='" SECRET};
+  for (size_t i = 0; i < 3; i++) {
+    hg_buf_t q = HG_BUF_INIT;
+    CHECK_INT(hg_log_redact_text(&q, quoted[i], strlen(quoted[i])), 0);
+    CHECK(strstr(q.data, SECRET) == NULL);
+    hg_buf_free(&q);
+  }
 }
 
 /* Pathological inputs stay bounded and leave `out` as it was on failure-free runs. */
