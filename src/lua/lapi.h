@@ -42,11 +42,11 @@ int hg__lua_open_module(lua_State *L);
 
 /* The work a policy may still do in the current hook call, in units of one VM
  * instruction. The count hook and the wrappers below add to `used`; over `budget` (or
- * past `deadline_ns`, CLOCK_MONOTONIC, 0 for none) the call fails and `exceeded` stays
+ * past the time limit, see hg__lua_meter_start) the call fails and `exceeded` stays
  * set, so pcall cannot resume the work. */
 typedef struct hg_lua_meter_s {
   uint64_t used, budget;
-  uint64_t deadline_ns;
+  uint64_t deadline_ns, limit_ns, cpu_mark_ns; /* time limit state; deadline 0: none */
   int exceeded;
   const size_t *mem; /* bytes the state holds (collectgarbage's cost), or NULL */
 } hg_lua_meter_t;
@@ -54,6 +54,11 @@ typedef struct hg_lua_meter_s {
 /* Adds `units` of work named `what` to the meter; raises (and sets exceeded) when it
  * does not fit in what is left, or the deadline has passed. */
 void hg__lua_charge(lua_State *L, hg_lua_meter_t *m, double units, const char *what);
+
+/* Starts a hook call: nothing used, and a time limit of 100 ns per budget unit, at
+ * least 1 s: half of it wall-clock, the other half CPU time of the calling thread (so
+ * a descheduled worker is not cut short). */
+void hg__lua_meter_start(hg_lua_meter_t *m);
 
 /* 0 while the meter is within budget and deadline; else sets exceeded and returns -1.
  * Does not raise (for hooks and allocators). */

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -113,8 +112,9 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (p->in_call && nsize > old) {
     size_t grow = nsize - old;
     if (!p->meter.exceeded) p->meter.used += 1 + grow / 64;
+    if (p->meter.used > p->meter.budget) p->meter.exceeded = 1; /* no clock here: hot path */
     /* Small blocks stay allowed so the error and its traceback can still be built. */
-    if (hg__lua_meter_check(&p->meter) != 0 && grow > 4096) return NULL;
+    if (p->meter.exceeded && grow > 4096) return NULL;
   }
   void *n = realloc(ptr, nsize);
   if (n == NULL) return NULL;
@@ -126,22 +126,18 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   hg_policy_t *p = self(L);
   p->meter.used += HOOK_STEP;
-  if (hg__lua_meter_check(&p->meter) != 0)
+  if (hg__lua_meter_check(&p->meter) != 0) {
+    if (p->meter.used <= p->meter.budget) luaL_error(L, "policy time limit exceeded");
     luaL_error(L, "instruction budget exceeded (%I instructions)", (lua_Integer)p->meter.budget);
+  }
 }
 
-/* Starts the meter for one hook call (or the chunk). The deadline is a backstop for
- * work that is charged per instruction but is not constant per instruction (`a == b`
- * on two long strings): 100 ns per budgeted instruction, at least one second, checked
- * whenever the hook fires or a C function is charged. */
+/* Starts the meter for one hook call (or the chunk). Its time limit (lapi.h) is a
+ * backstop for work that is charged per instruction but is not constant per instruction
+ * (`a == b` on two long strings), checked whenever the hook fires or a C function is
+ * charged. */
 static void meter_start(hg_policy_t *p) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t limit_ns = p->meter.budget * 100;
-  if (limit_ns < 1000000000u) limit_ns = 1000000000u;
-  p->meter.used = 0;
-  p->meter.exceeded = 0;
-  p->meter.deadline_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + limit_ns;
+  hg__lua_meter_start(&p->meter);
   p->in_call = 1;
 }
 
