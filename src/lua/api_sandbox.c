@@ -512,6 +512,12 @@ static int w_load(lua_State *L) {
   return orig(L)(L);
 }
 
+/* io.lines() without a file name reads the gateway's stdin. */
+static int w_lines(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) return luaL_error(L, "io.lines() without a file name is not available to policies");
+  return orig(L)(L);
+}
+
 static int refused(lua_State *L) {
   return luaL_error(L, "%s is not available to policies (it could block or stop the worker)",
                     lua_tostring(L, lua_upvalueindex(1)));
@@ -587,6 +593,15 @@ void hg__lua_sandbox(lua_State *L, hg_lua_meter_t *m) {
     refuse(L, "io", "popen");
     refuse(L, "io", "read"); /* stdin */
     refuse(L, "io", "input");
+    /* stdout carries the access log, one JSON line per request: a policy writing there
+     * would corrupt (or forge) it. print is routed to the operational log (policy.c). */
+    refuse(L, "io", "write");
+    refuse(L, "io", "output");
+    wrap(L, m, "lines", w_lines, 0);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "stdout");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "stdin");
   }
   lua_pop(L, 1);
   /* debug.sethook would remove the budget, debug.getupvalue would hand out the

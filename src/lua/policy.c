@@ -171,6 +171,14 @@ static int l_log(lua_State *L) {
   return 0;
 }
 
+/* print(...): to the operational log at info level, like hg.log. stdout carries the
+ * access log; a policy's print must not corrupt or forge its lines. */
+static int l_print(lua_State *L) {
+  lua_pushliteral(L, "info");
+  lua_insert(L, 1);
+  return l_log(L);
+}
+
 /* package.preload.hlsgate: the C API plus host-only functions. */
 static int open_hlsgate(lua_State *L) {
   hg__lua_open_module(L);
@@ -256,6 +264,7 @@ hg_policy_t *hg_policy_new(hg_policy_src_t *src, const hg_policy_limits_t *lim, 
   *(hg_policy_t **)lua_getextraspace(p->L) = p;
   luaL_openlibs(p->L);
   hg__lua_sandbox(p->L, &p->meter);
+  lua_register(p->L, "print", l_print);
   lua_sethook(p->L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
   set_paths(p->L, src->path);
   if (load_chunk(p, err, errlen) != 0) {

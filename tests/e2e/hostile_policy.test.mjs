@@ -60,6 +60,9 @@ end
 routes["/coroutine"] = function() -- threads inherit the hook and the meter
   return coroutine.wrap(function() local q = ("a"):rep(3000) while true do q:find("a*a*b") end end)()
 end
+routes["/print"] = function() print('{"forged":"access log line"}') return tostring(io.stdout) == "nil" and "printed" or "stdout" end
+routes["/io_write"] = function() io.write("not json\\n") return "written" end
+routes["/stdin"] = function() for l in io.lines() do end return "read" end
 routes["/exit"] = function() os.exit(3) end
 routes["/execute"] = function() os.execute("sleep 30") return "slept" end
 routes["/sethook"] = function() debug.sethook() while true do end end
@@ -83,7 +86,7 @@ return { on_request = function(req) local r = routes[req.path] if r then return 
 
 const HOSTILE = ['/find?q=' + 'a'.repeat(3000), '/sfind?q=' + 'a'.repeat(3000), '/match', '/gmatch',
   '/gsub', '/pcall', '/rep_big', '/concat', '/concat_meta', '/sort', '/format', '/concat_op',
-  '/utf8', '/coroutine', '/exit', '/execute', '/sethook', '/load_binary', '/gc'];
+  '/utf8', '/coroutine', '/io_write', '/stdin', '/exit', '/execute', '/sethook', '/load_binary', '/gc'];
 
 describe('hostile policies (one worker)', () => {
   let gw;
@@ -130,6 +133,14 @@ describe('hostile policies (one worker)', () => {
     const res = await get(gw.port, '/sort_bad');
     assert.ok([200, 500].includes(res.status));
     assert.ok(Date.now() - t0 < 2000);
+  });
+
+  it('print goes to the operational log, never into the access log on stdout', async () => {
+    const res = await get(gw.port, '/print');
+    assert.equal(res.body, 'printed');
+    await gw.waitForStderr(/policy .*: \{"forged":"access log line"\}/);
+    assert.ok(!gw.stdoutText.includes('forged'));
+    for (const line of gw.stdoutText.split('\n').filter(Boolean)) JSON.parse(line); // all JSON
   });
 
   it('rep of an empty string answers at once', async () => {
@@ -183,8 +194,8 @@ describe('http origin without max_redirects (#12)', () => {
     gw = await startGateway({ policy: POLICY, workers: 1 });
   });
   after(async () => {
+    await origin?.close(); // first: an open origin would keep the run alive
     const { code } = await gw.stop();
-    await origin.close();
     assert.equal(code, 0, gw.stderrText.slice(-3000));
   });
 
