@@ -186,6 +186,15 @@ static int decode_all(hg_buf_t *dec, const char *s, size_t n) {
 static int redact_param(hg_buf_t *out, const char *p, size_t n, int depth, int *changed) {
   const char *eq = memchr(p, '=', n);
   size_t nl = eq ? (size_t)(eq - p) : n;
+  /* The common case, on every request: a plain name and a plain value need no copy. */
+  if (memchr(p, '%', n) == NULL && memchr(p, '+', n) == NULL &&
+      (eq == NULL || (memchr(eq + 1, '?', n - nl - 1) == NULL && memchr(eq + 1, '=', n - nl - 1) == NULL))) {
+    if (eq && is_secret_name(p, nl)) {
+      *changed = 1;
+      return hg_buf_append(out, p, nl + 1) || hg_buf_puts(out, "REDACTED") ? HG_ENOMEM : 0;
+    }
+    return hg_buf_append(out, p, n);
+  }
   hg_buf_t dec = HG_BUF_INIT, sub = HG_BUF_INIT;
   int rc = decode_all(&dec, p, nl);
   if (rc == 0 && eq && is_secret_name(dec.data ? dec.data : "", dec.len)) {
@@ -247,7 +256,12 @@ int hg_log_redact_target(hg_buf_t *out, const char *s, size_t n) {
   /* A URL carried in the path (`/proxy/https%3A%2F%2Fo%2Fa%3Ftoken%3D…`): when the
    * decoded path holds a query with a secret, log the path decoded and redacted. */
   hg_buf_t dec = HG_BUF_INIT, sub = HG_BUF_INIT;
-  rc = decode_all(&dec, s, pl);
+  /* Only "%3F" (or an escaped '%', "%25…", for deeper encodings) can decode to '?':
+   * other paths are kept as they are without a copy. */
+  int maybe = 0;
+  for (size_t i = 0; i + 2 < pl && !maybe; i++)
+    maybe = s[i] == '%' && ((s[i + 1] == '3' && (s[i + 2] | 0x20) == 'f') || (s[i + 1] == '2' && s[i + 2] == '5'));
+  rc = maybe ? decode_all(&dec, s, pl) : 0;
   if (rc == 0 && dec.data && memchr(dec.data, '?', dec.len) != NULL)
     rc = redact(&sub, dec.data, dec.len, 1, &changed);
   if (rc == 0 && changed) {
