@@ -1,6 +1,8 @@
 /* log.c — text operational log on stderr and JSON access log on stdout (see log.h). */
 #include "base/log.h"
 
+#include "base/error.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -56,6 +58,20 @@ void hg_log(hg_log_level_t level, const char *fmt, ...) {
   va_end(ap);
   size_t len = (size_t)off + (n < 0 ? 0 : (size_t)n);
   if (len > sizeof(line) - 2) len = sizeof(line) - 2; /* truncated */
+  /* Security: messages name URLs (origins, redirects, policy log lines); their secret
+   * query parameters are redacted here, once for every caller. */
+  size_t ml = len - (size_t)off;
+  if (memchr(line + off, '=', ml) || memchr(line + off, '?', ml)) {
+    hg_buf_t r = HG_BUF_INIT;
+    if (hg_buf_append(&r, line, (size_t)off) == 0 && hg_log_redact_text(&r, line + off, ml) == 0 &&
+        hg_buf_putc(&r, '\n') == 0) {
+      write_all(STDERR_FILENO, r.data, r.len);
+      hg_buf_free(&r);
+      return;
+    }
+    hg_buf_free(&r);
+    len = (size_t)off + (size_t)snprintf(line + off, sizeof(line) - (size_t)off, "(message dropped: out of memory)");
+  }
   line[len++] = '\n';
   write_all(STDERR_FILENO, line, len);
 }
@@ -73,40 +89,215 @@ void hg_log_access(const char *line, size_t n) {
   }
 }
 
-/* Security: query parameter names whose values are credentials. Matched
- * case-insensitively; anything starting with "x-amz-" other than harmless ones is
- * treated as a signature component too. */
-static int is_secret_param(const char *name, size_t n) {
-  static const char *secrets[] = {"token", "access_token", "jwt", "key", "sig",
-                                  "signature", "password", "secret", "auth"};
-  for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
-    if (strlen(secrets[i]) == n && strncasecmp(secrets[i], name, n) == 0) return 1;
-  }
-  static const char *amz[] = {"X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token"};
-  for (size_t i = 0; i < sizeof(amz) / sizeof(amz[0]); i++) {
-    if (strlen(amz[i]) == n && strncasecmp(amz[i], name, n) == 0) return 1;
+/* Security: query parameter names whose values are credentials, compared after
+ * percent-decoding (the query decoder accepts `%74oken=` as `token=`, so the log must
+ * too) and case-insensitively: these exact names, and any name ending in one of the
+ * suffixes (access_token, refresh_token, api_key, client_secret, X-Goog-Signature, …). */
+static int is_secret_name(const char *name, size_t n) {
+  static const char *const exact[] = {"token", "access_token", "jwt", "key", "sig",
+                                      "signature", "password", "passwd", "secret", "auth",
+                                      "authorization", "hdnts", "hmac", "apikey", "session",
+                                      "X-Amz-Signature", "X-Amz-Credential",
+                                      "X-Amz-Security-Token", "Key-Pair-Id", "Policy"};
+  static const char *const suffix[] = {"token", "secret", "signature", "password", "_key",
+                                       "-key", "credential", "_sig", "-sig"};
+  for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+    if (strlen(exact[i]) == n && strncasecmp(exact[i], name, n) == 0) return 1;
+  for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+    size_t k = strlen(suffix[i]);
+    if (n >= k && strncasecmp(suffix[i], name + n - k, k) == 0) return 1;
   }
   return 0;
 }
 
-int hg_log_redact_target(hg_buf_t *out, const char *s, size_t n) {
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c |= 0x20;
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Appends s[0..n) percent-decoded ('+' as a space) to out. Sets *more when the result
+ * still holds a %XX escape (a value encoded twice). */
+static int decode_once(hg_buf_t *out, const char *s, size_t n, int *more) {
+  *more = 0;
+  for (size_t i = 0; i < n; i++) {
+    int hi, lo;
+    char c = s[i];
+    if (c == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+        (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+      c = (char)(hi * 16 + lo);
+      i += 2;
+    } else if (c == '+') {
+      c = ' ';
+    }
+    if (hg_buf_putc(out, c)) return HG_ENOMEM;
+  }
+  for (size_t i = 0; i + 2 < out->len; i++)
+    if (out->data[i] == '%' && hexval((unsigned char)out->data[i + 1]) >= 0 &&
+        hexval((unsigned char)out->data[i + 2]) >= 0)
+      *more = 1;
+  return 0;
+}
+
+#define REDACT_DEPTH 4 /* nested URLs / encodings looked into */
+
+static int redact(hg_buf_t *out, const char *s, size_t n, int depth, int *changed);
+
+/* Appends s[0..n) percent-encoded (all but unreserved characters and "/:@"), so a
+ * rewritten nested value cannot end the outer parameter. */
+static int encode_value(hg_buf_t *out, const char *s, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+        strchr("-._~/:@", c) != NULL) {
+      if (c != 0) {
+        rc = hg_buf_putc(out, (char)c);
+        continue;
+      }
+    }
+    char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+    rc = hg_buf_append(out, e, 3);
+  }
+  return rc;
+}
+
+/* The decoded form of a name or value: decoded up to REDACT_DEPTH times while escapes
+ * remain (`%2574oken` is `token` encoded twice). */
+static int decode_all(hg_buf_t *dec, const char *s, size_t n) {
+  hg_buf_t tmp = HG_BUF_INIT;
+  int more = 1, rc = 0;
+  hg_buf_clear(dec);
+  rc = hg_buf_append(dec, s, n);
+  for (int k = 0; rc == 0 && more && k < REDACT_DEPTH; k++) {
+    hg_buf_clear(&tmp);
+    rc = decode_once(&tmp, dec->data ? dec->data : "", dec->len, &more);
+    hg_buf_clear(dec);
+    if (rc == 0) rc = hg_buf_append(dec, tmp.data ? tmp.data : "", tmp.len);
+  }
+  hg_buf_free(&tmp);
+  return rc;
+}
+
+/* One query parameter p[0..n): appended as is, with its value replaced by REDACTED when
+ * the decoded name is a secret, or with its value decoded, redacted and re-encoded when
+ * it holds a URL or query carrying a secret. */
+static int redact_param(hg_buf_t *out, const char *p, size_t n, int depth, int *changed) {
+  const char *eq = memchr(p, '=', n);
+  size_t nl = eq ? (size_t)(eq - p) : n;
+  /* The common case, on every request: a plain name and a plain value need no copy. */
+  if (memchr(p, '%', n) == NULL && memchr(p, '+', n) == NULL &&
+      (eq == NULL || (memchr(eq + 1, '?', n - nl - 1) == NULL && memchr(eq + 1, '=', n - nl - 1) == NULL))) {
+    if (eq && is_secret_name(p, nl)) {
+      *changed = 1;
+      return hg_buf_append(out, p, nl + 1) || hg_buf_puts(out, "REDACTED") ? HG_ENOMEM : 0;
+    }
+    return hg_buf_append(out, p, n);
+  }
+  hg_buf_t dec = HG_BUF_INIT, sub = HG_BUF_INIT;
+  int rc = decode_all(&dec, p, nl);
+  if (rc == 0 && eq && is_secret_name(dec.data ? dec.data : "", dec.len)) {
+    rc = hg_buf_append(out, p, nl + 1);
+    if (rc == 0) rc = hg_buf_puts(out, "REDACTED");
+    *changed = 1;
+  } else if (rc == 0 && eq && depth < REDACT_DEPTH) {
+    const char *v = eq + 1;
+    size_t vl = n - nl - 1;
+    int inner = 0;
+    rc = decode_all(&dec, v, vl);
+    if (rc == 0 && dec.data && (dec.len != vl || memcmp(dec.data, v, vl) != 0 ||
+                                memchr(dec.data, '?', dec.len) || memchr(dec.data, '=', dec.len)))
+      rc = redact(&sub, dec.data ? dec.data : "", dec.len, depth + 1, &inner);
+    if (rc == 0 && inner) {
+      rc = hg_buf_append(out, p, nl + 1);
+      if (rc == 0) rc = encode_value(out, sub.data ? sub.data : "", sub.len);
+      *changed = 1;
+    } else if (rc == 0) {
+      rc = hg_buf_append(out, p, n);
+    }
+  } else if (rc == 0) {
+    rc = hg_buf_append(out, p, n);
+  }
+  hg_buf_free(&dec);
+  hg_buf_free(&sub);
+  return rc;
+}
+
+/* A target, URL or bare query s[0..n): the part before the first '?' is kept (when
+ * there is no '?', the whole is a query if it holds '='); the query is redacted
+ * parameter by parameter. A fragment is treated as part of the last value. */
+static int redact(hg_buf_t *out, const char *s, size_t n, int depth, int *changed) {
   const char *q = memchr(s, '?', n);
-  size_t start = out->len;
-  if (q == NULL) return hg_buf_append(out, s, n);
-  int rc = hg_buf_append(out, s, (size_t)(q - s) + 1);
-  const char *p = q + 1, *end = s + n;
+  const char *p = s;
+  int rc = 0;
+  if (q != NULL) {
+    rc = hg_buf_append(out, s, (size_t)(q - s) + 1);
+    p = q + 1;
+  } else if (memchr(s, '=', n) == NULL) {
+    return hg_buf_append(out, s, n);
+  }
+  const char *end = s + n;
   while (rc == 0 && p < end) {
     const char *amp = memchr(p, '&', (size_t)(end - p));
     const char *pe = amp ? amp : end;
-    const char *eq = memchr(p, '=', (size_t)(pe - p));
-    if (eq != NULL && is_secret_param(p, (size_t)(eq - p))) {
-      rc = hg_buf_append(out, p, (size_t)(eq - p) + 1);
-      if (rc == 0) rc = hg_buf_puts(out, "REDACTED");
-    } else {
-      rc = hg_buf_append(out, p, (size_t)(pe - p));
-    }
+    rc = redact_param(out, p, (size_t)(pe - p), depth, changed);
     if (rc == 0 && amp) rc = hg_buf_putc(out, '&');
     p = amp ? amp + 1 : end;
+  }
+  return rc;
+}
+
+int hg_log_redact_target(hg_buf_t *out, const char *s, size_t n) {
+  size_t start = out->len;
+  int changed = 0, rc;
+  const char *q = memchr(s, '?', n);
+  size_t pl = q ? (size_t)(q - s) : n;
+  /* A URL carried in the path (`/proxy/https%3A%2F%2Fo%2Fa%3Ftoken%3D…`): when the
+   * decoded path holds a query with a secret, log the path decoded and redacted. */
+  hg_buf_t dec = HG_BUF_INIT, sub = HG_BUF_INIT;
+  /* Only "%3F" (or an escaped '%', "%25…", for deeper encodings) can decode to '?':
+   * other paths are kept as they are without a copy. */
+  int maybe = 0;
+  for (size_t i = 0; i + 2 < pl && !maybe; i++)
+    maybe = s[i] == '%' && ((s[i + 1] == '3' && (s[i + 2] | 0x20) == 'f') || (s[i + 1] == '2' && s[i + 2] == '5'));
+  rc = maybe ? decode_all(&dec, s, pl) : 0;
+  if (rc == 0 && dec.data && memchr(dec.data, '?', dec.len) != NULL)
+    rc = redact(&sub, dec.data, dec.len, 1, &changed);
+  if (rc == 0 && changed) {
+    rc = encode_value(out, sub.data ? sub.data : "", sub.len);
+  } else if (rc == 0) {
+    rc = hg_buf_append(out, s, pl);
+  }
+  hg_buf_free(&dec);
+  hg_buf_free(&sub);
+  if (rc == 0 && q) rc = redact(out, q, n - pl, 0, &changed);
+  if (rc) {
+    out->len = start;
+    if (out->data) out->data[start] = '\0';
+  }
+  return rc;
+}
+
+/* Appends msg[0..n) with every URL or query in it redacted (see log.h). */
+int hg_log_redact_text(hg_buf_t *out, const char *msg, size_t n) {
+  size_t start = out->len;
+  int rc = 0;
+  const char *p = msg, *end = msg + n;
+  while (rc == 0 && p < end) {
+    /* words are split on white space only (a quote or bracket may sit inside a hostile
+     * value); a word with '?' or '=' may carry a secret */
+    const char *w = p;
+    while (w < end && *w != ' ' && *w != '\t' && *w != '\r' && *w != '\n') w++;
+    size_t wl = (size_t)(w - p);
+    if (wl && (memchr(p, '?', wl) || memchr(p, '=', wl) || memchr(p, '%', wl))) {
+      int changed = 0;
+      rc = redact(out, p, wl, 0, &changed);
+    } else {
+      rc = hg_buf_append(out, p, wl);
+    }
+    if (rc == 0 && w < end) rc = hg_buf_putc(out, *w++);
+    p = w;
   }
   if (rc) {
     out->len = start;

@@ -27,8 +27,17 @@ void hg_log_access(const char *line, size_t n);
 
 /* Appends the request target s[0..n) to `out` with the values of secret-bearing query
  * parameters (token, signatures, credentials, keys) replaced by "REDACTED", so access
- * logs never carry a usable token. Returns 0 or HG_ENOMEM. Any thread. */
+ * logs never carry a usable token. Names are compared percent-decoded (once or more)
+ * and case-insensitively; a value that is itself a URL or query (percent-encoded once
+ * or more, '+' for space) is decoded, redacted the same way (up to 4 levels deep) and
+ * re-encoded; a URL carried in the path likewise. Parameters without secrets are kept
+ * byte for byte. Returns 0 or HG_ENOMEM (out unchanged). Any thread. */
 int hg_log_redact_target(hg_buf_t *out, const char *s, size_t n);
+
+/* Appends the free text msg[0..n) with hg_log_redact_target's rules applied to every
+ * word (split on white space) that holds '?' or '='. hg_log applies it to
+ * every message. Returns 0 or HG_ENOMEM (out unchanged). Any thread. */
+int hg_log_redact_text(hg_buf_t *out, const char *msg, size_t n);
 
 /* Appends an RFC 3339 UTC timestamp with milliseconds for the wall clock now. */
 int hg_log_timestamp(hg_buf_t *out);

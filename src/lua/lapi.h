@@ -35,4 +35,46 @@ void hg__lua_push_cjson(lua_State *L);
 /* Pushes the `hlsgate` module table (all areas above, plus `version`). Returns 1. */
 int hg__lua_open_module(lua_State *L);
 
+/* ---- the sandbox (api_sandbox.c): bounds on the work of C library functions ---- */
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The work a policy may still do in the current hook call, in units of one VM
+ * instruction. The count hook and the wrappers below add to `used`; over `budget` (or
+ * past the time limit, see hg__lua_meter_start) the call fails and `exceeded` stays
+ * set, so pcall cannot resume the work. */
+typedef struct hg_lua_meter_s {
+  uint64_t used, budget;
+  uint64_t deadline_ns, limit_ns, cpu_mark_ns; /* time limit state; deadline 0: none */
+  int exceeded;
+  const size_t *mem; /* bytes the state holds (collectgarbage's cost), or NULL */
+} hg_lua_meter_t;
+
+/* Adds `units` of work named `what` to the meter; raises (and sets exceeded) when it
+ * does not fit in what is left, or the deadline has passed. */
+void hg__lua_charge(lua_State *L, hg_lua_meter_t *m, double units, const char *what);
+
+/* Starts a hook call: nothing used, and a time limit of 100 ns per budget unit, at
+ * least 1 s: half of it wall-clock, the other half CPU time of the calling thread (so
+ * a descheduled worker is not cut short). */
+void hg__lua_meter_start(hg_lua_meter_t *m);
+
+/* 0 while the meter is within budget and deadline; else sets exceeded and returns -1.
+ * Does not raise (for hooks and allocators). */
+int hg__lua_meter_check(hg_lua_meter_t *m);
+
+/* Replaces, in the state's libraries (string, table, utf8, base, os, io, debug), every
+ * function whose work is not bounded by its output with a wrapper charging an upper
+ * bound of that work to `m` first, and removes the ones that block or leak the
+ * originals. `m` must outlive the state. Call once, after luaL_openlibs. */
+void hg__lua_sandbox(lua_State *L, hg_lua_meter_t *m);
+
+/* Upper bound of Lua's matcher steps for string.find/match/gsub (gmatch = 0) or gmatch
+ * (gmatch = 1) of pattern pat[0..m) over subj[0..n). Pure; any thread. */
+double hg__lua_pattern_cost(const char *subj, size_t n, const char *pat, size_t m, int gmatch);
+
+/* hg._sandbox(budget) for the busted specs (lib/hlsgate.so only). */
+int hg__lua_sandbox_for_tests(lua_State *L);
+
 #endif

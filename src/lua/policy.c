@@ -29,6 +29,7 @@
 #include "lua/lapi.h"
 
 #define HOOK_STEP 1000 /* instructions between budget checks */
+#define HG_PLAN_MAX_REDIRECTS 5 /* origin.max_redirects when absent (docs/policy-api.md) */
 
 struct hg_policy_src_s {
   atomic_int refs;
@@ -44,8 +45,8 @@ struct hg_policy_s {
   hg_policy_src_t *src;
   int on_request; /* registry ref */
   size_t mem, mem_limit;
-  uint64_t used, budget;
-  int exceeded;
+  hg_lua_meter_t meter; /* the budget of the current hook call (lapi.h) */
+  int in_call;          /* allocations are charged to the meter */
 };
 
 /* ---- sources ---- */
@@ -112,6 +113,18 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   if (nsize > old && p->mem + (nsize - old) > p->mem_limit) return NULL;
+  /* Allocation is work: building a string or table costs time in proportion to its
+   * bytes, inside C functions (format, sub, gsub, `..`) the count hook does not see.
+   * One unit per 64 bytes; past the budget the allocation fails (a memory error that
+   * call_hook reports as a budget overrun, since the meter stays exceeded).
+   * Security: without this a loop of `s = big .. "x"` runs 1 instruction per megabyte. */
+  if (p->in_call && nsize > old) {
+    size_t grow = nsize - old;
+    if (!p->meter.exceeded) p->meter.used += 1 + grow / 64;
+    if (p->meter.used > p->meter.budget) p->meter.exceeded = 1; /* no clock here: hot path */
+    /* Small blocks stay allowed so the error and its traceback can still be built. */
+    if (p->meter.exceeded && grow > 4096) return NULL;
+  }
   void *n = realloc(ptr, nsize);
   if (n == NULL) return NULL;
   p->mem = p->mem - old + nsize;
@@ -121,11 +134,20 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 static void count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   hg_policy_t *p = self(L);
-  p->used += HOOK_STEP;
-  if (p->used > p->budget) {
-    p->exceeded = 1;
-    luaL_error(L, "instruction budget exceeded (%I instructions)", (lua_Integer)p->budget);
+  p->meter.used += HOOK_STEP;
+  if (hg__lua_meter_check(&p->meter) != 0) {
+    if (p->meter.used <= p->meter.budget) luaL_error(L, "policy time limit exceeded");
+    luaL_error(L, "instruction budget exceeded (%I instructions)", (lua_Integer)p->meter.budget);
   }
+}
+
+/* Starts the meter for one hook call (or the chunk). Its time limit (lapi.h) is a
+ * backstop for work that is charged per instruction but is not constant per instruction
+ * (`a == b` on two long strings), checked whenever the hook fires or a C function is
+ * charged. */
+static void meter_start(hg_policy_t *p) {
+  hg__lua_meter_start(&p->meter);
+  p->in_call = 1;
 }
 
 /* Message handler: appends a traceback to string errors. */
@@ -184,6 +206,16 @@ static int beyond_loopback(const char *hostport) {
   if (inet_pton(AF_INET6, host, a) == 1) return memcmp(a, one, 16) != 0;
   return 1;
 }
+
+
+/* print(...): to the operational log at info level, like hg.log. stdout carries the
+ * access log; a policy's print must not corrupt or forge its lines. */
+static int l_print(lua_State *L) {
+  lua_pushliteral(L, "info");
+  lua_insert(L, 1);
+  return l_log(L);
+}
+
 
 /* package.preload.hlsgate: the C API plus host-only functions and facts. */
 static int open_hlsgate(lua_State *L) {
@@ -266,9 +298,9 @@ static int load_chunk(hg_policy_t *p, char *err, size_t errlen) {
   int rc = luaL_loadbufferx(L, p->src->bytes, p->src->len, lua_pushfstring(L, "@%s", p->src->path), "t");
   lua_remove(L, -2); /* the chunk name */
   if (rc == LUA_OK) {
-    p->used = 0;
-    p->exceeded = 0;
+    meter_start(p);
     rc = lua_pcall(L, 0, 1, -2);
+    p->in_call = 0;
   }
   if (rc != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
@@ -300,7 +332,8 @@ hg_policy_t *hg_policy_new(hg_policy_src_t *src, const hg_policy_limits_t *lim, 
   }
   p->refs = 1;
   p->mem_limit = lim->memory;
-  p->budget = lim->budget;
+  p->meter.budget = lim->budget;
+  p->meter.mem = &p->mem;
   p->src = src;
   hg_policy_src_retain(src);
   p->L = lua_newstate(lalloc, p);
@@ -311,6 +344,8 @@ hg_policy_t *hg_policy_new(hg_policy_src_t *src, const hg_policy_limits_t *lim, 
   }
   *(hg_policy_t **)lua_getextraspace(p->L) = p;
   luaL_openlibs(p->L);
+  hg__lua_sandbox(p->L, &p->meter);
+  lua_register(p->L, "print", l_print);
   lua_sethook(p->L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
   set_paths(p->L, src->path);
   if (load_chunk(p, err, errlen) != 0) {
@@ -557,7 +592,11 @@ static int rd_str(reader_t *r, const char *field, const char **out) {
   return *out ? 0 : rd_fail(r, field, "memory");
 }
 
-static int rd_int(reader_t *r, const char *field, lua_Integer lo, lua_Integer hi, lua_Integer *out) {
+/* Reads an integer field in [lo, hi]; *out is always written: `def` when the field is
+ * absent (a reader that left it untouched let an uninitialised value through, #12). */
+static int rd_int(reader_t *r, const char *field, lua_Integer lo, lua_Integer hi, lua_Integer def,
+                  lua_Integer *out) {
+  *out = def;
   lua_getfield(r->L, r->t, field);
   if (lua_isnil(r->L, -1)) {
     lua_pop(r->L, 1);
@@ -673,8 +712,8 @@ static int rd_sign(reader_t *r, hg_plan_t *plan) {
   plan->proxy_sign_secret_len = n;
   lua_pop(r->L, 1);
   if (plan->proxy_sign_secret == NULL) return rd_fail(&sg, "secret", "memory");
-  lua_Integer ttl = 3600;
-  if (rd_int(&sg, "ttl", 1, 604800, &ttl)) return -1;
+  lua_Integer ttl;
+  if (rd_int(&sg, "ttl", 1, 604800, 3600, &ttl)) return -1;
   plan->proxy_sign_ttl = (uint32_t)ttl;
   if (!plan->proxy_prefix || !strchr(plan->proxy_prefix, '?'))
     return rd_fail(&sg, "prefix", "proxy.prefix with a '?' (signing is for query-style proxies)");
@@ -702,7 +741,7 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   reader_t r = {L, req->arena, t, "plan"};
   lua_Integer v;
   plan->hook_ref = LUA_NOREF;
-  plan->max_redirects = 5;
+  plan->max_redirects = HG_PLAN_MAX_REDIRECTS;
   /* origin */
   int has = rd_table(&r, "origin");
   if (has == 0) lua_pushliteral(L, "plan.origin: expected a table");
@@ -722,7 +761,8 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
     if (rd_str(&o, "url", &plan->url) || rd_allow(&o, &plan->allow_private) ||
         rd_pairs(&o, "headers", plan->req_headers, 16, &plan->nreq_headers))
       return -1;
-    if (rd_int(&o, "max_redirects", 0, 20, &v) == 0) plan->max_redirects = (int)v; else return -1;
+    if (rd_int(&o, "max_redirects", 0, 20, HG_PLAN_MAX_REDIRECTS, &v)) return -1;
+    plan->max_redirects = (int)v;
     int hosts = rd_table(&o, "allow_hosts");
     if (hosts < 0) return -1;
     if (hosts) {
@@ -763,11 +803,9 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
       rd_str(&r, "content_type", &plan->content_type) ||
       rd_str(&r, "filename", &plan->disposition_name))
     return -1;
-  v = 0;
-  if (rd_int(&r, "cache_ttl", 0, 31536000, &v)) return -1;
+  if (rd_int(&r, "cache_ttl", 0, 31536000, 0, &v)) return -1;
   plan->cache_ttl = (uint64_t)v;
-  v = 0;
-  if (rd_int(&r, "timeout", 0, 3600, &v)) return -1;
+  if (rd_int(&r, "timeout", 0, 3600, 0, &v)) return -1;
   plan->timeout_ms = (uint64_t)v * 1000;
   /* Freshness overrides (SPEC §5, docs/live.md): by default the content and the origin
    * decide how long a live playlist is reused. */
@@ -825,8 +863,7 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   plan->presign_ttl = 3600;
   if (has) {
     reader_t ps = {L, req->arena, lua_gettop(L), "presign"};
-    v = 3600;
-    if (rd_int(&ps, "ttl", 1, 604800, &v) || rd_str(&ps, "prefix", &plan->presign_prefix)) return -1;
+    if (rd_int(&ps, "ttl", 1, 604800, 3600, &v) || rd_str(&ps, "prefix", &plan->presign_prefix)) return -1;
     plan->presign_ttl = (uint32_t)v;
     lua_pop(L, 1);
   }
@@ -856,17 +893,19 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
  * a negative code with the stack restored to `base`. */
 static int call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int base) {
   lua_State *L = p->L;
-  p->used = 0;
-  p->exceeded = 0;
+  meter_start(p);
   int rc = lua_pcall(L, nargs, 1, base + 1);
-  if (rc == LUA_OK && !p->exceeded) return 0;
+  p->in_call = 0;
+  int exceeded = p->meter.exceeded;
+  if (rc == LUA_OK && !exceeded) return 0;
   const char *msg = rc != LUA_OK ? lua_tostring(L, -1) : NULL;
+  if (exceeded && rc == LUA_ERRMEM) msg = "instruction budget exceeded (allocations count too)";
   hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id,
-         msg ? msg : (p->exceeded ? "instruction budget exceeded (error was caught)"
-                                  : "non-string error"));
+         msg ? msg : (exceeded ? "instruction budget exceeded (error was caught)"
+                               : "non-string error"));
   if (rc == LUA_ERRMEM) lua_gc(L, LUA_GCCOLLECT);
   lua_settop(L, base);
-  return p->exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
+  return exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
 }
 
 int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res, hg_plan_t *plan) {
