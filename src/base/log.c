@@ -98,7 +98,8 @@ static int is_secret_name(const char *name, size_t n) {
                                       "signature", "password", "passwd", "secret", "auth",
                                       "authorization", "hdnts", "hmac", "apikey", "session",
                                       "X-Amz-Signature", "X-Amz-Credential",
-                                      "X-Amz-Security-Token", "Key-Pair-Id", "Policy"};
+                                      "X-Amz-Security-Token", "Key-Pair-Id", "Policy",
+                                      "cookie", "headers" /* the open proxy's per-stream headers */};
   static const char *const suffix[] = {"token", "secret", "signature", "password", "_key",
                                        "-key", "credential", "_sig", "-sig"};
   for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)

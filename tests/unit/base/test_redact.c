@@ -30,6 +30,8 @@ HG_TEST(redacts_every_spelling) {
       {"/a?refresh_token=" SECRET, "/a?refresh_token=REDACTED"},
       {"/a?api_key=" SECRET, "/a?api_key=REDACTED"},
       {"/a?X-Goog-Signature=" SECRET, "/a?X-Goog-Signature=REDACTED"},
+      /* the open proxy's per-stream upstream headers carry cookies */
+      {"/proxy?headers=%7B%22Cookie%22%3A%22" SECRET "%22%7D&url=x", "/proxy?headers=REDACTED&url=x"},
       /* percent-encoded names: accepted by the query decoder, so redacted */
       {"/a?%74oken=" SECRET, "/a?%74oken=REDACTED"},
       {"/a?%54%4F%4B%45%4E=" SECRET, "/a?%54%4F%4B%45%4E=REDACTED"},
