@@ -29,6 +29,18 @@
 #define SNIFF_MAX 1024        /* bytes that decide playlist or not */
 #define RELAY_HIGH (1 << 20)  /* pause the source above this much queued for the client */
 #define ERRBODY_MAX 8192
+/* Security (amplification): a rewrite may write at most OUT_RATIO bytes per input byte
+ * plus OUT_SLACK, and never more than OUT_MAX_MULT × --max-playlist. Legitimate rewrites
+ * stay far below: a 29-byte "#EXTINF:4,\nseg_000001.ts\n" entry proxied with a 400-byte
+ * token or presigned (~450 bytes) grows ~16×; tiny relative URIs under a 6 KB base URL
+ * grow ~450× and are refused (502) after a few MB instead of 121 MB. */
+#define OUT_RATIO 32
+#define OUT_SLACK (64u << 10)
+#define OUT_MAX_MULT 4
+/* Bytes of playlist bodies buffered for rewriting, all workers together, at most
+ * HELD_MULT × --max-playlist (128 MiB by default): N concurrent max-size playlists
+ * cannot take N × max. Past it a request is answered 503 with Retry-After. */
+#define HELD_MULT 8
 #define LLHLS_TIMEOUT_MS 30000 /* room for 3 × a target duration of up to 10 s */
 
 enum { M_SNIFF, M_BUFFER, M_RELAY, M_ERRBODY, M_DONE };
@@ -70,7 +82,28 @@ typedef struct x_s {
   size_t proxied;            /* URIs this rewrite made into gateway URLs (with params) */
   int64_t presign_at;        /* signing time of this exchange's presigned URLs */
   int64_t presign_bucket;    /* seconds that signing time stays the same */
+  size_t held;               /* bytes of x->body counted in g_held */
 } x_t;
+
+/* Playlist bytes buffered by all exchanges of the process (every worker). */
+static size_t g_held;
+
+/* Counts `n` more buffered playlist bytes against the process-wide budget. Returns 0, or
+ * HG_ETOOBIG (nothing counted) when the budget would be exceeded. Any thread. */
+static int hold(x_t *x, size_t n) {
+  size_t cap = x->ctx->max_playlist * HELD_MULT;
+  if (__atomic_add_fetch(&g_held, n, __ATOMIC_RELAXED) > cap) {
+    __atomic_sub_fetch(&g_held, n, __ATOMIC_RELAXED);
+    return HG_ETOOBIG;
+  }
+  x->held += n;
+  return 0;
+}
+
+static void unhold(x_t *x) {
+  if (x->held) __atomic_sub_fetch(&g_held, x->held, __ATOMIC_RELAXED);
+  x->held = 0;
+}
 
 static void src_data(x_t *x, char *data, size_t len);
 static void src_done(x_t *x, int err, const char *msg);
@@ -85,6 +118,7 @@ __attribute__((noinline)) static void x_unref(x_t *x) {
     hg_cache_obj_release(hg_cache_fill_end(x->ctx->cache, x->out_fill, NULL, uv_now(x->ctx->loop), 0, 0));
   hg_policy_plan_done(x->policy, &x->plan);
   hg_policy_release(x->policy);
+  unhold(x);
   hg_buf_free(&x->body);
   hg_buf_free(&x->tmp);
   hg_buf_free(&x->tee);
@@ -315,11 +349,37 @@ static void store_output(x_t *x, const char *body, size_t len) {
   hg_cache_obj_release(hg_cache_fill_end(x->ctx->cache, fill, o, uv_now(x->ctx->loop), ttl, 0));
 }
 
+/* Too many playlists buffered at once (HELD_MULT): the client may retry shortly. */
+static void respond_busy(x_t *x) {
+  hg_response_t res;
+  memset(&res, 0, sizeof(res));
+  if (hg_response_error(&res, x->req->arena, 503, "too many playlists in flight", x->req->id) != 0) {
+    res.status = 500;
+    res.nheaders = 0;
+  }
+  hg_response_add_header(&res, "Retry-After", 11, "1", 1);
+  add_plan_headers(x, &res);
+  hg_log(HG_LOG_WARN, "request %s: 503: playlist memory budget (%zu bytes) exhausted", x->req->id,
+         x->ctx->max_playlist * HELD_MULT);
+  respond(x, &res);
+}
+
 static void rewrite_and_respond(x_t *x) {
   hg_buf_t out = HG_BUF_INIT;
   const char *base = x->final_url;
+  size_t in = x->body.len, lim = OUT_MAX_MULT * x->ctx->max_playlist;
+  if (in < (lim - OUT_SLACK) / OUT_RATIO) lim = in * OUT_RATIO + OUT_SLACK;
+  hg_hls_rewriter_limit(x->ctx->rewriter, lim);
   int rc = hg_hls_rewrite(x->ctx->rewriter, &out, x->body.data ? x->body.data : "", x->body.len,
                           base, strlen(base), decide, x, NULL);
+  /* The input is done with: give it back before the output is copied to the server. */
+  hg_buf_free(&x->body);
+  unhold(x);
+  if (rc == HG_ETOOBIG) {
+    hg_buf_free(&out);
+    respond_upstream_error(x, HG_ETOOBIG, "rewritten playlist larger than the limit");
+    return;
+  }
   if (rc == HG_EPOLICY || rc == HG_EBUDGET) {
     hg_buf_free(&out);
     respond_error(x, 500, "policy error");
@@ -334,15 +394,12 @@ static void rewrite_and_respond(x_t *x) {
   hg_response_t res;
   memset(&res, 0, sizeof(res));
   res.status = 200;
-  res.body = out.len ? hg_arena_strndup(x->req->arena, out.data, out.len) : "";
+  /* No arena copy: the server copies the body into its write buffer before it returns. */
+  res.body = out.len ? out.data : "";
   res.body_len = out.len;
-  hg_buf_free(&out);
-  if (res.body == NULL) {
-    respond_error(x, 500, "out of memory");
-    return;
-  }
   if (x->out_fill) store_output(x, res.body, res.body_len);
   respond_playlist(x, &res);
+  hg_buf_free(&out);
 }
 
 /* ---- relaying ---- */
@@ -438,6 +495,11 @@ static int sniff(x_t *x, int final) {
   if (maybe && !final && n < SNIFF_MAX) return 0;
   if (maybe && hg_hls_is_playlist(x->body.data ? x->body.data : "", n)) {
     x->mode = M_BUFFER;
+    if (hold(x, n) != 0) {
+      if (!final) source_abort(x); /* (when final, src_done ends the source) */
+      respond_busy(x);
+      return 1;
+    }
     if (final) rewrite_and_respond(x);
   } else {
     start_relay(x);
@@ -500,6 +562,12 @@ static void src_data(x_t *x, char *data, size_t len) {
       free(data);
       source_abort(x);
       respond_upstream_error(x, HG_ETOOBIG, "playlist larger than the limit");
+      return;
+    }
+    if (hold(x, len) != 0) {
+      free(data);
+      source_abort(x);
+      respond_busy(x);
       return;
     }
     hg_buf_append(&x->body, data, len);
