@@ -1229,7 +1229,7 @@ static void conn_release(hg_fetch_t *f) {
 /* The final head: decide on gzip, show it to the caller. */
 static void deliver_head(hg_fetch_t *f) {
   int gzip = 0;
-  const hidx_t *ce = f->accept_gzip ? find_header(f, "content-encoding") : NULL;
+  const hidx_t *ce = f->accept_gzip == HG_FETCH_GZIP_DECODE ? find_header(f, "content-encoding") : NULL;
   if (ce) {
     const char *v = f->hstore.data + ce->v;
     gzip = (ce->vl == 4 && strncasecmp(v, "gzip", 4) == 0) ||
@@ -1682,6 +1682,12 @@ void hg_fetch_pause(hg_fetch_t *f) {
   if (f->state == F_RESPONSE) {
     timer_arm(f, T_READ); /* total deadline only */
     if (f->conn) conn_update_reading(f->conn);
+    /* Memory: a paused fetch (a viewer that stopped reading) keeps no read buffer; the
+     * origin's bytes wait in the kernel. It is allocated again on resume. */
+    if (f->conn && f->conn->rx_off == f->conn->rx.len) {
+      hg_buf_free(&f->conn->rx);
+      f->conn->rx_off = 0;
+    }
   }
 }
 
