@@ -92,6 +92,7 @@ typedef struct x_s {
   const char *cenc;          /* the origin's Content-Encoding, or NULL */
   z_stream *gz;              /* decoding a gzip playlist into x->body */
   int gz_end;                /* the gzip stream ended */
+  uint64_t buffer_until;     /* loop time by which a buffered body must be complete */
 } x_t;
 
 /* Playlist bytes buffered by all exchanges of the process (every worker). */
@@ -630,6 +631,7 @@ static void buffer_failed(x_t *x, int rc, int final) {
   if (rc == HG_EBUDGET) respond_busy(x);
   else if (rc == HG_ETOOBIG) respond_upstream_error(x, rc, "playlist larger than the limit");
   else if (rc == HG_EUPSTREAM) respond_upstream_error(x, rc, "bad response: invalid gzip body");
+  else if (rc == HG_ETIMEOUT) respond_upstream_error(x, rc, "playlist body not complete in time");
   else respond_error(x, 500, "out of memory");
 }
 
@@ -696,6 +698,9 @@ static void src_head(x_t *x, int status, int64_t clen) {
   x->req->log_upstream_ms = (double)(uv_hrtime() - x->up_start) / 1e6;
   if (status == 200 || status == 206) x->mode = M_SNIFF;
   else x->mode = M_ERRBODY;
+  /* Security (slow drip): the read timeout restarts with every byte, so a body we buffer
+   * (sniffed bytes, a playlist) must also be complete within the timeout from its head. */
+  x->buffer_until = uv_now(x->ctx->loop) + (x->plan.timeout_ms ? x->plan.timeout_ms : 10000);
   /* Not storable (known too big, or not a 200): do not even start copying it. */
   if (x->fill && (status != 200 || (clen >= 0 && (uint64_t)clen > hg_cache_max_object(x->ctx->cache))))
     x->tee_failed = 1;
@@ -734,6 +739,11 @@ static void src_data(x_t *x, char *data, size_t len) {
       x->tee_failed = 1;
       hg_buf_free(&x->tee);
     }
+  }
+  if ((x->mode == M_SNIFF || x->mode == M_BUFFER) && uv_now(x->ctx->loop) > x->buffer_until) {
+    free(data);
+    buffer_failed(x, HG_ETIMEOUT, 0);
+    return;
   }
   switch (x->mode) {
   case M_SNIFF:
