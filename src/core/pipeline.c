@@ -93,6 +93,7 @@ typedef struct x_s {
   z_stream *gz;              /* decoding a gzip playlist into x->body */
   int gz_end;                /* the gzip stream ended */
   uint64_t buffer_until;     /* loop time by which a buffered body must be complete */
+  hg_buf_t out_body;         /* a rewritten playlist, handed to the server as is by respond */
 } x_t;
 
 /* Playlist bytes buffered by all exchanges of the process (every worker). */
@@ -134,6 +135,7 @@ __attribute__((noinline)) static void x_unref(x_t *x) {
     free(x->gz);
   }
   hg_buf_free(&x->body);
+  hg_buf_free(&x->out_body);
   hg_buf_free(&x->tmp);
   hg_buf_free(&x->tee);
   hg_buf_free(&x->shared_key);
@@ -157,7 +159,15 @@ static void respond(x_t *x, hg_response_t *res) {
    * happens to look like HTML stays inert). */
   hg_response_add_header(res, "X-Content-Type-Options", 22, "nosniff", 7);
   x->mode = M_DONE;
-  hg_http_respond(x->txn, res);
+  if (x->out_body.len) { /* Memory: the rewritten playlist is handed over, never copied */
+    size_t n;
+    char *p = hg_buf_steal(&x->out_body, &n);
+    hg_http_stream_start(x->txn, res, (int64_t)n, NULL, NULL);
+    hg_http_stream_write(x->txn, p, n); /* (frees p if the client is gone) */
+    hg_http_stream_end(x->txn, 1);
+  } else {
+    hg_http_respond(x->txn, res);
+  }
   x_unref(x);
 }
 
@@ -411,12 +421,10 @@ static void rewrite_and_respond(x_t *x) {
   hg_response_t res;
   memset(&res, 0, sizeof(res));
   res.status = 200;
-  /* No arena copy: the server copies the body into its write buffer before it returns. */
-  res.body = out.len ? out.data : "";
-  res.body_len = out.len;
-  if (x->out_fill) store_output(x, res.body, res.body_len);
+  res.body = ""; /* the body goes in x->out_body: respond hands it over without a copy */
+  if (x->out_fill) store_output(x, out.len ? out.data : "", out.len);
+  x->out_body = out;
   respond_playlist(x, &res);
-  hg_buf_free(&out);
 }
 
 /* ---- relaying ---- */
