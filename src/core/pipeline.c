@@ -94,6 +94,8 @@ typedef struct x_s {
   int gz_end;                /* the gzip stream ended */
   uint64_t buffer_until;     /* loop time by which a buffered body must be complete */
   hg_buf_t out_body;         /* a rewritten playlist, handed to the server as is by respond */
+  hg_cache_obj_t *cobj;      /* a cached object being fed as the source (retained) */
+  size_t coff;               /* bytes of it fed so far */
 } x_t;
 
 /* Playlist bytes buffered by all exchanges of the process (every worker). */
@@ -992,10 +994,13 @@ static void source_pause(x_t *x) {
   if (x->file) hg_file_fetch_pause(x->file);
 }
 
+static void feed_obj(x_t *x);
+
 static void source_resume(x_t *x) {
   x->paused = 0;
   if (x->fetch) hg_fetch_resume(x->fetch);
   if (x->file) hg_file_fetch_resume(x->file);
+  if (x->cobj) feed_obj(x);
 }
 
 static hg_cache_obj_t *end_fill(x_t *x, int ok);
@@ -1006,7 +1011,9 @@ static void source_abort(x_t *x) {
   hg_cache_obj_release(end_fill(x, 0));
   if (x->fetch) hg_fetch_abort(x->fetch);
   else if (x->file) hg_file_fetch_abort(x->file);
-  else return; /* no source running (a cache hit feeds itself) */
+  else if (x->cobj) hg_cache_obj_release(x->cobj);
+  else return; /* no source running */
+  x->cobj = NULL;
   x->fetch = NULL;
   x->file = NULL;
   x_unref(x);
@@ -1025,18 +1032,31 @@ static void serve_obj(x_t *x, hg_cache_obj_t *o) {
   if (o->final_url) x->final_url = hg_arena_strndup(x->req->arena, o->final_url, strlen(o->final_url));
   src_head(x, 200, (int64_t)o->len);
   x->req->log_upstream_status = 0;
-  char *copy = malloc(o->len ? o->len : 1);
-  if (copy == NULL) {
-    hg_cache_obj_release(o);
-    src_done(x, UV_ENOMEM, "out of memory");
-    return;
+  x->cobj = o;
+  x->coff = 0;
+  feed_obj(x);
+}
+
+/* Feeds the cached object in 64 KiB pieces while the client keeps up (Memory: a viewer
+ * that stops reading a cached 32 MiB object holds RELAY_HIGH, not a copy of it). Ends
+ * with src_done, which drops the source reference. */
+static void feed_obj(x_t *x) {
+  x->refs++; /* this loop's own: what it feeds may end the exchange */
+  while (x->cobj && !x->paused && x->mode != M_DONE && x->coff < x->cobj->len) {
+    size_t n = x->cobj->len - x->coff < 65536 ? x->cobj->len - x->coff : 65536;
+    char *p = malloc(n);
+    if (p == NULL) break;
+    memcpy(p, x->cobj->body + x->coff, n);
+    x->coff += n;
+    src_data(x, p, n);
   }
-  memcpy(copy, o->body, o->len);
-  size_t n = o->len;
-  hg_cache_obj_release(o);
-  if (n) src_data(x, copy, n);
-  else free(copy);
-  src_done(x, 0, NULL);
+  if (x->cobj && (x->coff == x->cobj->len || x->mode == M_DONE || !x->paused)) {
+    int err = x->coff == x->cobj->len || x->mode == M_DONE ? 0 : UV_ENOMEM;
+    hg_cache_obj_release(x->cobj);
+    x->cobj = NULL;
+    src_done(x, err, err ? "out of memory" : NULL);
+  }
+  x_unref(x);
 }
 
 static void start_source(x_t *x);

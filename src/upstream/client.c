@@ -647,7 +647,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
     return;
   }
-  *buf = uv_buf_init(c->rx.data + c->rx.len, (unsigned)(c->rx.cap - c->rx.len - 1));
+  size_t room = c->rx.cap - c->rx.len - 1; /* (doubling may have made it 128 KiB) */
+  /* Memory: one read is at most READ_CHUNK, what a paused relay may hold besides its queue. */
+  *buf = uv_buf_init(c->rx.data + c->rx.len, (unsigned)(room < READ_CHUNK ? room : READ_CHUNK));
 }
 
 static void tls_step(conn_t *c);

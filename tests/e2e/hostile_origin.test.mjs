@@ -395,16 +395,15 @@ describe('hostile origins', () => {
   });
 
   describe('viewers that stop reading (item 5)', () => {
-    it('each holds a bounded amount of gateway memory', async () => {
-      routes['/huge.ts'] = bigRoute(256 * MiB);
-      const N = 40;
+    /** N viewers read the head of `target` then stop reading; resolves KiB of RSS each. */
+    async function stalledKiB(target, N, label) {
       const pid = gw.proc.pid;
       const conns = [];
       const base = rssKiB(pid);
       await withViewer(gw, origin, async () => {
         for (let i = 0; i < N; i++) {
           const c = await connect(gw.port);
-          c.write(`GET /fetch?timeout=1&u=${enc(`${origin.base}/huge.ts`)}&n=${i} HTTP/1.1\r\nHost: t\r\n\r\n`);
+          c.write(`GET ${target} HTTP/1.1\r\nHost: t\r\n\r\n`);
           await c.read(1, { head: true, timeout: 10000 });
           c.sock.pause(); // stop reading: kernel buffers fill, then the gateway's queue
           conns.push(c);
@@ -412,11 +411,29 @@ describe('hostile origins', () => {
         await sleep(2500); // everything settles (and no spurious 1 s read timeout fires)
       });
       const growth = rssKiB(pid) - base;
-      const perViewer = growth / N;
-      console.log(`# ${N} stalled viewers: RSS +${(growth / 1024).toFixed(1)} MiB, ${perViewer.toFixed(0)} KiB per viewer`);
+      console.log(`# ${N} stalled viewers (${label}): RSS +${(growth / 1024).toFixed(1)} MiB, ${(growth / N).toFixed(0)} KiB per viewer`);
       for (const c of conns) assert.equal(c.closed, false, 'still connected while stalled');
       for (const c of conns) c.close();
+      return growth / N;
+    }
+
+    it('each holds a bounded amount of gateway memory', async () => {
+      routes['/huge.ts'] = bigRoute(256 * MiB);
+      const perViewer = await stalledKiB(`/fetch?timeout=1&u=${enc(`${origin.base}/huge.ts`)}`, 40, 'relay');
       assert.ok(perViewer < 256, `${perViewer.toFixed(0)} KiB per stalled viewer`);
+    });
+
+    it('also when the object comes from the cache', async () => {
+      routes['/cached.ts'] = bigRoute(24 * MiB);
+      const target = `/fetch?ttl=300&u=${enc(`${origin.base}/cached.ts`)}`;
+      const first = await rawGet(gw.port, target); // fills the cache
+      assert.equal(first.body.length, 24 * MiB);
+      const hits = origin.hits.get('/cached.ts');
+      const perViewer = await stalledKiB(target, 20, 'cache hit');
+      assert.equal(origin.hits.get('/cached.ts'), hits, 'served from the cache');
+      assert.ok(perViewer < 256, `${perViewer.toFixed(0)} KiB per stalled viewer`);
+      const again = await rawGet(gw.port, target); // and a cache hit is whole and right
+      assert.ok(again.body.equals(pattern(0, 24 * MiB)));
     });
 
     it('a viewer that resumes after a pause longer than the read timeout gets every byte', async () => {
