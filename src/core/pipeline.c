@@ -1150,12 +1150,12 @@ static void serve_output(x_t *x, hg_cache_obj_t *o) {
   hg_response_t res;
   memset(&res, 0, sizeof(res));
   res.status = 200;
-  res.body = hg_arena_strndup(x->req->arena, o->body, o->len);
-  res.body_len = o->len;
+  res.body = ""; /* one copy, handed to the server by respond (not arena + write buffer) */
+  int rc = hg_buf_append(&x->out_body, o->body, o->len);
   hg_cache_obj_release(o);
   x->refs--; /* no source will run */
   x->req->log_cache = "hit";
-  if (res.body == NULL) respond_error(x, 500, "out of memory");
+  if (rc != 0) respond_error(x, 500, "out of memory");
   else respond_playlist(x, &res);
 }
 
