@@ -688,6 +688,7 @@ static int sniff(x_t *x, int final) {
     } else {
       rc = hold(x, x->body.len) != 0 ? HG_EBUDGET : 0;
     }
+    if (rc == 0 && final && gzip && !x->gz_end) rc = HG_EUPSTREAM; /* a truncated gzip body */
     if (rc) {
       buffer_failed(x, rc, final);
       return 1;
@@ -1025,6 +1026,7 @@ static void source_abort(x_t *x) {
  * relay). Uses the exchange's source reference; releases `o`. */
 static void serve_obj(x_t *x, hg_cache_obj_t *o) {
   x->nup = 0;
+  x->cenc = NULL; /* cached bodies are identity (a failed fetch may have named one) */
   hg_buf_clear(&x->body); /* a failed fetch may have left part of an error body */
   x->ctype = o->content_type ? hg_arena_strndup(x->req->arena, o->content_type, strlen(o->content_type)) : NULL;
   if (o->etag) keep_header(x, "ETag", 4, o->etag, strlen(o->etag));

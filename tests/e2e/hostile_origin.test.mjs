@@ -354,6 +354,9 @@ describe('hostile origins', () => {
         r.writeHead(200, { 'Content-Encoding': 'gzip' });
         r.end(zlib.gzipSync('#EXTM3U\n#EXTINF:4,\nseg.ts\n#EXT-X-ENDLIST\n'));
       };
+      const gz = zlib.gzipSync('#EXTM3U\n#EXTINF:4,\nseg.ts\n#EXT-X-ENDLIST\n');
+      const cut = gz.subarray(0, gz.length - 12); // the deflate end and the trailer missing
+      routes['/cut.m3u8'] = (q, r) => { r.writeHead(200, { 'Content-Encoding': 'gzip', 'Content-Length': cut.length }); r.end(cut); };
       const bomb = zlib.gzipSync(Buffer.concat([Buffer.from('#EXTM3U\n'), Buffer.alloc(512 * MiB, '#')]), { level: 9 });
       routes['/bomb.m3u8'] = (q, r) => { r.writeHead(200, { 'Content-Encoding': 'gzip', 'Content-Length': bomb.length }); r.end(bomb); };
     });
@@ -379,6 +382,12 @@ describe('hostile origins', () => {
       assert.equal(res.status, 200);
       assert.equal(res.headers['content-encoding'], undefined);
       assert.equal(res.body, `#EXTM3U\n#EXTINF:4,\n${origin.base}/seg.ts\n#EXT-X-ENDLIST\n`);
+    });
+
+    it('a truncated gzip playlist: 502, never a partial rewrite', async () => {
+      const res = await get(gw.port, `/fetch?rw=absolute&u=${enc(`${origin.base}/cut.m3u8`)}`, 'Accept-Encoding: gzip\r\n');
+      assert.equal(res.status, 502);
+      assert.match(JSON.parse(res.body).error, /invalid gzip body/);
     });
 
     it('a gzip bomb playlist: 502 quickly with bounded memory', async () => {
