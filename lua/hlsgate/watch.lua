@@ -48,6 +48,8 @@ function M.new(opts)
     return {
       origin = { type = "file", root = dir, path = name == "" and "watch.html" or name },
       content_type = ctype,
+      -- the page's own types, served inline (with the strict CSP below instead of sandbox)
+      content_types = { allow = { ctype:match("^[^;]+") } },
       headers = { ["Cache-Control"] = "no-cache", ["Content-Security-Policy"] = CSP,
                   ["X-Frame-Options"] = "DENY", ["Referrer-Policy"] = "no-referrer" },
       route = "watch",

@@ -28,9 +28,26 @@
 #include "upstream/file.h"
 #include "url/url.h"
 
+#include <zlib.h>
+
 #define SNIFF_MAX 1024        /* bytes that decide playlist or not */
-#define RELAY_HIGH (1 << 20)  /* pause the source above this much queued for the client */
+/* Pause the source once this much waits for the client: what a viewer that stops reading
+ * costs in memory (plus at most one source chunk, 64 KiB; nginx keeps ~64 KiB too). The
+ * kernel's socket buffers keep the pipe full for a fast viewer. */
+#define RELAY_HIGH (64 << 10)
 #define ERRBODY_MAX 8192
+/* Security (amplification): a rewrite may write at most OUT_RATIO bytes per input byte
+ * plus OUT_SLACK, and never more than OUT_MAX_MULT × --max-playlist. Legitimate rewrites
+ * stay far below: a 29-byte "#EXTINF:4,\nseg_000001.ts\n" entry proxied with a 400-byte
+ * token or presigned (~450 bytes) grows ~16×; tiny relative URIs under a 6 KB base URL
+ * grow ~450× and are refused (502) after a few MB instead of 121 MB. */
+#define OUT_RATIO 32
+#define OUT_SLACK (64u << 10)
+#define OUT_MAX_MULT 4
+/* Bytes of playlist bodies buffered for rewriting, all workers together, at most
+ * HELD_MULT × --max-playlist (128 MiB by default): N concurrent max-size playlists
+ * cannot take N × max. Past it a request is answered 503 with Retry-After. */
+#define HELD_MULT 8
 #define LLHLS_TIMEOUT_MS 30000 /* room for 3 × a target duration of up to 10 s */
 
 enum { M_SNIFF, M_BUFFER, M_RELAY, M_ERRBODY, M_DONE };
@@ -79,7 +96,36 @@ typedef struct x_s {
   int no_store;              /* the origin forbids storing or sharing the answer */
   hg_hls_info_t info;        /* what the playlist in `body` says of itself */
   int info_done;
+  size_t held;               /* bytes of x->body counted in g_held */
+  /* Content-Encoding: relayed as sent; only a gzip playlist is decoded (to rewrite it) */
+  const char *cenc;          /* the origin's Content-Encoding, or NULL */
+  z_stream *gz;              /* decoding a gzip playlist into x->body */
+  int gz_end;                /* the gzip stream ended */
+  uint64_t buffer_until;     /* loop time by which a buffered body must be complete */
+  hg_buf_t out_body;         /* a rewritten playlist, handed to the server as is by respond */
+  hg_cache_obj_t *cobj;      /* a cached object being fed as the source (retained) */
+  size_t coff;               /* bytes of it fed so far */
 } x_t;
+
+/* Playlist bytes buffered by all exchanges of the process (every worker). */
+static size_t g_held;
+
+/* Counts `n` more buffered playlist bytes against the process-wide budget. Returns 0, or
+ * HG_ETOOBIG (nothing counted) when the budget would be exceeded. Any thread. */
+static int hold(x_t *x, size_t n) {
+  size_t cap = x->ctx->max_playlist * HELD_MULT;
+  if (__atomic_add_fetch(&g_held, n, __ATOMIC_RELAXED) > cap) {
+    __atomic_sub_fetch(&g_held, n, __ATOMIC_RELAXED);
+    return HG_ETOOBIG;
+  }
+  x->held += n;
+  return 0;
+}
+
+static void unhold(x_t *x) {
+  if (x->held) __atomic_sub_fetch(&g_held, x->held, __ATOMIC_RELAXED);
+  x->held = 0;
+}
 
 static void src_data(x_t *x, char *data, size_t len);
 static void src_done(x_t *x, int err, const char *msg);
@@ -94,7 +140,13 @@ __attribute__((noinline)) static void x_unref(x_t *x) {
     hg_cache_obj_release(hg_cache_fill_end(x->ctx->cache, x->out_fill, NULL, uv_now(x->ctx->loop), 0, 0));
   hg_policy_plan_done(x->policy, &x->plan);
   hg_policy_release(x->policy);
+  unhold(x);
+  if (x->gz) {
+    inflateEnd(x->gz);
+    free(x->gz);
+  }
   hg_buf_free(&x->body);
+  hg_buf_free(&x->out_body);
   hg_buf_free(&x->tmp);
   hg_buf_free(&x->tee);
   hg_buf_free(&x->shared_key);
@@ -114,8 +166,19 @@ static void add_plan_headers(x_t *x, hg_response_t *res) {
 
 /* Hands a complete response to the server; the exchange's response reference ends. */
 static void respond(x_t *x, hg_response_t *res) {
+  /* Security: no browser second-guesses our types (a JSON error or a playlist that
+   * happens to look like HTML stays inert). */
+  hg_response_add_header(res, "X-Content-Type-Options", 22, "nosniff", 7);
   x->mode = M_DONE;
-  hg_http_respond(x->txn, res);
+  if (x->out_body.len) { /* Memory: the rewritten playlist is handed over, never copied */
+    size_t n;
+    char *p = hg_buf_steal(&x->out_body, &n);
+    hg_http_stream_start(x->txn, res, (int64_t)n, NULL, NULL);
+    hg_http_stream_write(x->txn, p, n); /* (frees p if the client is gone) */
+    hg_http_stream_end(x->txn, 1);
+  } else {
+    hg_http_respond(x->txn, res);
+  }
   x_unref(x);
 }
 
@@ -154,10 +217,16 @@ static uint64_t answer_ttl(x_t *x, const hg_hls_info_t *info) {
   return ttl;
 }
 
+/* Whether the plan sets response header `name` itself. */
+static int plan_has_header(const x_t *x, const char *name) {
+  for (size_t i = 0; i < x->plan.nheaders; i++)
+    if (strcasecmp(x->plan.headers[i].name, name) == 0) return 1;
+  return 0;
+}
+
 /* Adds the Cache-Control of SPEC §7 unless the policy set its own (a plan header). */
 static void add_cache_control(x_t *x, hg_response_t *res, uint64_t ttl_ms) {
-  for (size_t i = 0; i < x->plan.nheaders; i++)
-    if (strcasecmp(x->plan.headers[i].name, "Cache-Control") == 0) return;
+  if (plan_has_header(x, "Cache-Control")) return;
   char cc[48];
   hg_live_cache_control(cc, sizeof(cc), ttl_ms, x->plan.carries_token, x->no_store);
   const char *v = hg_arena_strndup(x->req->arena, cc, strlen(cc));
@@ -392,11 +461,37 @@ static void store_output(x_t *x, const char *body, size_t len, uint64_t ttl) {
   hg_cache_obj_release(hg_cache_fill_end(x->ctx->cache, fill, o, uv_now(x->ctx->loop), ttl, 0));
 }
 
+/* Too many playlists buffered at once (HELD_MULT): the client may retry shortly. */
+static void respond_busy(x_t *x) {
+  hg_response_t res;
+  memset(&res, 0, sizeof(res));
+  if (hg_response_error(&res, x->req->arena, 503, "too many playlists in flight", x->req->id) != 0) {
+    res.status = 500;
+    res.nheaders = 0;
+  }
+  hg_response_add_header(&res, "Retry-After", 11, "1", 1);
+  add_plan_headers(x, &res);
+  hg_log(HG_LOG_WARN, "request %s: 503: playlist memory budget (%zu bytes) exhausted", x->req->id,
+         x->ctx->max_playlist * HELD_MULT);
+  respond(x, &res);
+}
+
 static void rewrite_and_respond(x_t *x) {
   hg_buf_t out = HG_BUF_INIT;
   const char *base = x->final_url;
+  size_t in = x->body.len, lim = OUT_MAX_MULT * x->ctx->max_playlist;
+  if (in < (lim - OUT_SLACK) / OUT_RATIO) lim = in * OUT_RATIO + OUT_SLACK;
+  hg_hls_rewriter_limit(x->ctx->rewriter, lim);
   int rc = hg_hls_rewrite(x->ctx->rewriter, &out, x->body.data ? x->body.data : "", x->body.len,
                           base, strlen(base), decide, x, NULL);
+  /* The input is done with: give it back before the output is copied to the server. */
+  hg_buf_free(&x->body);
+  unhold(x);
+  if (rc == HG_ETOOBIG) {
+    hg_buf_free(&out);
+    respond_upstream_error(x, HG_ETOOBIG, "rewritten playlist larger than the limit");
+    return;
+  }
   if (rc == HG_EPOLICY || rc == HG_EBUDGET) {
     hg_buf_free(&out);
     respond_error(x, 500, "policy error");
@@ -411,19 +506,14 @@ static void rewrite_and_respond(x_t *x) {
   hg_response_t res;
   memset(&res, 0, sizeof(res));
   res.status = 200;
-  res.body = out.len ? hg_arena_strndup(x->req->arena, out.data, out.len) : "";
-  res.body_len = out.len;
-  hg_buf_free(&out);
-  if (res.body == NULL) {
-    respond_error(x, 500, "out of memory");
-    return;
-  }
+  res.body = ""; /* the body goes in x->out_body: respond hands it over without a copy */
   /* The output never outlives its input, nor the time bucket its presigned URLs were
    * signed in (SPEC §7). */
   uint64_t ttl = answer_ttl(x, body_info(x));
   int64_t left = x->presign_at + x->presign_bucket - (int64_t)time(NULL);
   if (x->plan.has_s3 && left * 1000 < (int64_t)ttl) ttl = left > 0 ? (uint64_t)left * 1000 : 0;
-  if (x->out_fill) store_output(x, res.body, res.body_len, x->no_store ? 0 : ttl);
+  if (x->out_fill) store_output(x, out.len ? out.data : "", out.len, x->no_store ? 0 : ttl);
+  x->out_body = out;
   respond_playlist(x, &res, ttl);
 }
 
@@ -451,29 +541,86 @@ static int is_generic_type(const char *t) {
          strncasecmp(t, "binary/octet-stream", 19) == 0;
 }
 
-/* Starts relaying: the head now (the upstream's status, type and validators, plus the
- * plan's headers), then the sniffed bytes and everything that follows. */
-static void start_relay(x_t *x) {
-  hg_response_t res;
-  memset(&res, 0, sizeof(res));
-  res.status = x->status;
+/* The type a relayed body goes out with: the origin's, else the plan's or a guess from
+ * the name when the origin says nothing better, else application/octet-stream (never
+ * none: a browser would sniff). */
+static const char *relay_type(const x_t *x) {
   const char *ctype = x->ctype;
   if (is_generic_type(ctype)) {
     const char *guess = x->plan.content_type ? x->plan.content_type
                                              : hg_file_type(x->final_url, strlen(x->final_url));
     if (guess) ctype = guess;
   }
-  if (ctype) hg_response_add_header(&res, "Content-Type", 12, ctype, strlen(ctype));
+  return ctype && *ctype ? ctype : "application/octet-stream";
+}
+
+/* The media type of a Content-Type value, lower-cased, without parameters or spaces. */
+static void media_type(const char *ct, char *mt, size_t cap) {
+  size_t n = 0;
+  for (; *ct && *ct != ';' && n + 1 < cap; ct++)
+    if (*ct != ' ' && *ct != '\t') mt[n++] = (char)((*ct >= 'A' && *ct <= 'Z') ? *ct + 32 : *ct);
+  mt[n] = '\0';
+}
+
+/* Media a player consumes and no browser runs as a document: no CSP needed. */
+static int is_media_type(const char *mt) {
+  return strncmp(mt, "video/", 6) == 0 || strncmp(mt, "audio/", 6) == 0 ||
+         strcmp(mt, "application/mp4") == 0 || strcmp(mt, "application/vnd.apple.mpegurl") == 0 ||
+         strcmp(mt, "application/x-mpegurl") == 0;
+}
+
+/* Security: what a player needs inline (SPEC §9 relay): media, keys and opaque segments,
+ * subtitles, images (not SVG: it runs script), JSON (content steering, asset lists), plus
+ * the plan's content_types.allow. HTML, XHTML, XML, SVG, JavaScript… are not: served from
+ * the gateway's origin they would run there. */
+static int type_allowed(const x_t *x, const char *mt) {
+  static const char *const exact[] = {"application/octet-stream", "binary/octet-stream", "text/vtt",
+                                      "application/ttml+xml", "application/json"};
+  if (is_media_type(mt)) return 1;
+  if (strncmp(mt, "image/", 6) == 0 && !strstr(mt, "svg") && !strstr(mt, "xml")) return 1;
+  for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+    if (strcmp(mt, exact[i]) == 0) return 1;
+  for (size_t i = 0; i < x->plan.nct_allow; i++) {
+    const char *a = x->plan.ct_allow[i];
+    size_t n = strlen(a);
+    if (n >= 2 && a[n - 1] == '*' && a[n - 2] == '/' ? strncasecmp(mt, a, n - 1) == 0 : strcasecmp(mt, a) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* Starts relaying: the head now (the upstream's status, type and validators, plus the
+ * plan's headers), then the sniffed bytes and everything that follows. */
+static void start_relay(x_t *x) {
+  hg_response_t res;
+  memset(&res, 0, sizeof(res));
+  res.status = x->status;
+  const char *ctype = relay_type(x);
+  char mt[128];
+  media_type(ctype, mt, sizeof(mt));
+  int inline_ok = type_allowed(x, mt);
+  hg_response_add_header(&res, "Content-Type", 12, ctype, strlen(ctype));
   add_cache_control(x, &res, answer_ttl(x, NULL));
+  /* Security: the type is the one we chose, never a sniffed one; anything a browser could
+   * render as a document runs in a sandbox (no script, opaque origin) if navigated to. */
+  hg_response_add_header(&res, "X-Content-Type-Options", 22, "nosniff", 7);
+  if (!is_media_type(mt) && !plan_has_header(x, "Content-Security-Policy")) /* the policy's own CSP wins */
+    hg_response_add_header(&res, "Content-Security-Policy", 23, "sandbox", 7);
+  /* The encoding passes through with the bytes as the origin sent them (issue 11: a
+   * decoded gzip bomb would amplify); what we ask the origin for follows the viewer's
+   * Accept-Encoding, so caches must key on it. */
+  if (x->cenc) hg_response_add_header(&res, "Content-Encoding", 16, x->cenc, strlen(x->cenc));
+  if (x->cenc || x->plan.origin == HG_ORIGIN_HTTP) hg_response_add_header(&res, "Vary", 4, "Accept-Encoding", 15);
   for (size_t i = 0; i < x->nup; i++)
     hg_response_add_header(&res, x->up_headers[i].name, x->up_headers[i].name_len,
                            x->up_headers[i].value, x->up_headers[i].value_len);
-  if (x->plan.disposition_name) {
+  if (x->plan.disposition_name || !inline_ok) {
     hg_buf_clear(&x->tmp);
-    hg_buf_puts(&x->tmp, "inline; filename=\"");
-    for (const char *c = x->plan.disposition_name; *c; c++)
+    hg_buf_puts(&x->tmp, inline_ok ? "inline" : "attachment");
+    if (x->plan.disposition_name) hg_buf_puts(&x->tmp, "; filename=\"");
+    for (const char *c = x->plan.disposition_name; c && *c; c++)
       if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20) hg_buf_putc(&x->tmp, *c);
-    hg_buf_putc(&x->tmp, '"');
+    if (x->plan.disposition_name) hg_buf_putc(&x->tmp, '"');
     const char *v = hg_arena_strndup(x->req->arena, x->tmp.data, x->tmp.len);
     if (v) hg_response_add_header(&res, "Content-Disposition", 19, v, x->tmp.len);
   }
@@ -494,6 +641,22 @@ static void start_relay(x_t *x) {
   }
 }
 
+/* Relays the body, or refuses it (403) when its type may not be served inline and the
+ * plan says content_types.otherwise = "refuse". */
+static void relay_or_refuse(x_t *x, int final) {
+  char mt[128];
+  media_type(relay_type(x), mt, sizeof(mt));
+  if (x->plan.ct_refuse && !type_allowed(x, mt)) {
+    if (!final) source_abort(x);
+    hg_buf_clear(&x->tmp);
+    hg_buf_printf(&x->tmp, "content type not allowed: %s", mt);
+    const char *msg = hg_arena_strndup(x->req->arena, x->tmp.data, x->tmp.len);
+    respond_error(x, 403, msg ? msg : "content type not allowed");
+    return;
+  }
+  start_relay(x);
+}
+
 /* A 206 whose Content-Range covers the whole object ("bytes 0-N-1/N", the answer to the
  * "Range: bytes=0-" that ffmpeg and others send even for playlists) is the full body:
  * it may be a playlist and is then rewritten and answered 200. */
@@ -509,21 +672,120 @@ static int whole_range(const x_t *x) {
   return 0;
 }
 
+static int is_gzip(const char *enc) {
+  return enc && (strcasecmp(enc, "gzip") == 0 || strcasecmp(enc, "x-gzip") == 0);
+}
+
+/* Decodes gzip `in` into `out` (concatenated members too), stopping once `out` holds more
+ * than `max` bytes, 64 KiB of output at a time so a bomb never gets further than that.
+ * *end tells whether the input so far ends a member. Returns 0, HG_ETOOBIG, HG_EUPSTREAM
+ * (not gzip) or HG_ENOMEM. */
+static int gunzip(z_stream *z, const char *in, size_t len, hg_buf_t *out, size_t max, int *end) {
+  z->next_in = (Bytef *)in;
+  z->avail_in = (uInt)len;
+  for (;;) {
+    if (*end && z->avail_in > 0) { /* another member follows */
+      inflateReset(z);
+      *end = 0;
+    }
+    if (hg_buf_reserve(out, 65536) != 0) return HG_ENOMEM;
+    uInt room = 65536;
+    z->next_out = (Bytef *)out->data + out->len;
+    z->avail_out = room;
+    int zr = inflate(z, Z_NO_FLUSH);
+    out->len += room - z->avail_out;
+    out->data[out->len] = '\0';
+    if (out->len > max) return HG_ETOOBIG;
+    if (zr == Z_STREAM_END) {
+      *end = 1;
+      if (z->avail_in == 0) return 0;
+    } else if (zr == Z_BUF_ERROR || (zr == Z_OK && z->avail_in == 0 && z->avail_out > 0)) {
+      return 0; /* needs more input */
+    } else if (zr != Z_OK) {
+      return HG_EUPSTREAM;
+    }
+  }
+}
+
+/* Decodes more of a gzip playlist into x->body, counting it against --max-playlist (the
+ * decoded size is what we hold) and the process budget. Returns 0 or an HG_E* code. */
+static int gz_body(x_t *x, const char *in, size_t len) {
+  if (x->gz == NULL) {
+    if ((x->gz = calloc(1, sizeof(*x->gz))) == NULL) return HG_ENOMEM;
+    if (inflateInit2(x->gz, 16 + MAX_WBITS) != Z_OK) {
+      free(x->gz);
+      x->gz = NULL;
+      return HG_ENOMEM;
+    }
+  }
+  size_t before = x->body.len;
+  int rc = gunzip(x->gz, in, len, &x->body, x->ctx->max_playlist, &x->gz_end);
+  if (rc == 0 && hold(x, x->body.len - before) != 0) rc = HG_EBUDGET;
+  return rc;
+}
+
+/* Ends a playlist that cannot be buffered; the source ends here unless `final` (then
+ * src_done does). */
+static void buffer_failed(x_t *x, int rc, int final) {
+  if (!final) source_abort(x);
+  if (rc == HG_EBUDGET) respond_busy(x);
+  else if (rc == HG_ETOOBIG) respond_upstream_error(x, rc, "playlist larger than the limit");
+  else if (rc == HG_EUPSTREAM) respond_upstream_error(x, rc, "bad response: invalid gzip body");
+  else if (rc == HG_ETIMEOUT) respond_upstream_error(x, rc, "playlist body not complete in time");
+  else respond_error(x, 500, "out of memory");
+}
+
 /* Decides from the bytes so far (all of them when `final`) whether this is a playlist.
- * Returns 1 when decided. */
+ * A gzip body is judged on its first decoded bytes (SPEC §5); a body in an encoding we
+ * do not decode is relayed as it is. Returns 1 when decided. */
 static int sniff(x_t *x, int final) {
-  const unsigned char *p = (const unsigned char *)x->body.data;
+  hg_buf_t dec = HG_BUF_INIT;
+  const char *view = x->body.data;
   size_t n = x->body.len, i = 0;
+  int gzip = is_gzip(x->cenc), decided = final;
+  if (gzip) {
+    z_stream z;
+    int end = 0;
+    memset(&z, 0, sizeof(z));
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return buffer_failed(x, HG_ENOMEM, final), 1;
+    int rc = gunzip(&z, x->body.data, x->body.len, &dec, SNIFF_MAX, &end);
+    inflateEnd(&z);
+    /* A gzip header may hold any amount of name or comment: judge after 64 KiB at most. */
+    if (rc == HG_ETOOBIG || x->body.len >= 65536) decided = 1;
+    else if (rc != 0) hg_buf_clear(&dec), decided = 1; /* not gzip after all: relay it */
+    view = dec.data;
+    n = dec.len;
+  }
+  const unsigned char *p = (const unsigned char *)view;
   if (n >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) i = 3;
   while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) i++;
   /* Media bytes (0x47 sync, ISO boxes, ID3…) never start with '#': relay at once. */
-  int maybe = (x->status == 200 || whole_range(x)) && (i == n || p[i] == '#');
-  if (maybe && !final && n < SNIFF_MAX) return 0;
-  if (maybe && hg_hls_is_playlist(x->body.data ? x->body.data : "", n)) {
+  int maybe = (x->status == 200 || whole_range(x)) && (i == n || p[i] == '#') && (!x->cenc || gzip);
+  if (maybe && !decided && n < SNIFF_MAX) {
+    hg_buf_free(&dec);
+    return 0;
+  }
+  int playlist = maybe && hg_hls_is_playlist(view ? view : "", n);
+  hg_buf_free(&dec);
+  if (playlist) {
     x->mode = M_BUFFER;
+    int rc;
+    if (gzip) { /* from here x->body holds the decoded playlist */
+      size_t rawlen;
+      char *raw = hg_buf_steal(&x->body, &rawlen);
+      rc = gz_body(x, raw, rawlen);
+      free(raw);
+    } else {
+      rc = hold(x, x->body.len) != 0 ? HG_EBUDGET : 0;
+    }
+    if (rc == 0 && final && gzip && !x->gz_end) rc = HG_EUPSTREAM; /* a truncated gzip body */
+    if (rc) {
+      buffer_failed(x, rc, final);
+      return 1;
+    }
     if (final) rewrite_and_respond(x);
   } else {
-    start_relay(x);
+    relay_or_refuse(x, final);
   }
   return 1;
 }
@@ -537,6 +799,9 @@ static void src_head(x_t *x, int status, int64_t clen) {
   x->req->log_upstream_ms = (double)(uv_hrtime() - x->up_start) / 1e6;
   if (status == 200 || status == 206) x->mode = M_SNIFF;
   else x->mode = M_ERRBODY;
+  /* Security (slow drip): the read timeout restarts with every byte, so a body we buffer
+   * (sniffed bytes, a playlist) must also be complete within the timeout from its head. */
+  x->buffer_until = uv_now(x->ctx->loop) + (x->plan.timeout_ms ? x->plan.timeout_ms : 10000);
   /* Not storable (known too big, or not a 200): do not even start copying it. */
   if (x->fill && (status != 200 || (clen >= 0 && (uint64_t)clen > hg_cache_max_object(x->ctx->cache))))
     x->tee_failed = 1;
@@ -550,6 +815,10 @@ static void keep_header(x_t *x, const char *name, size_t nlen, const char *value
   const char **slot[] = {&x->up_cc, &x->up_expires, &x->up_date, &x->up_age};
   if (nlen == 12 && strncasecmp(name, "Content-Type", 12) == 0) {
     x->ctype = hg_arena_strndup(x->req->arena, value, vlen);
+    return;
+  }
+  if (nlen == 16 && strncasecmp(name, "Content-Encoding", 16) == 0) { /* relayed as is */
+    if (!(vlen == 8 && strncasecmp(value, "identity", 8) == 0)) x->cenc = hg_arena_strndup(x->req->arena, value, vlen);
     return;
   }
   for (size_t i = 0; i < sizeof(fresh) / sizeof(fresh[0]); i++) {
@@ -576,6 +845,11 @@ static void src_data(x_t *x, char *data, size_t len) {
       hg_buf_free(&x->tee);
     }
   }
+  if ((x->mode == M_SNIFF || x->mode == M_BUFFER) && uv_now(x->ctx->loop) > x->buffer_until) {
+    free(data);
+    buffer_failed(x, HG_ETIMEOUT, 0);
+    return;
+  }
   switch (x->mode) {
   case M_SNIFF:
     hg_buf_append(&x->body, data, len);
@@ -583,10 +857,21 @@ static void src_data(x_t *x, char *data, size_t len) {
     sniff(x, 0);
     return;
   case M_BUFFER:
+    if (x->gz) {
+      int rc = gz_body(x, data, len);
+      free(data);
+      if (rc) buffer_failed(x, rc, 0);
+      return;
+    }
     if (x->body.len + len > x->ctx->max_playlist) {
       free(data);
       source_abort(x);
       respond_upstream_error(x, HG_ETOOBIG, "playlist larger than the limit");
+      return;
+    }
+    if (hold(x, len) != 0) {
+      free(data);
+      buffer_failed(x, HG_EBUDGET, 0);
       return;
     }
     hg_buf_append(&x->body, data, len);
@@ -594,7 +879,7 @@ static void src_data(x_t *x, char *data, size_t len) {
     return;
   case M_RELAY:
     hg_http_stream_write(x->txn, data, len);
-    if (hg_http_stream_queued(x->txn) > RELAY_HIGH) source_pause(x);
+    if (hg_http_stream_queued(x->txn) >= RELAY_HIGH) source_pause(x);
     return;
   case M_ERRBODY:
     if (x->body.len < ERRBODY_MAX) hg_buf_append(&x->body, data, len < ERRBODY_MAX ? len : ERRBODY_MAX);
@@ -659,6 +944,7 @@ static void src_done(x_t *x, int err, const char *msg) {
   default:
     if (err) respond_upstream_error(x, err, msg);
     else if (x->mode == M_ERRBODY) respond_upstream_status(x);
+    else if (x->mode == M_BUFFER && x->gz && !x->gz_end) buffer_failed(x, HG_EUPSTREAM, 1);
     else if (x->mode == M_BUFFER) rewrite_and_respond(x);
     else sniff(x, 1);
     if (x->mode == M_RELAY) { /* a short body relayed in one go */
@@ -682,6 +968,8 @@ static int on_fetch_head(void *ud, hg_fetch_t *f, const hg_fetch_head_t *head) {
     keep_header(x, head->headers[i].name, head->headers[i].name_len, head->headers[i].value,
                 head->headers[i].value_len);
   src_head(x, head->status, head->content_length);
+  /* The raw cache holds identity bodies only (a cache hit is never encoded). */
+  if (x->cenc) x->tee_failed = 1;
   return 0;
 }
 
@@ -711,6 +999,21 @@ static size_t forward_range(x_t *x, hg_header_t *h, size_t n, size_t cap) {
  * before it answers: directed requests get LLHLS_TIMEOUT_MS at least. */
 static void blocking_timeout(x_t *x, hg_fetch_opts_t *o) {
   if (x->dir.n && o->read_timeout_ms < LLHLS_TIMEOUT_MS) o->read_timeout_ms = LLHLS_TIMEOUT_MS;
+}
+
+/* Whether the viewer's Accept-Encoding takes gzip ("gzip" listed without q=0). */
+static int viewer_takes_gzip(x_t *x) {
+  const hg_header_t *ae = hg_request_header(x->req, "Accept-Encoding");
+  if (ae == NULL) return 0;
+  char v[256];
+  snprintf(v, sizeof(v), "%.*s", (int)ae->value_len, ae->value);
+  for (char *save = NULL, *t = strtok_r(v, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    t += strspn(t, " \t");
+    if (strncasecmp(t, "gzip", 4) != 0 || (t[4] && t[4] != ';' && t[4] != ' ' && t[4] != '\t')) continue;
+    const char *q = strstr(t, "q=");
+    return q == NULL || strtod(q + 2, NULL) > 0;
+  }
+  return 0;
 }
 
 static int start_fetch(x_t *x) {
@@ -779,8 +1082,9 @@ static int start_fetch(x_t *x) {
     o.allow_hosts = p->allow_hosts;
     o.nallow_hosts = p->nallow_hosts;
     o.max_redirects = p->max_redirects;
-    /* A gzip-encoded 206 cannot be decoded on its own: ask for identity with ranges. */
-    o.accept_gzip = hg_request_header(x->req, "Range") == NULL;
+    /* Ask for gzip only for a viewer that takes it (a relayed body keeps its encoding);
+     * never with ranges (a gzip-encoded 206 cannot be decoded on its own). */
+    o.accept_gzip = hg_request_header(x->req, "Range") == NULL && viewer_takes_gzip(x) ? HG_FETCH_GZIP_RAW : 0;
     x->fetch = o.url ? hg_fetch_start(x->ctx->upstream, &o, &fetch_cbs, x) : NULL;
   }
   hg_buf_free(&url);
@@ -797,10 +1101,13 @@ static void source_pause(x_t *x) {
   if (x->file) hg_file_fetch_pause(x->file);
 }
 
+static void feed_obj(x_t *x);
+
 static void source_resume(x_t *x) {
   x->paused = 0;
   if (x->fetch) hg_fetch_resume(x->fetch);
   if (x->file) hg_file_fetch_resume(x->file);
+  if (x->cobj) feed_obj(x);
 }
 
 static hg_cache_obj_t *end_fill(x_t *x, int ok);
@@ -811,7 +1118,9 @@ static void source_abort(x_t *x) {
   hg_cache_obj_release(end_fill(x, 0));
   if (x->fetch) hg_fetch_abort(x->fetch);
   else if (x->file) hg_file_fetch_abort(x->file);
-  else return; /* no source running (a cache hit feeds itself) */
+  else if (x->cobj) hg_cache_obj_release(x->cobj);
+  else return; /* no source running */
+  x->cobj = NULL;
   x->fetch = NULL;
   x->file = NULL;
   x_unref(x);
@@ -823,6 +1132,7 @@ static void source_abort(x_t *x) {
  * relay). Uses the exchange's source reference; releases `o`. */
 static void serve_obj(x_t *x, hg_cache_obj_t *o) {
   x->nup = 0;
+  x->cenc = NULL; /* cached bodies are identity (a failed fetch may have named one) */
   hg_buf_clear(&x->body); /* a failed fetch may have left part of an error body */
   x->ctype = o->content_type ? hg_arena_strndup(x->req->arena, o->content_type, strlen(o->content_type)) : NULL;
   if (o->etag) keep_header(x, "ETag", 4, o->etag, strlen(o->etag));
@@ -833,18 +1143,31 @@ static void serve_obj(x_t *x, hg_cache_obj_t *o) {
   x->up_cc = x->up_expires = x->up_date = x->up_age = NULL; /* a failed fetch's, if any */
   src_head(x, 200, (int64_t)o->len);
   x->req->log_upstream_status = 0;
-  char *copy = malloc(o->len ? o->len : 1);
-  if (copy == NULL) {
-    hg_cache_obj_release(o);
-    src_done(x, UV_ENOMEM, "out of memory");
-    return;
+  x->cobj = o;
+  x->coff = 0;
+  feed_obj(x);
+}
+
+/* Feeds the cached object in 64 KiB pieces while the client keeps up (Memory: a viewer
+ * that stops reading a cached 32 MiB object holds RELAY_HIGH, not a copy of it). Ends
+ * with src_done, which drops the source reference. */
+static void feed_obj(x_t *x) {
+  x->refs++; /* this loop's own: what it feeds may end the exchange */
+  while (x->cobj && !x->paused && x->mode != M_DONE && x->coff < x->cobj->len) {
+    size_t n = x->cobj->len - x->coff < 65536 ? x->cobj->len - x->coff : 65536;
+    char *p = malloc(n);
+    if (p == NULL) break;
+    memcpy(p, x->cobj->body + x->coff, n);
+    x->coff += n;
+    src_data(x, p, n);
   }
-  memcpy(copy, o->body, o->len);
-  size_t n = o->len;
-  hg_cache_obj_release(o);
-  if (n) src_data(x, copy, n);
-  else free(copy);
-  src_done(x, 0, NULL);
+  if (x->cobj && (x->coff == x->cobj->len || x->mode == M_DONE || !x->paused)) {
+    int err = x->coff == x->cobj->len || x->mode == M_DONE ? 0 : UV_ENOMEM;
+    hg_cache_obj_release(x->cobj);
+    x->cobj = NULL;
+    src_done(x, err, err ? "out of memory" : NULL);
+  }
+  x_unref(x);
 }
 
 static void start_source(x_t *x);
@@ -944,14 +1267,14 @@ static void serve_output(x_t *x, hg_cache_obj_t *o) {
   hg_response_t res;
   memset(&res, 0, sizeof(res));
   res.status = 200;
-  res.body = hg_arena_strndup(x->req->arena, o->body, o->len);
-  res.body_len = o->len;
+  res.body = ""; /* one copy, handed to the server by respond (not arena + write buffer) */
+  int rc = hg_buf_append(&x->out_body, o->body, o->len);
   uint64_t now = uv_now(x->ctx->loop);
   uint64_t left = o->expires_ms > now ? o->expires_ms - now : 0;
   hg_cache_obj_release(o);
   x->refs--; /* no source will run */
   x->req->log_cache = "hit";
-  if (res.body == NULL) respond_error(x, 500, "out of memory");
+  if (rc != 0) respond_error(x, 500, "out of memory");
   else respond_playlist(x, &res, left);
 }
 

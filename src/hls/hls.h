@@ -173,6 +173,12 @@ hg_hls_rewriter_t *hg_hls_rewriter_new(void);
 /* Frees a rewriter and its scratch memory. NULL is a no-op. */
 void hg_hls_rewriter_free(hg_hls_rewriter_t *rw);
 
+/* Bounds the output of the rewrites that follow on `rw`: once one has produced more than
+ * `max_out` bytes (checked after each line, so it overshoots by at most one line) it
+ * stops with HG_ETOOBIG. 0 = no limit (the default). The rewriter's own scratch memory
+ * is bounded by the longest line. */
+void hg_hls_rewriter_limit(hg_hls_rewriter_t *rw, size_t max_out);
+
 /* Rewrites the playlist body[0..len), appending the result to `out`, in one linear
  * pass. `base` is the playlist's final absolute URL (after redirects); relative URIs
  * resolve against it and EXT-X-DEFINE QUERYPARAM reads its query. `rw` may be NULL (a
@@ -181,8 +187,9 @@ void hg_hls_rewriter_free(hg_hls_rewriter_t *rw);
  * Returns 0, or: HG_EPARSE (not a playlist, see hg_hls_is_playlist), HG_EINVAL (no
  * callback, or base is not an absolute URL), HG_EPOLICY (the callback answered DROP for
  * a key or a map, REPLACE with an empty replacement, or an unknown action: a policy
- * bug), HG_ENOMEM/HG_ETOOBIG, or the callback's own negative code. On failure `out` is
- * restored to its length on entry. Any thread. */
+ * bug), HG_ENOMEM, HG_ETOOBIG (past the limit set with hg_hls_rewriter_limit), or the
+ * callback's own negative code. On failure `out` is restored to its length on entry.
+ * Any thread. */
 int hg_hls_rewrite(hg_hls_rewriter_t *rw, hg_buf_t *out, const char *body, size_t len,
                    const char *base, size_t base_len, hg_hls_decide_cb decide, void *ud,
                    hg_hls_stats_t *stats);

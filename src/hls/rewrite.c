@@ -51,6 +51,7 @@ struct hg_hls_rewriter_s {
   size_t nedits, cedits;
   chunk_t *chunks;
   size_t nchunks, cchunks;
+  size_t max_out; /* output bytes one rewrite may produce (0 = no limit) */
 };
 
 /* Tags the rewriter knows. A tag that is not in this table is "unknown": kept as is, and
@@ -253,6 +254,7 @@ typedef struct st_s {
   hg_hls_decide_cb decide;
   void *ud;
   hg_hls_stats_t *stats;
+  size_t out_start;       /* out->len on entry: this rewrite's output starts there */
   size_t lineno;
   /* The open entry: what the next URI line completes. */
   int intro;              /* INTRO_* */
@@ -493,6 +495,9 @@ static int emit(st_t *st, size_t ls, size_t le, int droppable) {
   rw->nedits = 0;
   hg_buf_clear(&rw->lrepl);
   if ((rc = hg_buf_append(out, st->body + p, le - p)) != 0) return rc;
+  /* Security: tiny relative URIs under a long base URL multiply the input; stop at the
+   * limit, checked per line, so the output never exceeds it by more than one line. */
+  if (rw->max_out && out->len - st->out_start > rw->max_out) return HG_ETOOBIG;
   if (droppable) {
     chunk_t *c = grow(rw->chunks, &rw->cchunks, rw->nchunks + 1, sizeof(*c));
     if (c == NULL) return HG_ENOMEM;
@@ -647,6 +652,8 @@ static void rewriter_release(hg_hls_rewriter_t *rw) {
 
 hg_hls_rewriter_t *hg_hls_rewriter_new(void) { return calloc(1, sizeof(hg_hls_rewriter_t)); }
 
+void hg_hls_rewriter_limit(hg_hls_rewriter_t *rw, size_t max_out) { rw->max_out = max_out; }
+
 void hg_hls_rewriter_free(hg_hls_rewriter_t *rw) {
   if (rw == NULL) return;
   rewriter_release(rw);
@@ -678,10 +685,12 @@ int hg_hls_rewrite(hg_hls_rewriter_t *rw, hg_buf_t *out, const char *body, size_
       .rw = rw, .out = out, .body = body, .len = len, .base = base, .base_len = base_len,
       .base_http = is_http(bu.scheme, bu.scheme_len),
       .bq = bu.query, .bq_len = bu.query_len, .has_bq = bu.has_query,
-      .decide = decide, .ud = ud, .stats = stats,
+      .decide = decide, .ud = ud, .stats = stats, .out_start = out->len,
   };
   size_t start_len = out->len;
-  int rc = hg_buf_reserve(out, len + len / 4);
+  size_t want = len + len / 4;
+  if (rw->max_out && want > rw->max_out) want = rw->max_out;
+  int rc = hg_buf_reserve(out, want);
   size_t pos = 0;
   while (rc == 0 && pos < len) {
     const char *nl = memchr(body + pos, '\n', len - pos);

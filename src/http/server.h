@@ -74,7 +74,9 @@ int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res);
  * callback, which runs whenever every queued chunk has been written. */
 
 /* Called when the write queue empties (status 0), or once with a negative status when
- * the client is gone (the caller must then stop producing and call stream_end). */
+ * the client is gone (the caller must then stop producing and call stream_end). May be
+ * NULL for a response written whole between stream_start and stream_end (a body handed
+ * over without a copy). */
 typedef void (*hg_http_drain_cb)(void *ud, int status);
 
 /* Sends the status line and headers of `res` (its body is ignored). `content_length` >= 0

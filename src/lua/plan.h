@@ -90,6 +90,11 @@ typedef struct hg_plan_s {
   const char *presign_prefix;  /* only keys under it are presigned (NULL: any) */
   int hook_ref;                /* Lua registry ref of on_uri, or LUA_NOREF (-2) */
   int carries_token;           /* rewritten output is per-viewer: Cache-Control: private */
+  /* content_types: relayed types served inline besides the built-in player types
+   * ("type/subtype", or "type/" followed by a star); the others are sent as attachments, or refused (403). */
+  const char **ct_allow;
+  size_t nct_allow;
+  int ct_refuse;
 } hg_plan_t;
 
 #endif

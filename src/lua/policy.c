@@ -737,6 +737,37 @@ static int rd_s3(reader_t *r, hg_plan_s3_t *s3) {
 }
 
 /* Converts the plan table at index t into `plan`. Returns 0 or -1 with a message pushed. */
+/* content_types = { allow = {"text/css", "font/<any>"}, otherwise = "attachment" or "refuse" } */
+static int rd_content_types(reader_t *r, hg_plan_t *plan) {
+  int has = rd_table(r, "content_types");
+  if (has <= 0) return has;
+  lua_State *L = r->L;
+  reader_t ct = {L, r->arena, lua_gettop(L), "content_types"};
+  const char *otherwise = NULL;
+  if (rd_str(&ct, "otherwise", &otherwise)) return -1;
+  if (otherwise && strcmp(otherwise, "refuse") != 0 && strcmp(otherwise, "attachment") != 0)
+    return rd_fail(&ct, "otherwise", "\"attachment\" or \"refuse\"");
+  plan->ct_refuse = otherwise && strcmp(otherwise, "refuse") == 0;
+  lua_getfield(L, ct.t, "allow");
+  if (lua_istable(L, -1)) {
+    size_t n = lua_rawlen(L, -1);
+    if (n > 32) return rd_fail(&ct, "allow", "at most 32 types");
+    plan->ct_allow = hg_arena_alloc(r->arena, (n ? n : 1) * sizeof(char *));
+    if (plan->ct_allow == NULL) return rd_fail(&ct, "allow", "memory");
+    for (size_t i = 1; i <= n; i++) {
+      size_t len;
+      const char *t = lua_rawgeti(L, -1, (lua_Integer)i) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+      if (t == NULL || len == 0 || strchr(t, '/') == NULL) return rd_fail(&ct, "allow", "a list of \"type/subtype\"");
+      plan->ct_allow[plan->nct_allow++] = hg_arena_strndup(r->arena, t, len);
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnil(L, -1)) {
+    return rd_fail(&ct, "allow", "a list of \"type/subtype\"");
+  }
+  lua_pop(L, 2); /* allow, content_types */
+  return 0;
+}
+
 static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   reader_t r = {L, req->arena, t, "plan"};
   lua_Integer v;
@@ -876,6 +907,7 @@ static int to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
     lua_pop(L, 1);
   }
   if (rd_bool(&r, "private", &plan->carries_token)) return -1;
+  if (rd_content_types(&r, plan)) return -1;
   lua_getfield(L, t, "on_uri");
   if (lua_isfunction(L, -1)) {
     plan->hook_ref = luaL_ref(L, LUA_REGISTRYINDEX);

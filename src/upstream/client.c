@@ -647,7 +647,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
     return;
   }
-  *buf = uv_buf_init(c->rx.data + c->rx.len, (unsigned)(c->rx.cap - c->rx.len - 1));
+  size_t room = c->rx.cap - c->rx.len - 1; /* (doubling may have made it 128 KiB) */
+  /* Memory: one read is at most READ_CHUNK, what a paused relay may hold besides its queue. */
+  *buf = uv_buf_init(c->rx.data + c->rx.len, (unsigned)(room < READ_CHUNK ? room : READ_CHUNK));
 }
 
 static void tls_step(conn_t *c);
@@ -1232,7 +1234,7 @@ static void conn_release(hg_fetch_t *f) {
 /* The final head: decide on gzip, show it to the caller. */
 static void deliver_head(hg_fetch_t *f) {
   int gzip = 0;
-  const hidx_t *ce = f->accept_gzip ? find_header(f, "content-encoding") : NULL;
+  const hidx_t *ce = f->accept_gzip == HG_FETCH_GZIP_DECODE ? find_header(f, "content-encoding") : NULL;
   if (ce) {
     const char *v = f->hstore.data + ce->v;
     gzip = (ce->vl == 4 && strncasecmp(v, "gzip", 4) == 0) ||
@@ -1406,7 +1408,12 @@ static int feed(hg_fetch_t *f) {
     }
     f->resp_bytes += used;
     c->rx_off += used;
-    if (c->rx_off == c->rx.len) c->rx.len = c->rx_off = 0;
+    if (c->rx_off == c->rx.len) {
+      c->rx.len = c->rx_off = 0;
+      /* Memory: all parsed (the parser copies what it keeps): a fetch waiting for its
+       * next bytes holds no read buffer, so 1,000 slow origins do not cost 64 MiB. */
+      if (!c->tls_on) hg_buf_free(&c->rx);
+    }
     return 1;
   }
   if (c->tls_on && !c->rerr) {
@@ -1689,6 +1696,12 @@ void hg_fetch_pause(hg_fetch_t *f) {
   if (f->state == F_RESPONSE) {
     timer_arm(f, T_READ); /* total deadline only */
     if (f->conn) conn_update_reading(f->conn);
+    /* Memory: a paused fetch (a viewer that stopped reading) keeps no read buffer; the
+     * origin's bytes wait in the kernel. It is allocated again on resume. */
+    if (f->conn && f->conn->rx_off == f->conn->rx.len) {
+      hg_buf_free(&f->conn->rx);
+      f->conn->rx_off = 0;
+    }
   }
 }
 

@@ -49,6 +49,8 @@ enum {
  * Returns a bitmask of HG_ADDR_* (0 = public). Pure; any thread. */
 int hg_upstream_addr_class(const struct sockaddr *sa);
 
+enum { HG_FETCH_GZIP_DECODE = 1, HG_FETCH_GZIP_RAW = 2 };
+
 typedef struct hg_fetch_opts_s {
   const char *method;          /* "GET" (default) or "HEAD"; anything else: start fails */
   const char *url;             /* absolute http(s) URL */
@@ -65,7 +67,11 @@ typedef struct hg_fetch_opts_s {
                                 * empty list allows none) */
   size_t nallow_hosts;
   int max_redirects;           /* 0 = do not follow; each hop re-checks hosts and addresses */
-  int accept_gzip;             /* send Accept-Encoding: gzip and decode transparently */
+  int accept_gzip;             /* HG_FETCH_GZIP_DECODE: send Accept-Encoding: gzip and
+                                  decode transparently; HG_FETCH_GZIP_RAW: send it and
+                                  deliver the bytes as sent, Content-Encoding and
+                                  Content-Length included (the caller decodes what it must);
+                                  0: ask for identity (an origin may still encode) */
   uint64_t connect_timeout_ms; /* DNS + TCP + TLS handshake (default 5000) */
   uint64_t read_timeout_ms;    /* between bytes (default 10000); suspended while paused */
   uint64_t total_timeout_ms;   /* whole exchange incl. body (0 = none) */

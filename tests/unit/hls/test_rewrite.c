@@ -944,8 +944,35 @@ HG_TEST(large_playlist_one_pass) {
   hg_buf_free(&out);
 }
 
+/* Tiny relative URIs under a long base URL multiply the input: the limit stops the rewrite
+ * (HG_ETOOBIG, output restored) after at most one line past it. */
+HG_TEST(output_limit_stops_amplification) {
+  hg_buf_t base = HG_BUF_INIT, pl = HG_BUF_INIT, out = HG_BUF_INIT;
+  hg_buf_puts(&base, "https://origin.example.com/");
+  for (int i = 0; i < 6000; i++) hg_buf_putc(&base, 'a');
+  hg_buf_puts(&base, "/x.m3u8");
+  hg_buf_puts(&pl, "#EXTM3U\n");
+  for (int i = 0; i < 20000; i++) hg_buf_puts(&pl, "#EXTINF:1,\nb\n");
+  tctx_t c = {0};
+  all(&c, A_ABSOLUTE);
+  hg_hls_rewriter_t *rw = hg_hls_rewriter_new();
+  hg_buf_puts(&out, "keep");
+  hg_hls_rewriter_limit(rw, 1 << 20);
+  CHECK_INT(hg_hls_rewrite(rw, &out, pl.data, pl.len, base.data, base.len, decide, &c, NULL), HG_ETOOBIG);
+  CHECK_INT((int)out.len, 4); /* restored */
+  CHECK(out.cap < (2u << 20) + base.len * 2); /* it stopped near the limit */
+  hg_hls_rewriter_limit(rw, 0); /* no limit: the same playlist rewrites */
+  CHECK_INT(hg_hls_rewrite(rw, &out, pl.data, pl.len, base.data, base.len, decide, &c, NULL), 0);
+  CHECK(out.len > 20000 * base.len);
+  hg_hls_rewriter_free(rw);
+  hg_buf_free(&base);
+  hg_buf_free(&pl);
+  hg_buf_free(&out);
+}
+
 int main(void) {
   RUN(class_names_round_trip);
+  RUN(output_limit_stops_amplification);
   RUN(detects_playlists);
   RUN(parses_attribute_lists);
   RUN(every_multivariant_carrier);

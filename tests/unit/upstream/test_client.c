@@ -737,6 +737,17 @@ HG_TEST(chunked_gzip) {
   CHECK(r.body.len > 2 && (unsigned char)r.body.data[0] == 0x1f);
   hg_buf_free(&r.body);
 
+  res_init(&r, &e); /* raw: gzip is asked for, and the bytes come as sent */
+  o = opts_for(url(&e, "127.0.0.1", "/gzip-cl"));
+  o.accept_gzip = HG_FETCH_GZIP_RAW;
+  CHECK(fetch(&e, &r, &o));
+  CHECK_INT(r.err, 0);
+  CHECK_STR(e.srv.last_ae, "gzip");
+  CHECK(r.saw_ce);
+  CHECK(r.clen > 0 && (size_t)r.clen == r.body.len);
+  CHECK(r.body.len > 2 && (unsigned char)r.body.data[0] == 0x1f);
+  hg_buf_free(&r.body);
+
   res_init(&r, &e);
   o = opts_for(url(&e, "127.0.0.1", "/bad-gzip"));
   o.accept_gzip = 1;
