@@ -243,10 +243,22 @@ static void respond_upstream_error(x_t *x, int err, const char *msg) {
   int status = err == HG_ETIMEOUT ? 504 : err == HG_EDENIED ? 403 : 502;
   hg_buf_clear(&x->tmp);
   hg_buf_printf(&x->tmp, "upstream %s: %s", x->origin_name, msg && *msg ? msg : hg_strerror(err));
+  /* Say which knob allows a refused address or host (the operator reads this in the log
+   * and a developer in the answer). */
+  if (err == HG_EDENIED && msg && strstr(msg, "which is not allowed"))
+    hg_buf_puts(&x->tmp, " (HLSGATE_ALLOW_PRIVATE or origin.allow_private allows it)");
+  else if (err == HG_EDENIED && msg && strstr(msg, "not in the allowed hosts"))
+    hg_buf_puts(&x->tmp, " (see HLSGATE_ALLOW_HOSTS or origin.allow_hosts)");
   char *text = hg_arena_strndup(x->req->arena, x->tmp.data, x->tmp.len);
   hg_log(HG_LOG_WARN, "request %s: %d %s", x->req->id, status, text ? text : "");
   x->req->log_upstream_status = x->status;
-  respond_error(x, status, text ? text : "upstream error");
+  /* Security: an s3 origin is the operator's (bucket names, S3 error codes, endpoints are
+   * internal): the viewer gets the status and the request id, the log has the rest. An
+   * http origin's name is the URL the viewer or the policy chose, and stays. */
+  if (x->plan.origin == HG_ORIGIN_S3 || text == NULL)
+    respond_error(x, status, status == 504 ? "upstream timed out" : "upstream error");
+  else
+    respond_error(x, status, text);
 }
 
 /* An origin answered with an error status: 404/410 → 404, 416 passes through, anything

@@ -25,8 +25,8 @@ int hg_response_add_header(hg_response_t *res, const char *name, size_t name_len
   return 0;
 }
 
-int hg_response_error(hg_response_t *res, hg_arena_t *arena, int status, const char *msg,
-                      const char *request_id) {
+int hg_error_json(hg_arena_t *arena, int status, const char *msg, const char *request_id,
+                  const char **body, size_t *len) {
   hg_buf_t b = HG_BUF_INIT;
   int rc = hg_buf_puts(&b, "{\"error\":\"");
   if (!rc) rc = hg_buf_json_escape(&b, msg, strlen(msg));
@@ -37,10 +37,17 @@ int hg_response_error(hg_response_t *res, hg_arena_t *arena, int status, const c
     if (!rc) rc = hg_buf_putc(&b, '"');
   }
   if (!rc) rc = hg_buf_puts(&b, "}\n");
-  char *body = rc ? NULL : hg_arena_strndup(arena, b.data, b.len);
-  size_t len = b.len;
+  *body = rc ? NULL : hg_arena_strndup(arena, b.data, b.len);
+  *len = b.len;
   hg_buf_free(&b);
-  if (body == NULL) return HG_ENOMEM;
+  return *body ? 0 : HG_ENOMEM;
+}
+
+int hg_response_error(hg_response_t *res, hg_arena_t *arena, int status, const char *msg,
+                      const char *request_id) {
+  const char *body;
+  size_t len;
+  if (hg_error_json(arena, status, msg, request_id, &body, &len) != 0) return HG_ENOMEM;
   res->status = status;
   res->nheaders = 0;
   res->body = body;

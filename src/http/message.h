@@ -57,6 +57,10 @@ int hg_response_add_header(hg_response_t *res, const char *name, size_t name_len
 int hg_response_error(hg_response_t *res, hg_arena_t *arena, int status, const char *msg,
                       const char *request_id);
 
+/* The same JSON error body alone, in `arena`: *body, *len. Returns 0 or HG_ENOMEM. */
+int hg_error_json(hg_arena_t *arena, int status, const char *msg, const char *request_id,
+                  const char **body, size_t *len);
+
 /* Reason phrase for a status code ("OK", "Not Found", …; "Unknown" otherwise). */
 const char *hg_http_reason(int status);
 

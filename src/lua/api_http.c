@@ -7,6 +7,7 @@
 #include <lauxlib.h>
 #include <strings.h>
 
+#include "base/buf.h"
 #include "lua/lapi.h"
 
 static int check_status(lua_State *L, int idx) {
@@ -88,15 +89,25 @@ static int l_error(lua_State *L) {
   luaL_checkstring(L, 2);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
-  lua_createtable(L, 0, 2);
-  lua_pushvalue(L, 2);
-  lua_setfield(L, -2, "error");
-  lua_pushinteger(L, status);
-  lua_setfield(L, -2, "status");
-  json_encode(L, 4);
+  /* {"error": …, "status": N} in that order; the gateway adds "request_id" (the host
+   * rebuilds the body from `error`, see to_response in policy.c). */
+  lua_pushvalue(L, 2); /* 4: the message, kept alive for the `error` field */
+  size_t n;
+  const char *msg = lua_tolstring(L, 4, &n);
+  hg_buf_t b = HG_BUF_INIT;
+  int rc = hg_buf_puts(&b, "{\"error\":\"");
+  if (!rc) rc = hg_buf_json_escape(&b, msg, n);
+  if (!rc) rc = hg_buf_printf(&b, "\",\"status\":%d}\n", status);
+  if (rc) {
+    hg_buf_free(&b);
+    return luaL_error(L, "out of memory");
+  }
+  lua_pushlstring(L, b.data, b.len);
+  hg_buf_free(&b);
   lua_replace(L, 2);
-  lua_settop(L, 3);
   push_response(L, status, 2, 3, "application/json");
+  lua_pushvalue(L, 4);
+  lua_setfield(L, -2, "error");
   return 1;
 }
 

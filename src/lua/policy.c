@@ -558,6 +558,15 @@ static int to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
     }
   }
   lua_pop(L, 1);
+  /* An hg.error response: the body is the core's own error JSON, with the request id, in
+   * the same key order as every other error (SPEC §8). */
+  lua_getfield(L, t, "error");
+  if (lua_type(L, -1) == LUA_TSTRING &&
+      hg_error_json(req->arena, res->status, lua_tostring(L, -1), req->id, &res->body, &res->body_len) != 0) {
+    lua_pushliteral(L, "out of memory");
+    return -1;
+  }
+  lua_pop(L, 1);
   return 0;
 }
 

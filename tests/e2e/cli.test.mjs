@@ -103,3 +103,27 @@ describe('--health and the core endpoints', () => {
     assert.ok(info.labels.commit && info.labels.libuv && info.labels.lua);
   });
 });
+
+describe('errors a viewer sees', () => {
+  let gw;
+  before(async () => {
+    gw = await startGateway({ policyFile: path.join(ROOT, 'policies/policy.lua'),
+                              env: { HLSGATE_JWT_SECRET: 'viewer-errors-secret-0123456789' } });
+  });
+  after(async () => { assert.equal((await gw.stop()).code, 0, gw.stderrText.slice(-2000)); });
+
+  it('every JSON error has error, status and request_id, in that order, from the core or the policy', async () => {
+    for (const [target, status] of [['/stream/hls/master.m3u8', 401], ['/stream/hls/master.m3u8?token=x.y.z', 401],
+                                    ['/proxy', 400], ['/proxy?url=ftp%3A%2F%2Fx', 400], ['/nowhere', 404],
+                                    ['/stream/token', 405]]) {
+      const r = await get(gw.port, target);
+      assert.equal(r.status, status, target);
+      const body = JSON.parse(r.body);
+      assert.deepEqual(Object.keys(body), ['error', 'status', 'request_id'], target);
+      assert.equal(body.status, status);
+      assert.equal(body.request_id, r.headers['x-request-id'], target);
+      assert.equal(r.headers['cache-control'], 'no-store');
+    }
+  });
+});
+

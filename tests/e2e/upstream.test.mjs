@@ -108,15 +108,20 @@ describe('S3 origin (private bucket, SigV4)', () => {
     assert.equal(range.headers['content-range'], 'bytes 1000-1999/100000');
   });
 
-  it('404 for a missing key; 502 naming the S3 error for a wrong secret', async () => {
+  it('404 for a missing key; 502 for a wrong secret, the S3 error in the log and not in the answer', async () => {
     assert.equal((await get(gw.port, '/s3/videos/a/none.m3u8')).status, 404);
     const bad = await startGateway({ policy: POLICY, env: env(s3, 'wrong-secret') });
     const res = await get(bad.port, '/s3/videos/a/index.m3u8');
     assert.equal(res.status, 502);
-    const msg = JSON.parse(res.body).error;
-    assert.match(msg, /s3 bucket media/);
-    assert.match(msg, /403 SignatureDoesNotMatch/);
-    assert.ok(!msg.includes('wrong-secret') && !bad.stderrText.includes('wrong-secret'), 'no secret in errors or logs');
+    const body = JSON.parse(res.body);
+    assert.deepEqual(Object.keys(body), ['error', 'status', 'request_id']);
+    assert.equal(body.error, 'upstream error', 'a viewer never sees the bucket or the S3 code');
+    assert.equal(body.request_id, res.headers['x-request-id']);
+    // the operator's log has them, under the same request id
+    const line = bad.stderrText.split('\n').find((l) => l.includes(body.request_id));
+    assert.match(line, /s3 bucket media/);
+    assert.match(line, /403 SignatureDoesNotMatch/);
+    assert.ok(!res.body.includes('wrong-secret') && !bad.stderrText.includes('wrong-secret'), 'no secret in errors or logs');
     assert.equal((await bad.stop()).code, 0);
   });
 });
@@ -194,7 +199,7 @@ describe('plain HTTP origins', () => {
     const before = origin.hits.get('/final.m3u8') || 0;
     const res = await get(gw.port, `/fetch?allow=unspecified&u=${enc(`http://0.0.0.0:${origin.port}/to-loopback`)}`);
     assert.equal(res.status, 403);
-    assert.match(JSON.parse(res.body).error, /loopback/);
+    assert.match(JSON.parse(res.body).error, /loopback.*HLSGATE_ALLOW_PRIVATE/);
     assert.equal(origin.hits.get('/final.m3u8') || 0, before, 'the loopback target was never requested');
   });
 
