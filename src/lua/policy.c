@@ -30,6 +30,7 @@
 
 #define HOOK_STEP 1000 /* instructions between budget checks */
 #define HG_PLAN_MAX_REDIRECTS 5 /* origin.max_redirects when absent (docs/policy-api.md) */
+#define HG_POLICY_MAX_HEADER_BYTES 16384 /* a policy response's headers, names and values */
 
 struct hg_policy_src_s {
   atomic_int refs;
@@ -512,6 +513,7 @@ static int to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
   }
   res->status = (int)status;
   lua_getfield(L, t, "headers");
+  size_t hbytes = 0; /* policy headers in all: capped like a request's (SPEC §8) */
   if (lua_istable(L, -1)) {
     lua_pushnil(L);
     while (lua_next(L, -2) != 0) {
@@ -525,6 +527,12 @@ static int to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
                                 ? lua_tolstring(L, -1, &vlen) : NULL;
         if (name == NULL || value == NULL || !valid_header(name, nlen, value, vlen)) {
           lua_pushfstring(L, "invalid response header %s", name ? name : "(non-string name)");
+          return -1;
+        }
+        hbytes += nlen + vlen + 4;
+        if (hbytes > HG_POLICY_MAX_HEADER_BYTES) {
+          /* clients and proxies refuse heads this large (nginx: 4-8 KiB per line) */
+          lua_pushliteral(L, "response headers larger than 16 KiB");
           return -1;
         }
         char *n = hg_arena_strndup(req->arena, name, nlen);
