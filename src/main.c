@@ -310,12 +310,13 @@ static int dispatch(app_t *app) {
   case HG_MODE_HELP:
     hg_config_usage(stdout);
     return 0;
-  case HG_MODE_VERSION:
+  case HG_MODE_VERSION: {
     char mbed[32];
     mbedtls_version_get_string(mbed);
     printf("hlsgate %s (commit %s; libuv %s, %s, mbed TLS %s)\n", HG_VERSION, HG_COMMIT, uv_version_string(),
            hg_policy_runtime(), mbed);
     return 0;
+  }
   case HG_MODE_CHECK: {
     hg_policy_src_t *src = load_checked(cfg, &app->limits, err, sizeof(err));
     if (src == NULL) {

@@ -15,7 +15,7 @@ uint64_t hg_lru_hash(const char *s, size_t n) {
 int hg_lru_init(hg_lru_t *t, size_t nbuckets) {
   size_t n = 16;
   while (n < nbuckets && n < ((size_t)1 << 24)) n *= 2;
-  t->buckets = calloc(n, sizeof(*t->buckets));
+  t->buckets = calloc(n, sizeof(hg_lru_node_t *));
   t->nbuckets = t->buckets ? n : 0;
   t->n = 0;
   t->head = t->tail = NULL;
@@ -53,7 +53,7 @@ static void push_list(hg_lru_t *t, hg_lru_node_t *e) {
 
 static void grow(hg_lru_t *t) {
   size_t n = t->nbuckets * 2;
-  hg_lru_node_t **b = calloc(n, sizeof(*b));
+  hg_lru_node_t **b = calloc(n, sizeof(hg_lru_node_t *));
   if (b == NULL) return; /* keep the longer chains */
   for (size_t i = 0; i < t->nbuckets; i++) {
     for (hg_lru_node_t *e = t->buckets[i], *next; e; e = next) {

@@ -1,5 +1,5 @@
 /* fuzz_upstream_response.c — libFuzzer target for the upstream response parser
- * (src/upstream/client.c: llhttp with the client's callbacks and limits, through the
+ * (src/upstream/response.c: llhttp with the client's callbacks and limits, through the
  * hg__upstream_parse seam: status line, headers, interim 1xx, chunked framing and
  * trailers, Content-Length, close-delimited bodies, HEAD).
  *
