@@ -6,9 +6,10 @@
  * paused while more than RELAY_HIGH bytes wait for the client. Error bodies are kept
  * (bounded) to name the upstream's error.
  *
- * Lifetime: the exchange holds two references, one for the response (dropped when the
- * response has been handed to the server) and one for the source (dropped when the
- * source can call back no more); it is freed when both are gone.
+ * Lifetime: two things refer to an exchange, named in x->live: the response (X_RESPONSE,
+ * until it has been handed to the server) and the source (X_SOURCE, until it can call
+ * back no more); x_release ends one and frees the exchange when neither is left (and no
+ * feed_obj loop is running, x->feeding).
  */
 #include "gateway/pipeline.h"
 
@@ -51,6 +52,7 @@
 #define LLHLS_TIMEOUT_MS 30000 /* room for 3 × a target duration of up to 10 s */
 
 enum { M_SNIFF, M_BUFFER, M_RELAY, M_ERRBODY, M_DONE };
+enum { X_RESPONSE = 1, X_SOURCE = 2 };
 
 typedef struct x_s {
   hg_pipeline_ctx_t *ctx;
@@ -58,7 +60,8 @@ typedef struct x_s {
   hg_request_t *req;
   hg_policy_t *policy;
   hg_plan_t plan;
-  int refs;
+  unsigned live;             /* X_RESPONSE | X_SOURCE: what still refers to the exchange */
+  int feeding;               /* feed_obj loops running (each may end the exchange) */
   int mode;
   int head_only;
   /* the origin's response */
@@ -132,10 +135,13 @@ static void src_done(x_t *x, int err, const char *msg);
 
 /* ---- lifetime ---- */
 
-/* Not inlined: GCC's -Wuse-after-free cannot see that an exchange holding two references
- * survives the first release, and flags every use after it. */
-__attribute__((noinline)) static void x_unref(x_t *x) {
-  if (--x->refs > 0) return;
+/* Ends `what` (X_RESPONSE: the response is the server's now; X_SOURCE: the source calls
+ * back no more; 0: only re-check) and frees the exchange once nothing refers to it. Not
+ * inlined: GCC's -Wuse-after-free cannot see that an exchange survives the first of its
+ * two releases, and flags every use after it. */
+__attribute__((noinline)) static void x_release(x_t *x, unsigned what) {
+  x->live &= ~what;
+  if (x->live || x->feeding) return;
   if (x->out_fill) /* not a playlist after all, or failed: waiters rewrite by themselves */
     hg_cache_obj_release(hg_cache_fill_end(x->ctx->cache, x->out_fill, NULL, uv_now(x->ctx->loop), 0, 0));
   hg_policy_plan_done(x->policy, &x->plan);
@@ -179,7 +185,7 @@ static void respond(x_t *x, hg_response_t *res) {
   } else {
     hg_http_respond(x->txn, res);
   }
-  x_unref(x);
+  x_release(x, X_RESPONSE);
 }
 
 static void respond_error(x_t *x, int status, const char *msg) {
@@ -541,7 +547,7 @@ static void on_drain(void *ud, int status) {
       x->mode = M_DONE;
       source_abort(x);
       hg_http_stream_end(x->txn, 0);
-      x_unref(x);
+      x_release(x, X_RESPONSE);
     }
     return;
   }
@@ -643,7 +649,7 @@ static void start_relay(x_t *x) {
     x->mode = M_DONE;
     source_abort(x);
     hg_http_stream_end(x->txn, 1);
-    x_unref(x);
+    x_release(x, X_RESPONSE);
     return;
   }
   if (x->body.len) { /* the sniffed bytes go first */
@@ -951,7 +957,7 @@ static void src_done(x_t *x, int err, const char *msg) {
     if (err) hg_log(HG_LOG_WARN, "request %s: upstream %s failed mid-body: %s", x->req->id,
                     x->origin_name, msg ? msg : hg_strerror(err));
     hg_http_stream_end(x->txn, err == 0);
-    x_unref(x);
+    x_release(x, X_RESPONSE);
     break;
   default:
     if (err) respond_upstream_error(x, err, msg);
@@ -962,12 +968,12 @@ static void src_done(x_t *x, int err, const char *msg) {
     if (x->mode == M_RELAY) { /* a short body relayed in one go */
       x->mode = M_DONE;
       hg_http_stream_end(x->txn, 1);
-      x_unref(x);
+      x_release(x, X_RESPONSE);
     }
   }
   x->fetch = NULL;
   x->file = NULL;
-  x_unref(x);
+  x_release(x, X_SOURCE);
 }
 
 /* ---- upstream fetch source (http and s3) ---- */
@@ -1135,7 +1141,7 @@ static void source_abort(x_t *x) {
   x->cobj = NULL;
   x->fetch = NULL;
   x->file = NULL;
-  x_unref(x);
+  x_release(x, X_SOURCE);
 }
 
 /* ---- cache source ---- */
@@ -1164,7 +1170,7 @@ static void serve_obj(x_t *x, hg_cache_obj_t *o) {
  * that stops reading a cached 32 MiB object holds RELAY_HIGH, not a copy of it). Ends
  * with src_done, which drops the source reference. */
 static void feed_obj(x_t *x) {
-  x->refs++; /* this loop's own: what it feeds may end the exchange */
+  x->feeding++; /* what it feeds may end the exchange: not under this loop */
   while (x->cobj && !x->paused && x->mode != M_DONE && x->coff < x->cobj->len) {
     size_t n = x->cobj->len - x->coff < 65536 ? x->cobj->len - x->coff : 65536;
     char *p = malloc(n);
@@ -1179,7 +1185,8 @@ static void feed_obj(x_t *x) {
     x->cobj = NULL;
     src_done(x, err, err ? "out of memory" : NULL);
   }
-  x_unref(x);
+  x->feeding--;
+  x_release(x, 0);
 }
 
 static void start_source(x_t *x);
@@ -1284,7 +1291,7 @@ static void serve_output(x_t *x, hg_cache_obj_t *o) {
   uint64_t now = uv_now(x->ctx->loop);
   uint64_t left = o->expires_ms > now ? o->expires_ms - now : 0;
   hg_cache_obj_release(o);
-  x->refs--; /* no source will run */
+  x->live &= ~(unsigned)X_SOURCE; /* no source will run */
   x->req->log_cache = "hit";
   if (rc != 0) respond_error(x, 500, "out of memory");
   else respond_playlist(x, &res, left);
@@ -1330,7 +1337,7 @@ static void start_source(x_t *x) {
     return;
   }
   hg_cache_obj_release(end_fill(x, 0));
-  x->refs--; /* no source will run */
+  x->live &= ~(unsigned)X_SOURCE; /* no source will run */
   respond_upstream_error(x, HG_EINVAL, "cannot start the request");
 }
 
@@ -1380,14 +1387,14 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
   x->policy = policy;
   hg_policy_retain(policy);
   x->plan = *plan;
-  x->refs = 2; /* response + source */
+  x->live = X_RESPONSE | X_SOURCE;
   x->head_only = strcmp(req->method, "HEAD") == 0;
   x->up_start = uv_hrtime();
   x->origin_name = "origin";
   x->obj_left_ms = -1;
   presign_clock(x);
   if (plan->origin != HG_ORIGIN_FILE && hg_directives_read(req, &x->dir) != 0) {
-    x->refs--; /* no source will run */
+    x->live &= ~(unsigned)X_SOURCE; /* no source will run */
     respond_error(x, 500, "out of memory");
     return;
   }
@@ -1407,7 +1414,7 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
     int bad = p[0] == '/' || strcmp(p, "..") == 0 || strncmp(p, "../", 3) == 0 ||
               strstr(p, "/../") != NULL || (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0);
     if (bad) {
-      x->refs--; /* no source will run */
+      x->live &= ~(unsigned)X_SOURCE; /* no source will run */
       respond_error(x, 400, "bad path");
       return;
     }

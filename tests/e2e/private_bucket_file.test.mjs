@@ -87,7 +87,7 @@ describe('private bucket over a local directory (default policy)', () => {
   it('401 for missing, bad, expired and alg-none tokens', async () => {
     const no = await get(gw.port, '/stream/hls/master.m3u8');
     assert.equal(no.status, 401);
-    assert.deepEqual(JSON.parse(no.body), { error: 'missing token', status: 401 });
+    assert.deepEqual(JSON.parse(no.body), { error: 'missing token', status: 401, request_id: no.headers['x-request-id'] });
     assert.ok(no.headers['x-request-id']);
     assert.equal((await get(gw.port, '/stream/hls/master.m3u8?token=abc.def.ghi')).status, 401);
     const expired = jwt.sign({ sub: 'hls', pfx: 'videos/a', exp: Math.floor(Date.now() / 1000) - 120 },
