@@ -23,7 +23,7 @@ typedef struct hg_pipeline_ctx_s {
   /* cache waiters woken by other threads, handed back to this loop */
   uv_async_t wake;
   uv_mutex_t wake_lock;
-  struct x_s *woken;
+  struct hg_exchange_s *woken;
 } hg_pipeline_ctx_t;
 
 /* Initializes `ctx` on `loop` (creates the upstream client and the rewriter; `cache` is
