@@ -1,0 +1,222 @@
+/* message.c — the request and response as the policy sees them: hg_request_t pushed as
+ * the `req` table (method, path, decoded query, headers, client, id) and a response table
+ * (status, headers, body, or an hg.error) read back into hg_response_t within the limits
+ * of docs/policy-api.md.
+ */
+#include <lauxlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "lua/lapi.h"
+#include "lua/policy_internal.h"
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c |= 0x20;
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Pushes s[0..n) percent-decoded ('+' as space, as in forms); invalid escapes are kept
+ * literally rather than failing the whole query. */
+static void push_decoded(lua_State *L, const char *s, size_t n) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++) {
+    int hi, lo;
+    if (s[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
+        (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+      luaL_addchar(&b, (char)(hi * 16 + lo));
+      i += 2;
+    } else {
+      luaL_addchar(&b, s[i] == '+' ? ' ' : s[i]);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+/* Pushes the decoded query as { name = value } (the first of repeated names wins). */
+static void push_query(lua_State *L, const char *q, size_t n) {
+  lua_newtable(L);
+  const char *p = q, *end = q + n;
+  while (p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    const char *pe = amp ? amp : end;
+    if (pe > p) {
+      const char *eq = memchr(p, '=', (size_t)(pe - p));
+      const char *ke = eq ? eq : pe;
+      push_decoded(L, p, (size_t)(ke - p));
+      if (lua_rawget(L, -2) == LUA_TNIL) {
+        lua_pop(L, 1);
+        push_decoded(L, p, (size_t)(ke - p));
+        if (eq) push_decoded(L, eq + 1, (size_t)(pe - eq - 1));
+        else lua_pushliteral(L, "");
+        lua_rawset(L, -3);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+    p = amp ? amp + 1 : end;
+  }
+}
+
+/* Pushes the request table given to on_request. */
+void hg__lua_push_request(lua_State *L, const hg_request_t *req) {
+  lua_createtable(L, 0, 12);
+  lua_pushstring(L, req->method);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, req->target, req->target_len);
+  lua_setfield(L, -2, "target");
+  lua_pushlstring(L, req->target, req->path_len);
+  lua_setfield(L, -2, "path");
+  const char *q = req->target + req->path_len;
+  size_t qlen = req->target_len - req->path_len;
+  if (qlen > 0) q++, qlen--; /* skip '?' */
+  lua_pushlstring(L, q, qlen);
+  lua_setfield(L, -2, "raw_query");
+  push_query(L, q, qlen);
+  lua_setfield(L, -2, "query");
+  /* headers: lower-case names; repeated headers joined with ", " (RFC 9110 §5.3). */
+  lua_createtable(L, 0, (int)req->nheaders);
+  for (size_t i = 0; i < req->nheaders; i++) {
+    const hg_header_t *h = &req->headers[i];
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t k = 0; k < h->name_len; k++) {
+      char c = h->name[k];
+      luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c);
+    }
+    luaL_pushresult(&b);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TSTRING) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, h->value, h->value_len);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, h->value, h->value_len);
+    }
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -2, "headers");
+  if (req->body) {
+    lua_pushlstring(L, req->body, req->body_len);
+    lua_setfield(L, -2, "body");
+  }
+  lua_pushstring(L, req->client);
+  lua_setfield(L, -2, "client");
+  lua_pushstring(L, req->id);
+  lua_setfield(L, -2, "id");
+  lua_pushfstring(L, "%d.%d", req->http_major, req->http_minor);
+  lua_setfield(L, -2, "http_version");
+}
+
+/* Security: a header name must be a token and a value must not contain CR/LF/NUL, or a
+ * policy could inject headers or split the response. */
+int hg__lua_valid_header(const char *name, size_t nlen, const char *value, size_t vlen) {
+  if (nlen == 0) return 0;
+  for (size_t i = 0; i < nlen; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c <= 32 || c >= 127 || strchr("()<>@,;:\\\"/[]?={}", c)) return 0;
+  }
+  for (size_t i = 0; i < vlen; i++) {
+    unsigned char c = (unsigned char)value[i];
+    if (c == '\r' || c == '\n' || c == '\0') return 0;
+  }
+  return 1;
+}
+
+/* Converts the value at the top of the stack into `res`. Returns 0, or -1 with a
+ * message pushed. */
+int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
+  int t = lua_gettop(L);
+  if (lua_type(L, t) == LUA_TSTRING) { /* `return "text"` → 200 text/plain */
+    size_t n;
+    const char *s = lua_tolstring(L, t, &n);
+    res->status = 200;
+    res->body = hg_arena_strndup(req->arena, s, n);
+    res->body_len = n;
+    hg_response_add_header(res, "Content-Type", 12, "text/plain; charset=utf-8", 25);
+    return res->body ? 0 : (lua_pushliteral(L, "out of memory"), -1);
+  }
+  if (!lua_istable(L, t)) {
+    lua_pushfstring(L, "on_request returned a %s (expected a response table or nil)",
+                    luaL_typename(L, t));
+    return -1;
+  }
+  lua_getfield(L, t, "status");
+  int isnum;
+  lua_Integer status = lua_tointegerx(L, -1, &isnum);
+  if (lua_isnil(L, -1)) status = 200, isnum = 1;
+  lua_pop(L, 1);
+  if (!isnum || status < 100 || status > 599) {
+    lua_pushliteral(L, "response status must be an integer 100..599");
+    return -1;
+  }
+  res->status = (int)status;
+  lua_getfield(L, t, "headers");
+  size_t hbytes = 0; /* policy headers in all: capped like a request's (SPEC §8) */
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      size_t nlen, vlen;
+      const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &nlen) : NULL;
+      int multi = lua_istable(L, -1);
+      lua_Integer count = multi ? luaL_len(L, -1) : 1;
+      for (lua_Integer i = 1; i <= count; i++) {
+        if (multi) lua_rawgeti(L, -1, i);
+        const char *value = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
+                                ? lua_tolstring(L, -1, &vlen) : NULL;
+        if (name == NULL || value == NULL || !hg__lua_valid_header(name, nlen, value, vlen)) {
+          lua_pushfstring(L, "invalid response header %s", name ? name : "(non-string name)");
+          return -1;
+        }
+        hbytes += nlen + vlen + 4;
+        if (hbytes > HG_POLICY_MAX_HEADER_BYTES) {
+          /* clients and proxies refuse heads this large (nginx: 4-8 KiB per line) */
+          lua_pushliteral(L, "response headers larger than 16 KiB");
+          return -1;
+        }
+        char *n = hg_arena_strndup(req->arena, name, nlen);
+        char *v = hg_arena_strndup(req->arena, value, vlen);
+        if (n == NULL || v == NULL || hg_response_add_header(res, n, nlen, v, vlen) != 0) {
+          lua_pushliteral(L, "too many response headers");
+          return -1;
+        }
+        if (multi) lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnil(L, -1)) {
+    lua_pushliteral(L, "response headers must be a table");
+    return -1;
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, t, "body");
+  if (!lua_isnil(L, -1)) {
+    size_t n;
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (s == NULL) {
+      lua_pushliteral(L, "response body must be a string");
+      return -1;
+    }
+    res->body = hg_arena_strndup(req->arena, s, n);
+    res->body_len = n;
+    if (res->body == NULL) {
+      lua_pushliteral(L, "out of memory");
+      return -1;
+    }
+  }
+  lua_pop(L, 1);
+  /* An hg.error response: the body is the core's own error JSON, with the request id, in
+   * the same key order as every other error (SPEC §8). */
+  lua_getfield(L, t, "error");
+  if (lua_type(L, -1) == LUA_TSTRING &&
+      hg_error_json(req->arena, res->status, lua_tostring(L, -1), req->id, &res->body, &res->body_len) != 0) {
+    lua_pushliteral(L, "out of memory");
+    return -1;
+  }
+  lua_pop(L, 1);
+  return 0;
+}

@@ -1,0 +1,23 @@
+/* policy_internal.h — what the files of the policy host share (not an API): policy.c
+ * (states, hooks, budgets, reload), message.c (the request and response tables), plan.c
+ * (reading plans). The caller holds the policy's Lua state; loop thread of its worker.
+ */
+#ifndef HG_LUA_POLICY_INTERNAL_H
+#define HG_LUA_POLICY_INTERNAL_H
+
+#include <lua.h>
+
+#include "http/message.h"
+#include "lua/plan.h"
+#include "lua/policy.h"
+
+#define HG_PLAN_MAX_REDIRECTS 5 /* origin.max_redirects when absent (docs/policy-api.md) */
+#define HG_POLICY_MAX_HEADER_BYTES 16384 /* a policy response's headers, names and values */
+
+void hg__lua_push_request(lua_State *L, const hg_request_t *req);
+int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res);
+int hg__lua_valid_header(const char *name, size_t nlen, const char *value, size_t vlen);
+int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan);
+int hg__lua_parse_action(lua_State *L, int idx);
+
+#endif
