@@ -1,7 +1,7 @@
 # hlsgate — convenience targets over CMake.
 #   make run    install runtime deps, build (release), start the gateway on the default policy
-#   make test   install test deps, build with ASan+UBSan, run ctest, busted, the e2e suite,
-#               the container suite (podman) and the fuzzers briefly
+#   make test   install test deps, build with ASan+UBSan, check the layers, run clang-tidy,
+#               ctest, busted, the e2e suite, the container suite (podman), the fuzzers briefly
 #   make build  release build only (build/release/hlsgate)
 #   make install  the release build into PREFIX (default /usr/local): binary, Lua library,
 #               policies, docs, systemd unit (docs/install.md)
@@ -9,7 +9,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 ASAN_PRELOAD = $(shell gcc -print-file-name=libasan.so):$(shell gcc -print-file-name=libubsan.so)
 
-.PHONY: run build install deps deps-test build-asan test test-unit test-lua test-e2e test-container fuzz clean
+.PHONY: run build install deps deps-test build-asan test test-unit test-lua test-e2e test-container fuzz tidy clean
 PREFIX ?= /usr/local
 
 deps:
@@ -39,6 +39,7 @@ build-asan: deps-test
 test: build-asan
 	@rc=0; \
 	scripts/check-layers.sh || rc=1; \
+	$(MAKE) --no-print-directory tidy || rc=1; \
 	$(MAKE) --no-print-directory test-unit || rc=1; \
 	$(MAKE) --no-print-directory test-lua || rc=1; \
 	$(MAKE) --no-print-directory test-e2e || rc=1; \
@@ -54,6 +55,10 @@ test-lua:
 
 test-e2e:
 	@HLSGATE_BIN=$(CURDIR)/build/hlsgate node --test --test-concurrency=1 tests/e2e/
+
+# clang-tidy (clang-analyzer-*, bugprone-*; .clang-tidy), warnings as errors.
+tidy:
+	@scripts/tidy.sh build/tidy
 
 # The Kubernetes manifests against the schemas, then the image built and run with podman
 # (it says loudly when this machine cannot run containers).

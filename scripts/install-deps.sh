@@ -10,7 +10,7 @@ run_pkgs=(build-essential cmake pkg-config ca-certificates liblua5.4-dev lua5.4 
 # The container suite (tests/container/run.sh) needs podman, runc and, for its base image,
 # debootstrap; it installs them itself when missing, and they are listed here so that
 # `install-deps.sh test` says everything the test command installs.
-test_pkgs=(lua-busted clang libclang-rt-14-dev chromium openssl podman runc debootstrap)
+test_pkgs=(lua-busted clang clang-tidy libclang-rt-14-dev chromium openssl podman runc debootstrap)
 
 want=("${run_pkgs[@]}")
 if [ "${1:-run}" = test ]; then

@@ -208,7 +208,7 @@ static int run(app_t *app) {
   hg_policy_src_release(src);
   free(fds);
   if (rc) {
-    for (int i = 0; i < app->nworkers; i++) hg_worker_stop(app->workers[i]);
+    for (int i = 0; i < app->nworkers && app->workers; i++) hg_worker_stop(app->workers[i]);
     for (int i = 0; i < nw && app->workers; i++) hg_worker_join_free(app->workers[i]);
     free(app->workers);
     hg_cache_free(app->shared.cache);
