@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
 # tidy.sh [BUILD_DIR] — clang-tidy (.clang-tidy: clang-analyzer-*, bugprone-*) over every C
-# file of src/, warnings as errors. Uses BUILD_DIR's compile_commands.json (configured here
-# when missing). Prints "tidy: N passed, M failed" last.
+# file of src/, warnings as errors, with BUILD_DIR's compile_commands.json (configured here). Prints "tidy: N passed, M failed" last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build/tidy}
-if [ ! -f "$build/compile_commands.json" ]; then
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null || exit 1
-fi
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null || exit 1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 files=(src/*/*.c src/main.c)
