@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tidy.sh [BUILD_DIR] — clang-tidy (.clang-tidy: clang-analyzer-*, bugprone-*) over every C
-# file of src/, warnings as errors, with BUILD_DIR's compile_commands.json (configured here). Prints "tidy: N passed, M failed" last.
+# file of src/, warnings as errors, with BUILD_DIR's compile_commands.json (configured
+# here). Prints "tidy: N passed, M failed" last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build/tidy}
