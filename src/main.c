@@ -285,7 +285,9 @@ static int mint_token(const hg_config_t *cfg) {
   hg_buf_json_escape(&claims, cfg->token_prefix, plen);
   hg_buf_printf(&claims, "\",\"exp\":%lld}", exp);
   const char *why = NULL;
-  int rc = hg_jwt_sign(&tok, HG_JWT_HS256, NULL, secret, strlen(secret), claims.data, claims.len, &why);
+  int rc = hg_buf_error(&claims) ? HG_ENOMEM
+                                 : hg_jwt_sign(&tok, HG_JWT_HS256, NULL, secret, strlen(secret), claims.data,
+                                               claims.len, &why);
   if (rc == 0) rc = hg_url_encode(&path, cfg->token_path, strlen(cfg->token_path), HG_URL_ENC_KEEP_SLASH);
   if (rc == 0) {
     printf("token:      %s\nexpires_at: %lld\nurl:        /stream/hls/%s?token=%s\n", tok.data, exp,

@@ -10,13 +10,14 @@
 #include "base/error.h"
 
 int hg_buf_reserve(hg_buf_t *b, size_t extra) {
-  if (extra > SIZE_MAX - b->len - 1) return HG_ETOOBIG;
+  if (b->err) return b->err; /* sticky: see buf.h */
+  if (extra > SIZE_MAX - b->len - 1) return b->err = HG_ETOOBIG;
   size_t need = b->len + extra + 1;
   if (need <= b->cap) return 0;
   size_t cap = b->cap ? b->cap : 64;
   while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   char *p = realloc(b->data, cap);
-  if (p == NULL) return HG_ENOMEM;
+  if (p == NULL) return b->err = HG_ENOMEM;
   b->data = p;
   b->cap = cap;
   return 0;
@@ -41,7 +42,8 @@ int hg_buf_printf(hg_buf_t *b, const char *fmt, ...) {
   char tmp[256];
   int n = vsnprintf(tmp, sizeof(tmp), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): va_start above
   va_end(ap);
-  if (n < 0) return HG_EINVAL;
+  if (b->err) return b->err;
+  if (n < 0) return b->err = HG_EINVAL;
   if ((size_t)n < sizeof(tmp)) return hg_buf_append(b, tmp, (size_t)n);
   int rc = hg_buf_reserve(b, (size_t)n);
   if (rc) return rc;
@@ -82,6 +84,7 @@ void hg_buf_free(hg_buf_t *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+  b->err = 0;
 }
 
 char *hg_buf_steal(hg_buf_t *b, size_t *len) {
@@ -89,5 +92,6 @@ char *hg_buf_steal(hg_buf_t *b, size_t *len) {
   if (len) *len = b->len;
   b->data = NULL;
   b->len = b->cap = 0;
+  b->err = 0;
   return p;
 }

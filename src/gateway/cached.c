@@ -116,6 +116,7 @@ static void cache_key(exchange_t *x, hg_buf_t *k) {
   /* SPEC §5: a directed or delta reply has its own key, never the plain URL's; equal
    * directed requests share it, so they wait on one upstream request. */
   if (x->dir.n) hg_buf_printf(k, "\n?%s", x->dir.query);
+  if (hg_buf_error(k)) hg_buf_clear(k); /* a half-built key would merge objects: no caching */
 }
 
 /* The output cache key: the raw object's key, everything in the plan that shapes the
@@ -151,6 +152,12 @@ void hg__x_output_key(exchange_t *x, hg_buf_t *k) {
   hg_buf_puts(&x->shared_key, "\nshared");
   for (size_t i = 0; i < p->nproxy_params; i++)
     hg_buf_printf(k, "\n%s=%s", p->proxy_params[i].name, p->proxy_params[i].value);
+  /* Security: a key cut short by a failed append could be another viewer's (their token
+   * is in the proxy params): any failure means no output caching at all. */
+  if (hg_buf_error(k) || hg_buf_error(&x->shared_key)) {
+    hg_buf_clear(k);
+    hg_buf_clear(&x->shared_key);
+  }
 }
 
 /* Answers from a cached rewritten playlist; releases `o`. No source runs. */

@@ -218,5 +218,5 @@ int hg_metrics_render(hg_buf_t *o, hg_metrics_t *const *w, size_t n, hg_cache_t 
                   (unsigned long long)st.coalesced, (unsigned long long)st.stale,
                   (unsigned long long)st.evictions, st.bytes, st.objects);
   }
-  return o->data ? 0 : HG_ENOMEM;
+  return o->data && !hg_buf_error(o) ? 0 : HG_ENOMEM;
 }

@@ -272,7 +272,11 @@ void hg__x_src_data(exchange_t *x, char *data, size_t len) {
   }
   switch (x->mode) {
   case M_SNIFF:
-    hg_buf_append(&x->body, data, len);
+    if (hg_buf_append(&x->body, data, len) != 0) { /* a playlist is never judged on part of it */
+      free(data);
+      hg__x_buffer_failed(x, HG_ENOMEM, 0);
+      return;
+    }
     free(data);
     hg__x_sniff(x, 0);
     return;
@@ -294,7 +298,11 @@ void hg__x_src_data(exchange_t *x, char *data, size_t len) {
       hg__x_buffer_failed(x, HG_EBUDGET, 0);
       return;
     }
-    hg_buf_append(&x->body, data, len);
+    if (hg_buf_append(&x->body, data, len) != 0) { /* never rewrite a truncated playlist */
+      free(data);
+      hg__x_buffer_failed(x, HG_ENOMEM, 0);
+      return;
+    }
     free(data);
     return;
   case M_RELAY:

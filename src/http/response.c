@@ -45,7 +45,7 @@ static void access_log(conn_t *c, int status, size_t bytes) {
                   req->log_upstream_ms);
   if (req->log_cache) hg_buf_printf(&b, ",\"cache\":\"%s\"", req->log_cache);
   hg_buf_putc(&b, '}');
-  if (b.data) hg_log_access(b.data, b.len);
+  if (b.data && !hg_buf_error(&b)) hg_log_access(b.data, b.len); /* never a cut line */
   hg_buf_free(&b);
   if (c->srv->obs.request_done) c->srv->obs.request_done(c->srv->obs.ud, req, status, bytes);
 }

@@ -219,7 +219,7 @@ static void step_cb(uv_fs_t *req) {
     escaped = strncmp(real, root, rl) != 0 || (real[rl] != '/' && real[rl] != '\0');
     if (!escaped) {
       hg_buf_clear(&f->full);
-      hg_buf_puts(&f->full, real);
+      if (hg_buf_puts(&f->full, real) != 0) escaped = 1; /* never open half a path */
     }
   }
   if (step == F_OPEN && res >= 0) f->fd = (uv_file)res;

@@ -2,6 +2,7 @@
 #include "hgtest.h"
 
 #include "base/buf.h"
+#include "base/error.h"
 #include "base/log.h"
 
 HG_TEST(buf_appends_and_grows) {
@@ -54,7 +55,27 @@ HG_TEST(redacts_secrets_in_targets) {
   check_redact("/a?&&token=z&", "/a?&&token=REDACTED&");
 }
 
+HG_TEST(buf_errors_are_sticky) {
+  hg_buf_t b = HG_BUF_INIT;
+  CHECK_INT(hg_buf_puts(&b, "key:"), 0);
+  CHECK_INT(hg_buf_error(&b), 0);
+  /* A size no allocator can give: the append fails and every later one too, leaving
+   * the buffer as it was, so the sequence is checked once at its end. */
+  CHECK_INT(hg_buf_reserve(&b, (size_t)-1), HG_ETOOBIG);
+  CHECK_INT(hg_buf_puts(&b, "viewer-a"), HG_ETOOBIG);
+  CHECK_INT(hg_buf_printf(&b, "%d", 42), HG_ETOOBIG);
+  CHECK_INT(hg_buf_putc(&b, 'x'), HG_ETOOBIG);
+  CHECK_INT(hg_buf_error(&b), HG_ETOOBIG);
+  CHECK_STR(b.data, "key:");
+  hg_buf_clear(&b); /* a fresh start forgets it */
+  CHECK_INT(hg_buf_error(&b), 0);
+  CHECK_INT(hg_buf_puts(&b, "ok"), 0);
+  CHECK_STR(b.data, "ok");
+  hg_buf_free(&b);
+}
+
 int main(void) {
+  RUN(buf_errors_are_sticky);
   RUN(buf_appends_and_grows);
   RUN(buf_json_escape);
   RUN(redacts_secrets_in_targets);
