@@ -145,7 +145,7 @@ void hg__x_output_key(exchange_t *x, hg_buf_t *k) {
   /* The presign time bucket only when URIs may be presigned: otherwise it would make a
    * new key (a new copy of the output) every second. */
   hg_buf_printf(k, "%u\n%s\n%lld", p->presign_ttl, p->presign_prefix ? p->presign_prefix : "",
-                p->has_s3 ? (long long)x->presign_at : 0LL);
+                p->has_s3 ? (long long)x->act.presign_at : 0LL);
   /* The viewer-independent key stops here; the per-viewer one adds the proxy params. */
   hg_buf_clear(&x->shared_key);
   hg_buf_append(&x->shared_key, k->data, k->len);

@@ -16,6 +16,7 @@
 #include "gateway/live.h"
 #include "gateway/pipeline.h"
 #include "hls/hls.h"
+#include "lua/actions.h"
 #include "upstream/file.h"
 
 #define SNIFF_MAX 1024        /* bytes that decide playlist or not */
@@ -65,7 +66,6 @@ typedef struct hg_exchange_s {
   hg_fetch_t *fetch;
   hg_file_fetch_t *file;
   int paused;
-  hg_sigv4_t *signer; /* lazily created for presigning */
   hg_buf_t tmp;
   /* cache */
   hg_cache_fill_t *fill;     /* we fetch for the cache: tee the body */
@@ -76,9 +76,8 @@ typedef struct hg_exchange_s {
   int waiting_output;        /* the wait is for a rewritten playlist (else a raw object) */
   hg_cache_fill_t *out_fill; /* we rewrite for the output cache */
   hg_buf_t shared_key;       /* output cache key for viewer-independent output */
-  size_t proxied;            /* URIs this rewrite made into gateway URLs (with params) */
-  int64_t presign_at;        /* signing time of this exchange's presigned URLs */
-  int64_t presign_bucket;    /* seconds that signing time stays the same */
+  hg_actions_t act;          /* the rewrite's per-URI actions: presign clock and signer,
+                                URIs proxied (lua/actions.h) */
   /* freshness (SPEC §5, §7) */
   hg_directives_t dir;       /* LL-HLS directives forwarded to the origin */
   const char *up_cc, *up_expires, *up_date, *up_age; /* the origin's word on reuse */
@@ -127,7 +126,6 @@ void hg__x_buffer_failed(exchange_t *x, int rc, int final);
 int hg__x_sniff(exchange_t *x, int final);
 
 /* playlist.c */
-void hg__x_presign_clock(exchange_t *x);
 void hg__x_respond_playlist(exchange_t *x, hg_response_t *res, uint64_t ttl_ms);
 void hg__x_respond_busy(exchange_t *x);
 void hg__x_rewrite_and_respond(exchange_t *x);

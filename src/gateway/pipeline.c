@@ -79,7 +79,7 @@ __attribute__((noinline)) void hg__x_release(exchange_t *x, unsigned what) {
   hg_buf_free(&x->tmp);
   hg_buf_free(&x->tee);
   hg_buf_free(&x->shared_key);
-  hg_sigv4_free(x->signer);
+  hg_actions_free(&x->act);
   free(x);
 }
 
@@ -437,7 +437,7 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
   x->up_start = uv_hrtime();
   x->origin_name = "origin";
   x->obj_left_ms = -1;
-  hg__x_presign_clock(x);
+  hg_actions_clock(&x->act, &x->plan, (int64_t)time(NULL));
   if (plan->origin != HG_ORIGIN_FILE && hg_directives_read(req, &x->dir) != 0) {
     x->live &= ~(unsigned)X_SOURCE; /* no source will run */
     hg__x_respond_error(x, 500, "out of memory");

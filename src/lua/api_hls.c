@@ -246,7 +246,7 @@ static void read_rules(lua_State *L, ctx_t *c) {
   }
 }
 
-static void push_stats(lua_State *L, const hg_hls_stats_t *st) {
+void hg__lua_push_stats(lua_State *L, const hg_hls_stats_t *st) {
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)st->uris);
   lua_setfield(L, -2, "uris");
@@ -312,7 +312,7 @@ static int l_rewrite(lua_State *L) {
     return 2;
   }
   lua_pushlstring(L, s->out.data ? s->out.data : "", s->out.len);
-  push_stats(L, &st);
+  hg__lua_push_stats(L, &st);
   return 2;
 }
 

@@ -24,6 +24,10 @@ int hg__lua_open_shared(lua_State *L); /* dictionary shared by workers, kept acr
 struct hg_hls_uri_s;
 void hg__lua_push_uri(lua_State *L, const struct hg_hls_uri_s *u);
 
+/* Pushes a rewrite's stats: { uris, replaced, dropped, foreign, unresolved, by_class }. */
+struct hg_hls_stats_s;
+void hg__lua_push_stats(lua_State *L, const struct hg_hls_stats_s *st);
+
 /* Raises unless every key of the options table at `idx` is one of `allowed` (NULL
  * terminated): a misspelt option must not silently weaken a check. */
 void hg__lua_check_opts(lua_State *L, int idx, const char *const *allowed);

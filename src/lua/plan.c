@@ -369,3 +369,21 @@ int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   }
   return 0;
 }
+
+int hg__lua_uri_result(lua_State *L, hg_buf_t *replacement, const char *req_id) {
+  int act;
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  if (lua_isnil(L, -1)) {
+    act = HG_ACT_UNSET;
+  } else if (s && (act = hg__lua_parse_action(L, -1)) >= 0) {
+    /* an action name */
+  } else if (s && n > 0 && hg__lua_valid_header("x", 1, s, n) && strpbrk(s, "\" \t") == NULL) {
+    act = hg_buf_append(replacement, s, n) ? HG_ENOMEM : HG_ACT_HOOK;
+  } else {
+    hg_log(HG_LOG_ERROR, "request %s: policy error: on_uri returned %s (expected an action, a URL or nil)",
+           req_id, luaL_typename(L, -1));
+    act = HG_EPOLICY;
+  }
+  return act;
+}

@@ -1,7 +1,8 @@
 /* plan.h — what a policy decided for one request, as plain data: where the bytes come
  * from (origin), how long to cache them, which headers to add, and what to do with each
  * URI class when the body is a playlist. Filled by the policy host (src/lua/policy.c)
- * from the table on_request returned; executed by the pipeline (src/gateway/pipeline.c).
+ * from the table on_request returned; executed by the pipeline (src/gateway/pipeline.c),
+ * whose playlist rewrites apply the per-URI actions of src/lua/actions.c.
  * Every string lives in the request's arena.
  */
 #ifndef HG_LUA_PLAN_H

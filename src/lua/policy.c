@@ -432,20 +432,7 @@ int hg_policy_uri_hook(hg_policy_t *p, const hg_plan_t *plan, const hg_request_t
   hg__lua_push_uri(L, uri);
   int rc = call_hook(p, req, 1, base);
   if (rc < 0) return rc;
-  int act;
-  size_t n;
-  const char *s = lua_tolstring(L, -1, &n);
-  if (lua_isnil(L, -1)) {
-    act = HG_ACT_UNSET;
-  } else if (s && (act = hg__lua_parse_action(L, -1)) >= 0) {
-    /* an action name */
-  } else if (s && n > 0 && hg__lua_valid_header("x", 1, s, n) && strpbrk(s, "\" \t") == NULL) {
-    act = hg_buf_append(replacement, s, n) ? HG_ENOMEM : HG_ACT_HOOK;
-  } else {
-    hg_log(HG_LOG_ERROR, "request %s: policy error: on_uri returned %s (expected an action, a URL or nil)",
-           req->id, luaL_typename(L, -1));
-    act = HG_EPOLICY;
-  }
+  int act = hg__lua_uri_result(L, replacement, req->id);
   lua_settop(L, base);
   return act;
 }

@@ -7,6 +7,7 @@
 
 #include <lua.h>
 
+#include "base/buf.h"
 #include "http/message.h"
 #include "lua/plan.h"
 #include "lua/policy.h"
@@ -19,5 +20,9 @@ int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res);
 int hg__lua_valid_header(const char *name, size_t nlen, const char *value, size_t vlen);
 int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan);
 int hg__lua_parse_action(lua_State *L, int idx);
+/* Reads what on_uri returned (the value at the top of the stack, left there):
+ * HG_ACT_UNSET for nil, an action, HG_ACT_HOOK after appending the URL it returned to
+ * `replacement`, HG_ENOMEM, or HG_EPOLICY (logged with the request id). */
+int hg__lua_uri_result(lua_State *L, hg_buf_t *replacement, const char *req_id);
 
 #endif

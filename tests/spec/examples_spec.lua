@@ -1,6 +1,6 @@
 -- The example policies of policies/examples/ (docs/policies.md), each loaded as the server
 -- loads it and driven with fake requests; the CIDR helpers they use (hlsgate.util).
-local H = require("policy_harness")
+local H = require("policy_host")
 local hg = H.hg
 local util = require("hlsgate.util")
 
@@ -21,6 +21,7 @@ local S3_ENV = {
 describe("examples/rendition_filter.lua", function()
   local handle = H.load("policies/examples/rendition_filter.lua", S3_ENV)
   local MASTER = H.file(H.CONFORMANCE .. "kuu-hls-parser/Streaming-Examples_img_bipbop_adv_example_ts_master.m3u8")
+  local BASE = "http://minio:9000/media/videos/abc/master.m3u8" -- where the gateway fetches it
 
   local function plan_for(claims)
     return handle(H.get("/stream/hls/master.m3u8?token=" .. token(claims)))
@@ -36,7 +37,7 @@ describe("examples/rendition_filter.lua", function()
     local plan = plan_for()
     assert.are.equal("s3", plan.origin.type)
     assert.is_nil(plan.on_uri)
-    local out = H.apply(plan, MASTER)
+    local out = H.apply(plan, MASTER, BASE)
     assert.are.equal(24, #heights(out) - 6) -- 24 variants, 6 I-frame variants
   end)
 
@@ -62,7 +63,7 @@ describe("examples/rendition_filter.lua", function()
   end)
 
   it("drops variants and I-frame variants above maxh from a real master", function()
-    local out, stats = H.apply(plan_for({ maxh = 720 }), MASTER)
+    local out, stats = H.apply(plan_for({ maxh = 720 }), MASTER, BASE)
     assert.are.equal(9 + 1, stats.dropped) -- 3 × 1080p in each of 3 audio groups, 1 I-frame
     for _, h in ipairs(heights(out)) do assert.is_true(h <= 720) end
     assert.are.equal(15 + 5, #heights(out))
@@ -72,7 +73,7 @@ describe("examples/rendition_filter.lua", function()
     assert.truthy(out:find('URI="/stream/hls/a1/prog_index.m3u8?token=', 1, true))
     assert.truthy(out:find("\n/stream/hls/v6/prog_index.m3u8?token=", 1, true))
     -- nothing else changed: the output is the unfiltered one without the dropped lines
-    local full = H.apply(plan_for(), MASTER)
+    local full = H.apply(plan_for(), MASTER, BASE)
     local expected, skip = {}, false
     for line in (full .. "\n"):gmatch("([^\n]*)\n") do
       if skip then
@@ -88,12 +89,12 @@ describe("examples/rendition_filter.lua", function()
   end)
 
   it("drops by bandwidth with maxbw, and by both", function()
-    local out = H.apply(plan_for({ maxbw = 1000000 }), MASTER)
+    local out = H.apply(plan_for({ maxbw = 1000000 }), MASTER, BASE)
     for bw in out:gmatch("#EXT%-X%-STREAM%-INF:BANDWIDTH=(%d+)") do assert.is_true(tonumber(bw) <= 1000000) end
     assert.are.equal(5, select(2, out:gsub("#EXT%-X%-STREAM%-INF:", "")))
     assert.are.equal(6, select(2, out:gsub("#EXT%-X%-I%-FRAME%-STREAM%-INF:", "")))
-    assert.are.same(heights(out), heights(H.apply(plan_for({ maxbw = "1000000" }), MASTER)))
-    out = H.apply(plan_for({ maxh = 540, maxbw = 2300000 }), MASTER)
+    assert.are.same(heights(out), heights(H.apply(plan_for({ maxbw = "1000000" }), MASTER, BASE)))
+    out = H.apply(plan_for({ maxh = 540, maxbw = 2300000 }), MASTER, BASE)
     assert.are.same({ 540, 432, 360, 270, 432, 360, 270, 540, 432, 360, 270, 540, 432, 360, 270 }, heights(out))
   end)
 end)

@@ -2,7 +2,7 @@
 -- operator's app uses for entry URLs) agrees with the recipe's check, and the check
 -- refuses what it must. The core's signer is covered end to end in
 -- tests/e2e/open_proxy_signed.test.mjs against the same HMAC computed by Node.
-local H = require("policy_harness")
+local H = require("policy_host")
 local hg = H.hg
 local open_proxy = require("hlsgate.open_proxy")
 
@@ -44,6 +44,25 @@ describe("open proxy signed URLs", function()
     assert.are.equal(403, status(u:gsub("exp=%d+", "exp=1e9")))
     assert.are.equal(403, status(u:gsub("&sig=[^&]+", "")))
     assert.are.equal(401, status("/proxy?url=" .. hg.url.encode(URL)))
+  end)
+
+  it("accepts the child URLs the server signs, and only as signed", function()
+    local st, plan = status(open_proxy.sign_url("/proxy", URL, KEY, 600))
+    assert.are.equal("plan", st)
+    local body = '#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="a",URI="audio/index.m3u8"\n' ..
+      '#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO="a"\nlow/index.m3u8\n'
+    local out, stats = H.apply(plan, body, URL) -- the server's rewrite, with its signer
+    assert.are.equal(2, stats.replaced)
+    local n = 0
+    for child in out:gmatch("https://gw%.example(/proxy%?[^\n\"]+)") do
+      n = n + 1
+      assert.matches("^/proxy%?exp=%d+&sig=[%w_-]+&url=", child)
+      local cst, cplan = status(child)
+      assert.are.equal("plan", cst, child)
+      assert.matches("^https://cdn%.example%.com/live/[%w/]+/index%.m3u8$", cplan.origin.url)
+      assert.are.equal(403, status((child:gsub("index", "other"))))
+    end
+    assert.are.equal(2, n)
   end)
 
   it("refuses a signing key shorter than 16 bytes at load", function()

@@ -2,7 +2,7 @@
 -- block of the page is a verbatim excerpt of a tested policy file, every `hlsgate` command
 -- runs, and every curl command, replayed as a request table against the policy that owns
 -- its path, succeeds.
-local H = require("policy_harness")
+local H = require("policy_host")
 local hg = H.hg
 
 local BIN = "build/hlsgate"

@@ -1,8 +1,9 @@
 -- The shipped recipes (lua/hlsgate/private_bucket.lua, open_proxy.lua) and the policies
 -- that mount them (policies/private_bucket.lua, open_proxy.lua, policy.lua), driven with
 -- request tables as the core builds them: the SPEC §9 statuses, the plans, and what those
--- plans do to real playlists (tests/spec/support/policy_harness.lua mimics the core).
-local H = require("policy_harness")
+-- plans do to real playlists, all through the server's C code (hg._host, see
+-- tests/spec/support/policy_host.lua).
+local H = require("policy_host")
 local hg = H.hg
 local private_bucket = require("hlsgate.private_bucket")
 local open_proxy = require("hlsgate.open_proxy")
@@ -122,6 +123,24 @@ describe("private bucket recipe", function()
       assert.is_true(plan.private)
       assert.are.equal(2, plan.cache_ttl) -- HLSGATE_PLAYLIST_CACHE_TTL's default
       assert.are.equal("*", plan.headers["Access-Control-Allow-Origin"])
+    end)
+
+    it("is read by the server as meant", function()
+      local c = H.plan(stream("v1/seg%201.ts", T))
+      assert.are.same({ type = "s3", key = "videos/abc/v1/seg 1.ts" }, c.origin)
+      assert.are.same({ endpoint = "http://minio:9000", public_endpoint = "https://media.example.com",
+                        region = "us-east-1", bucket = "media", access_key = "AKIDEXAMPLE",
+                        secret_key = "secret-key-example", path_style = true }, c.s3)
+      assert.are.same({ from = "http://minio:9000/media/videos/abc/", to = "/stream/hls/",
+                        params = { token = T } }, c.proxy)
+      assert.are.same({ ttl = 600, prefix = "videos/abc/" }, c.presign)
+      assert.are.equal("keep", c.rewrite.default)
+      assert.are.equal("presign", c.rewrite.segment)
+      assert.are.equal("proxy", c.rewrite.playlist)
+      assert.is_true(c.private)
+      assert.are.equal(2, c.cache_ttl)
+      assert.are.equal(-1, c.live_ttl_ms)
+      assert.is_false(c.on_uri)
     end)
 
     it("normalises the path and ignores a trailing slash on pfx", function()
@@ -297,12 +316,15 @@ describe("private bucket recipe", function()
   end)
 
   describe("plans applied to playlists", function()
+    -- what the gateway fetches the playlist from (the base its URIs resolve against)
+    local S3_DIR = "http://minio:9000/media/videos/abc/"
+    local FILE_DIR = "http://file.invalid/videos/abc/"
     local MASTER = H.file(H.CONFORMANCE .. "kuu-hls-parser/8.5-Master-Playlist-with-I-Frames.m3u8")
     local LL = H.file(H.CONFORMANCE .. "kuu-hls-parser/Low-Latency_Example-01_Low-Latency_HLS_Playlist.m3u8")
 
     it("keeps playlists inside the gateway with the same token", function()
       local plan = stream("master.m3u8", T)
-      local out, stats = H.apply(plan, MASTER)
+      local out, stats = H.apply(plan, MASTER, S3_DIR .. "master.m3u8")
       assert.are.equal(7, stats.replaced)
       assert.are.equal(table.concat({
         "#EXTM3U",
@@ -317,7 +339,7 @@ describe("private bucket recipe", function()
 
     it("presigns segments, parts and maps; proxies preload hints and reports", function()
       local plan = stream("2M/index.m3u8", T)
-      local out, stats, log = H.apply(plan, LL, { time = 1700000000 })
+      local out, stats, log = H.apply(plan, LL, S3_DIR .. "2M/index.m3u8", 1700000000)
       local by = {}
       for _, d in ipairs(log) do by[d[1]] = by[d[1]] or {}; by[d[1]][d[2]] = (by[d[1]][d[2]] or 0) + 1 end
       assert.are.same({ map = { presign = 1 }, segment = { presign = 7 }, part = { presign = 27 },
@@ -326,7 +348,8 @@ describe("private bucket recipe", function()
       local init = out:match('#EXT%-X%-MAP:URI="([^"]+)"')
       assert.matches("^https://media%.example%.com/media/videos/abc/2M/init%.mp4%?X%-Amz%-Algorithm=", init)
       assert.matches("X%-Amz%-Expires=600", init)
-      assert.matches("X%-Amz%-Date=20231114T221320Z", init)
+      -- signed at the start of the time bucket (a tenth of the 600 s TTL), not at "now"
+      assert.matches("X%-Amz%-Date=20231114T221300Z", init)
       assert.is_nil(init:find("token=", 1, true))
       assert.matches('#EXT%-X%-PRELOAD%-HINT:TYPE=PART,URI="/stream/hls/2M/filePart273%.3%.mp4%?token=', out)
       assert.matches('#EXT%-X%-RENDITION%-REPORT:URI="/stream/hls/1M/waitForMSN%.php%?token=', out)
@@ -335,13 +358,14 @@ describe("private bucket recipe", function()
 
     it("writes URIs outside the token's prefix as they resolve, never presigned", function()
       local plan = stream("v1/index.m3u8", T)
-      local out = H.apply(plan, '#EXTM3U\n#EXTINF:4,\n../../other/s.ts\n#EXTINF:4,\nhttps://cdn.example/x.ts\n')
+      local out = H.apply(plan, '#EXTM3U\n#EXTINF:4,\n../../other/s.ts\n#EXTINF:4,\nhttps://cdn.example/x.ts\n',
+        S3_DIR .. "v1/index.m3u8")
       assert.are.equal('#EXTM3U\n#EXTINF:4,\nhttp://minio:9000/media/videos/other/s.ts\n#EXTINF:4,\nhttps://cdn.example/x.ts\n', out)
     end)
 
     it("proxies every class from a local directory", function()
       local h = H.load("policies/private_bucket.lua", { HLSGATE_JWT_SECRET = SECRET })
-      local out = H.apply(h(H.get("/stream/hls/2M/index.m3u8?token=" .. T)), LL)
+      local out = H.apply(h(H.get("/stream/hls/2M/index.m3u8?token=" .. T)), LL, FILE_DIR .. "2M/index.m3u8")
       assert.is_nil(out:find("file.invalid", 1, true))
       assert.matches('#EXT%-X%-MAP:URI="/stream/hls/2M/init%.mp4%?token=', out)
       assert.matches("\n/stream/hls/2M/fileSequence266%.mp4%?token=", out)
@@ -384,6 +408,15 @@ describe("open proxy recipe", function()
     assert.are.equal("index", proxy("http://o.example/").filename)
     assert.are.equal("proxy", plan.route)
     assert.is_nil(plan.private)
+  end)
+
+  it("is read by the server as meant: public addresses only, five redirects", function()
+    local c = H.plan(proxy(U))
+    assert.are.same({ type = "http", url = U, allow_private = 0, max_redirects = 5 }, c.origin)
+    assert.are.same({ default = "proxy" }, c.rewrite)
+    assert.are.same({ prefix = "http://localhost/proxy?url=" }, c.proxy) -- no Host: localhost
+    assert.is_false(c.private)
+    assert.are.equal(-1, H.plan(H.load("policies/open_proxy.lua", ENV)(H.get("/proxy?url=http://127.0.0.1/"))).origin.allow_private)
   end)
 
   it("reads its environment", function()
@@ -433,7 +466,7 @@ describe("open proxy recipe", function()
     local base = "https://origin.example/vod/master.m3u8"
     local plan = h(H.get("/proxy?key=k&url=" .. hg.url.encode(base)))
     local body = H.file(H.CONFORMANCE .. "kuu-hls-parser/8.5-Master-Playlist-with-I-Frames.m3u8")
-    local out, stats = H.apply(plan, body)
+    local out, stats = H.apply(plan, body, base)
     assert.are.equal(7, stats.uris)
     assert.are.equal(7, stats.replaced)
     local n = 0
