@@ -79,6 +79,9 @@ void hg__x_respond_busy(exchange_t *x) {
 }
 
 void hg__x_rewrite_and_respond(exchange_t *x) {
+  /* What the playlist says of itself (live, target) decides its freshness: read it now,
+   * its bytes are given back before the answer goes out. */
+  (void)hg__x_body_info(x);
   hg_buf_t out = HG_BUF_INIT;
   const char *base = x->final_url;
   size_t in = x->body.len, lim = OUT_MAX_MULT * x->ctx->max_playlist;
