@@ -155,3 +155,14 @@ int hg_s3_sign(hg_sigv4_t *s, const hg_s3_req_t *req, hg_buf_t *url, hg_buf_t *h
   }
   return rc;
 }
+
+size_t hg_sigv4_auth_headers(const hg_sigv4_auth_t *auth, const hg_buf_t *authz, hg_header_t out[4]) {
+  size_t n = 0;
+  out[n++] = (hg_header_t){"authorization", 13, authz->data ? authz->data : "", authz->len};
+  out[n++] = (hg_header_t){"x-amz-date", 10, auth->amz_date, strlen(auth->amz_date)};
+  if (auth->content_sha256)
+    out[n++] = (hg_header_t){"x-amz-content-sha256", 20, auth->content_sha256, strlen(auth->content_sha256)};
+  if (auth->security_token)
+    out[n++] = (hg_header_t){"x-amz-security-token", 20, auth->security_token, strlen(auth->security_token)};
+  return n;
+}

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "base/header.h"
 
 typedef struct hg_sigv4_s hg_sigv4_t;
 
@@ -89,6 +90,12 @@ typedef struct hg_sigv4_auth_s {
                                  points to req->payload_hash or a static string */
   const char *security_token; /* X-Amz-Security-Token value or NULL; owned by `s` */
 } hg_sigv4_auth_t;
+
+/* The headers a header-signed request sends, from a signing's results: authorization
+ * (`authz`), x-amz-date, and x-amz-content-sha256 / x-amz-security-token when present,
+ * in that order, as lower-case names. Writes them to out[0..4) (pointing into authz and
+ * auth, which must outlive them) and returns how many. One builder for every caller. */
+size_t hg_sigv4_auth_headers(const hg_sigv4_auth_t *auth, const hg_buf_t *authz, hg_header_t out[4]);
 
 /* Signs for the Authorization header: appends the request URL (as in presign, without
  * signature parameters) to `url` (may be NULL), the Authorization value to `authz`,

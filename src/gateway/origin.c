@@ -110,12 +110,7 @@ static int start_fetch(exchange_t *x) {
     hg_sigv4_auth_t auth;
     int rc = sv ? hg_s3_sign(sv, &r, &url, &host, &authz, &auth) : HG_ENOMEM;
     if (rc == 0) {
-      h[nh++] = (hg_header_t){"Authorization", 13, authz.data, authz.len};
-      h[nh++] = (hg_header_t){"x-amz-date", 10, auth.amz_date, strlen(auth.amz_date)};
-      if (auth.content_sha256)
-        h[nh++] = (hg_header_t){"x-amz-content-sha256", 20, auth.content_sha256, strlen(auth.content_sha256)};
-      if (auth.security_token)
-        h[nh++] = (hg_header_t){"x-amz-security-token", 20, auth.security_token, strlen(auth.security_token)};
+      nh += hg_sigv4_auth_headers(&auth, &authz, h + nh);
       o.url = url.data;
     }
     snprintf(origin, sizeof(origin), "s3 bucket %s", p->s3.bucket);

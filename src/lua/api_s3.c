@@ -281,18 +281,13 @@ static int l_sign_headers(lua_State *L) {
   }
   lua_pushlstring(L, c->host.data, c->host.len);
   lua_setfield(L, -2, "host");
-  lua_pushstring(L, out.amz_date);
-  lua_setfield(L, -2, "x-amz-date");
-  if (out.content_sha256) {
-    lua_pushstring(L, out.content_sha256);
-    lua_setfield(L, -2, "x-amz-content-sha256");
+  hg_header_t auth[4];
+  size_t na = hg_sigv4_auth_headers(&out, &c->authz, auth); /* the gateway's own builder */
+  for (size_t i = 0; i < na; i++) {
+    lua_pushlstring(L, auth[i].name, auth[i].name_len);
+    lua_pushlstring(L, auth[i].value, auth[i].value_len);
+    lua_rawset(L, -3);
   }
-  if (out.security_token) {
-    lua_pushstring(L, out.security_token);
-    lua_setfield(L, -2, "x-amz-security-token");
-  }
-  lua_pushlstring(L, c->authz.data, c->authz.len);
-  lua_setfield(L, -2, "authorization");
   lua_pushlstring(L, c->url.data, c->url.len);
   return 2;
 }
