@@ -11,54 +11,37 @@
 #include "base/log.h"
 #include "lua/lapi.h"
 #include "lua/policy_internal.h"
+#include "url/url.h"
 
-static int hexval(int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c |= 0x20;
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
 
-/* Pushes s[0..n) percent-decoded ('+' as space, as in forms); invalid escapes are kept
- * literally rather than failing the whole query. */
-static void push_decoded(lua_State *L, const char *s, size_t n) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (size_t i = 0; i < n; i++) {
-    int hi, lo;
-    if (s[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-        (lo = hexval((unsigned char)s[i + 2])) >= 0) {
-      luaL_addchar(&b, (char)(hi * 16 + lo));
-      i += 2;
-    } else {
-      luaL_addchar(&b, s[i] == '+' ? ' ' : s[i]);
-    }
-  }
-  luaL_pushresult(&b);
-}
-
-/* Pushes the decoded query as { name = value } (the first of repeated names wins). */
+/* Pushes the decoded query as { name = value }: the one query decoder of the project
+ * (url/url_codec.c), lenient about invalid escapes (kept as written) and '+' as a space;
+ * the first of repeated names wins, a bare name is "" (docs/policy-api.md). */
 static void push_query(lua_State *L, const char *q, size_t n) {
   lua_newtable(L);
-  const char *p = q, *end = q + n;
-  while (p < end) {
-    const char *amp = memchr(p, '&', (size_t)(end - p));
-    const char *pe = amp ? amp : end;
-    if (pe > p) {
-      const char *eq = memchr(p, '=', (size_t)(pe - p));
-      const char *ke = eq ? eq : pe;
-      push_decoded(L, p, (size_t)(ke - p));
-      if (lua_rawget(L, -2) == LUA_TNIL) {
-        lua_pop(L, 1);
-        push_decoded(L, p, (size_t)(ke - p));
-        if (eq) push_decoded(L, eq + 1, (size_t)(pe - eq - 1));
-        else lua_pushliteral(L, "");
-        lua_rawset(L, -3);
-      } else {
-        lua_pop(L, 1);
-      }
+  hg_url_query_iter_t it;
+  hg_url_param_t prm;
+  hg_buf_t b = HG_BUF_INIT;
+  hg_url_query_iter(&it, q, n);
+  while (hg_url_query_next(&it, &prm)) {
+    hg_buf_clear(&b);
+    if (hg_url_decode(&b, prm.name, prm.name_len, HG_URL_DEC_PLUS | HG_URL_DEC_LENIENT) != 0) continue;
+    lua_pushlstring(L, b.data ? b.data : "", b.len);
+    if (lua_rawget(L, -2) != LUA_TNIL) { /* the first one wins */
+      lua_pop(L, 1);
+      continue;
     }
-    p = amp ? amp + 1 : end;
+    lua_pop(L, 1);
+    lua_pushlstring(L, b.data ? b.data : "", b.len);
+    hg_buf_clear(&b);
+    if (hg_url_decode(&b, prm.value, prm.value_len, HG_URL_DEC_PLUS | HG_URL_DEC_LENIENT) != 0) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushlstring(L, b.data ? b.data : "", b.len);
+    lua_rawset(L, -3);
   }
+  hg_buf_free(&b);
 }
 
 /* Pushes the request table given to on_request. */

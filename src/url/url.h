@@ -61,7 +61,9 @@ int hg_url_escape_invalid(hg_buf_t *out, const char *s, size_t n);
 
 enum {
   HG_URL_DEC_PLUS = 1,   /* decode '+' as ' ' (query strings, forms) */
-  HG_URL_DEC_NO_NUL = 2  /* reject a NUL byte, encoded (%00) or raw, with HG_EPARSE */
+  HG_URL_DEC_NO_NUL = 2, /* reject a NUL byte, encoded (%00) or raw, with HG_EPARSE */
+  HG_URL_DEC_LENIENT = 4 /* keep an invalid escape ("%zz", a trailing "%") as written
+                            instead of failing, as browsers do (the policy's req.query) */
 };
 
 /* Appends s[0..n) percent-decoded to `out`. Strict: a '%' not followed by two hex

@@ -84,9 +84,9 @@ int hg_url_decode(hg_buf_t *out, const char *s, size_t n, unsigned flags) {
   size_t w = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c == '%') {
-      if (n - i < 3 || !is_hex((unsigned char)s[i + 1]) || !is_hex((unsigned char)s[i + 2]))
-        return fail(out, start, HG_EPARSE);
+    if (c == '%' && (n - i < 3 || !is_hex((unsigned char)s[i + 1]) || !is_hex((unsigned char)s[i + 2]))) {
+      if (!(flags & HG_URL_DEC_LENIENT)) return fail(out, start, HG_EPARSE);
+    } else if (c == '%') {
       c = (unsigned char)(hg__url_hexval((unsigned char)s[i + 1]) << 4 |
                           hg__url_hexval((unsigned char)s[i + 2]));
       i += 2;

@@ -70,6 +70,17 @@ HG_TEST(decode_strict) {
   CHECK_INT(out.len, 4);
 }
 
+HG_TEST(decode_lenient) {
+  /* req.query's reading: an invalid escape stays as written, a valid one is decoded. */
+  unsigned f = HG_URL_DEC_PLUS | HG_URL_DEC_LENIENT;
+  CHECK_STR(dec("%", f), "%");
+  CHECK_STR(dec("100%", f), "100%");
+  CHECK_STR(dec("%4", f), "%4");
+  CHECK_STR(dec("%zz%41+b", f), "%zzA b");
+  CHECK_STR(dec("%%41", f), "%A");
+  CHECK_STR(dec("%74oken", f), "token");
+}
+
 HG_TEST(roundtrip_all_bytes) {
   char all[256];
   for (int i = 0; i < 256; i++) all[i] = (char)i;
@@ -191,6 +202,7 @@ int main(void) {
   RUN(encode_modes);
   RUN(escape_invalid);
   RUN(decode_strict);
+  RUN(decode_lenient);
   RUN(roundtrip_all_bytes);
   RUN(query_iterate);
   RUN(query_get);
