@@ -21,6 +21,7 @@
 #include "gateway/listen.h"
 #include "base/log.h"
 #include "gateway/metrics.h"
+#include "gateway/probe.h"
 #include "gateway/worker.h"
 #include "crypto/jwt.h"
 #include "lua/policy.h"
@@ -327,7 +328,7 @@ static int dispatch(app_t *app) {
     }
     printf("%s: OK (version %s)\n", cfg->policy_path, hg_policy_src_version(src));
     hg_policy_src_release(src);
-    return 0;
+    return cfg->probe ? hg_probe_run(stdout, cfg->ca_file, 5000) : 0;
   }
   case HG_MODE_TOKEN:
     return mint_token(cfg);

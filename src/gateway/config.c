@@ -14,7 +14,7 @@
 void hg_config_usage(void *out_file) {
   fputs(
       "usage: hlsgate [options]\n"
-      "       hlsgate --check [FILE]\n"
+      "       hlsgate --check [FILE] [--probe]\n"
       "       hlsgate --health          (container health check: GET /healthz, exit 0 if 200)\n"
       "       hlsgate token --prefix P [--ttl SECONDS] [--path master.m3u8]\n"
       "\n"
@@ -35,6 +35,8 @@ void hg_config_usage(void *out_file) {
       "  --cache-max-object MIB   larger objects are relayed, not cached (default 32)\n"
       "  --debug                  verbose operational log\n"
       "  --check [FILE]           load the policy as a reload would; exit 0 (OK) or 1\n"
+      "  --probe                  with --check: also reach the S3 bucket (or demo directory) the\n"
+      "                           shipped policy is configured for, and say what works\n"
       "  --version, --help\n"
       "\n"
       "signals: HUP reloads the policy, TERM/INT drain and exit 0.\n",
@@ -145,6 +147,8 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
       c->mode = HG_MODE_VERSION;
     } else if (strcmp(a, "--health") == 0) {
       c->mode = HG_MODE_HEALTH;
+    } else if (strcmp(a, "--probe") == 0) {
+      c->probe = 1; /* with --check */
     } else if (strcmp(a, "--check") == 0) {
       c->mode = HG_MODE_CHECK;
       if (next && next[0] != '-') c->policy_path = argv[++i];

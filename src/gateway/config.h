@@ -35,6 +35,7 @@ typedef struct hg_config_s {
   size_t lua_memory;        /* bytes per Lua state */
   uint64_t lua_budget;      /* VM instructions per hook call */
   int log_debug;
+  int probe;           /* --check --probe: also reach the configured bucket */
   const char *ca_file;      /* extra CA bundle for upstream TLS */
   size_t max_playlist;      /* bytes; larger playlists are a 502 */
   size_t cache_size;        /* bytes of cached objects (all workers) */

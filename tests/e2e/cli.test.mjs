@@ -2,16 +2,22 @@
 // health checks, --version, addresses and policy paths refused before anything loads,
 // process_* and build-info metrics, core endpoints that only answer GET/HEAD.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 
 import { BIN, ROOT, get, request, startGateway, tempDir } from './lib/gateway.mjs';
+import { startS3Server } from './lib/s3server.mjs';
 
 const require = createRequire(import.meta.url);
 const parsePrometheus = require('parse-prometheus-text-format');
+/** The same, without blocking this process (an S3 server in it must answer meanwhile). */
+const runAsync = (args, env = {}) => new Promise((resolve) => {
+  execFile(BIN, args, { cwd: ROOT, encoding: 'utf8', timeout: 20000, env: { ...process.env, ...env } },
+           (err, stdout, stderr) => resolve({ status: err ? (err.code ?? 1) : 0, stdout, stderr }));
+});
 const run = (args, env = {}) => spawnSync(BIN, args, { cwd: ROOT, encoding: 'utf8', timeout: 10000,
                                                        env: { ...process.env, ...env } });
 
@@ -124,6 +130,43 @@ describe('errors a viewer sees', () => {
       assert.equal(body.request_id, r.headers['x-request-id'], target);
       assert.equal(r.headers['cache-control'], 'no-store');
     }
+  });
+});
+
+describe('--check --probe', () => {
+  let s3;
+  before(async () => { s3 = await startS3Server({ bucket: 'probe-media', accessKey: 'AKIDPROBE', secretKey: 'probe/secret' }); });
+  after(async () => { await s3.close(); });
+  const probe = (env) => runAsync(['--check', 'policies/policy.lua', '--probe'],
+                             { HLSGATE_JWT_SECRET: 'probe-jwt-secret', S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket,
+                               AWS_ACCESS_KEY_ID: s3.accessKey, AWS_SECRET_ACCESS_KEY: s3.secretKey, ...env });
+
+  it('reaches the configured bucket with the configured credentials, and says what is wrong', async () => {
+    const ok = await probe({});
+    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /probe: OK: bucket probe-media at http:\/\/127\.0\.0\.1:\d+ reached, credentials accepted/);
+    const secret = await probe({ AWS_SECRET_ACCESS_KEY: 'wrong' });
+    assert.equal(secret.status, 1);
+    assert.match(secret.stdout, /FAILED: .* answered 403 SignatureDoesNotMatch: AWS_SECRET_ACCESS_KEY/);
+    assert.ok(!secret.stdout.includes('wrong') || /is wrong/.test(secret.stdout), 'the secret is never printed');
+    const key = await probe({ AWS_ACCESS_KEY_ID: 'AKIDNOBODY' });
+    assert.equal(key.status, 1);
+    assert.match(key.stdout, /InvalidAccessKeyId/);
+    const bucket = await probe({ S3_BUCKET: 'no-such-bucket' });
+    assert.equal(bucket.status, 1);
+    assert.match(bucket.stdout, /404 NoSuchBucket: S3_BUCKET does not exist there/);
+    const down = await probe({ S3_ENDPOINT: 'http://127.0.0.1:1' });
+    assert.equal(down.status, 1);
+    assert.match(down.stdout, /FAILED: http:\/\/127\.0\.0\.1:1 is not reachable/);
+  });
+
+  it('without a bucket: the demo directory', () => {
+    const dir = tempDir('hg-probe-demo-');
+    const r = run(['--check', 'policies/policy.lua', '--probe'], { HLSGATE_JWT_SECRET: 'x', S3_BUCKET: '', HLSGATE_DEMO_DIR: dir });
+    assert.equal(r.status, 0, r.stdout);
+    assert.match(r.stdout, /S3_BUCKET is not set: \/stream\/hls\/ serves the directory .* \(found\)/);
+    const missing = run(['--check', 'policies/policy.lua', '--probe'], { HLSGATE_JWT_SECRET: 'x', S3_BUCKET: '', HLSGATE_DEMO_DIR: '/nonexistent-demo' });
+    assert.equal(missing.status, 1);
   });
 });
 
