@@ -16,6 +16,7 @@
 
 #define READ_CHUNK 65536 /* the loop's shared read buffer */
 #define MAX_HEADERS 100
+#define URI_GRACE (64 * 1024) /* target bytes counted past --max-uri before 414 at once */
 #define MAX_PIPELINED (128 * 1024) /* unparsed input kept while a response is written */
 
 enum { S_IDLE, S_READING, S_BUSY, S_WRITING };
@@ -54,6 +55,7 @@ typedef struct conn_s {
   /* per-request parse state */
   hg_http_txn_t txn;
   hg_buf_t url, field, value, body;
+  size_t url_total;  /* target bytes seen, kept or not (on_url) */
   size_t header_bytes;
   hg_header_t *hdrs;
   size_t nhdrs;

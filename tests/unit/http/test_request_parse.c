@@ -79,10 +79,28 @@ HG_TEST(regress_bare_cr) {
   CHECK_INT(P("GET / HTTP/1.1\r\nHost: t\r\n\r \r\n").err, 400);
 }
 
+/* fuzz_http_request (long run): a target both over the limit and malformed was 400 when
+ * read whole and 414 when it came in pieces. Now: malformed wins (400) either way, and a
+ * well-formed target over the limit is 414 either way. */
+HG_TEST(regress_long_malformed_target) {
+  char req[9000 + 64];
+  int n = snprintf(req, sizeof(req), "GET /%0*d\x01x HTTP/1.1\r\nHost: t\r\n\r\n", 8500, 0);
+  CHECK_INT(parse(req, (size_t)n).err, 400);
+  size_t cut[1] = {8300}; /* a read that ends past the limit, before the bad byte */
+  res_t r;
+  hg__http_parse(req, (size_t)n, cut, 1, &LIM, r.r, 8, &r.n, &r.err);
+  CHECK_INT(r.err, 400);
+  n = snprintf(req, sizeof(req), "GET /%0*d HTTP/1.1\r\nHost: t\r\n\r\n", 8500, 0);
+  CHECK_INT(parse(req, (size_t)n).err, 414);
+  n = snprintf(req, sizeof(req), "GET /%0*d HTTP/1.1\r\nHost: t\r\n\r\n", 8000, 0);
+  CHECK_INT(parse(req, (size_t)n).err, 0); /* under the limit: served */
+}
+
 int main(void) {
   RUN(strict_framing);
   RUN(chunk_extensions);
   RUN(regress_quote_mid_extension_value);
   RUN(regress_bare_cr);
+  RUN(regress_long_malformed_target);
   return hgtest_done();
 }
