@@ -119,9 +119,10 @@ static int act_proxy(hg_actions_t *a, const hg_plan_t *p, const hg_hls_uri_t *ur
     }
     if (!rc) rc = hg_buf_puts(out, p->proxy_prefix + qlen);
     if (!rc) rc = hg_url_encode(out, uri->url, uri->url_len, 0);
-    for (size_t i = 0; !q && !rc && i < p->nproxy_params; i++) {
+    for (size_t i = 0; !q && !rc && i < p->nproxy_params; i++) { /* "prefix<url>?a=1&b=2" */
       const hg_header_t *kv = &p->proxy_params[i];
-      rc = hg_url_query_add(out, kv->name, kv->name_len, kv->value, kv->value_len);
+      if (i == 0) rc = hg_buf_putc(out, '?');
+      if (!rc) rc = hg_url_query_add(out, kv->name, kv->name_len, kv->value, kv->value_len);
     }
     return rc ? rc : HG_HLS_REPLACE;
   }

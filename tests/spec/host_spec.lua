@@ -115,3 +115,12 @@ describe("hg._host.apply", function()
     assert.are.equal('#EXTM3U\n#EXT-X-MAP:URI="https://cdn/i.mp4"\n', out)
   end)
 end)
+
+describe("proxy prefixes without a query", function()
+  it("start the query for the params after the URL", function()
+    local plan = { origin = HTTP, rewrite = { default = "proxy" },
+                   proxy = { prefix = "https://gw/p/", params = { key = "k" } } }
+    local out = host.apply(plan, "#EXTM3U\n#EXTINF:4,\ns1.ts\n", HTTP.url)
+    assert.matches("\nhttps://gw/p/http%%3A%%2F%%2Fo%.example%%2Fv%%2Fs1%.ts%?key=k\n", out)
+  end)
+end)
