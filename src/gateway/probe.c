@@ -65,7 +65,7 @@ static int probe_demo(FILE *out) {
 }
 
 int hg_probe_run(FILE *out, const char *ca_file, unsigned timeout_ms) {
-  if (!getenv("HLSGATE_JWT_SECRET") || !*getenv("HLSGATE_JWT_SECRET"))
+  if (env("HLSGATE_JWT_SECRET", NULL) == NULL)
     fprintf(out, "probe: HLSGATE_JWT_SECRET is not set: /stream/ answers 503\n");
   const char *bucket = env("S3_BUCKET", NULL);
   if (bucket == NULL) return probe_demo(out);

@@ -89,12 +89,20 @@ void hg__http_ensure_id(conn_t *c) {
  * The state survives reads; it stops at the empty line that ends the head. */
 enum { HS_START, HS_LINE0, HS_BOL, HS_FIELD, HS_VALUE, HS_LF, HS_CR, HS_DONE };
 
-/* Returns 0, or -1 with the error set. Security: a bare CR (not followed by LF) is
- * refused too (RFC 9112 §2.2): llhttp 8.1 takes "\r " as a line end, so a head could
- * end earlier for it than for a proxy in front (found by fuzz_http_request). */
-int hg__http_scan_head(conn_t *c, const char *p, size_t n) {
+/* Scans p[0..n) and returns n, or the offset of the first byte that breaks the rules
+ * with *status and *msg set (the head state then stops there). The caller lets llhttp
+ * parse the bytes before that offset first, so that whichever error comes first in the
+ * stream is the answer, however the stream was split into reads (fuzz_http_request).
+ * Security: a bare CR (not followed by LF) is refused too (RFC 9112 §2.2): llhttp 8.1
+ * takes "\r " as a line end, so a head could end earlier for it than for a proxy in
+ * front (found by fuzz_http_request). */
+size_t hg__http_scan_head(conn_t *c, const char *p, size_t n, int *status, const char **msg) {
   int st = c->head_scan;
-  for (size_t i = 0; i < n && st != HS_DONE; i++) {
+  *status = 0;
+  *msg = NULL;
+  size_t i = 0;
+#define BAD(m) do { *status = 400; *msg = (m); c->head_scan = st; return i; } while (0)
+  for (; i < n && st != HS_DONE; i++) {
     char ch = p[i];
     switch (st) {
     case HS_START: /* RFC 9112 §2.2: empty lines before the request line are ignored */
@@ -106,27 +114,27 @@ int hg__http_scan_head(conn_t *c, const char *p, size_t n) {
       if (ch == '\r') st = HS_LF;
       else if (ch == '\n') st = HS_BOL; /* a bare LF: llhttp refuses it where it matters */
       else if (st == HS_FIELD && ch == ':') st = HS_VALUE;
-      else if (st == HS_FIELD && (ch == ' ' || ch == '\t'))
-        return fail(c, 400, "whitespace in a header field name");
+      else if (st == HS_FIELD && (ch == ' ' || ch == '\t')) BAD("whitespace in a header field name");
       break;
     case HS_LF:
-      if (ch != '\n') return fail(c, 400, "bare CR in the request head");
+      if (ch != '\n') BAD("bare CR in the request head");
       st = HS_BOL;
       break;
     case HS_BOL:
       if (ch == '\r') st = HS_CR;
       else if (ch == '\n') st = HS_DONE;
-      else if (ch == ' ' || ch == '\t') return fail(c, 400, "obsolete line folding");
+      else if (ch == ' ' || ch == '\t') BAD("obsolete line folding");
       else st = HS_FIELD;
       break;
     case HS_CR:
-      if (ch != '\n') return fail(c, 400, "bare CR in the request head");
+      if (ch != '\n') BAD("bare CR in the request head");
       st = HS_DONE;
       break;
     }
   }
+#undef BAD
   c->head_scan = st;
-  return 0;
+  return n;
 }
 
 /* RFC 3986 host [":" port]: reg-name / IPv4 / IP-literal. Security: the Host ends up in
@@ -425,7 +433,14 @@ void hg__http_parse(const char *data, size_t len, const size_t *cuts, size_t ncu
       }
       const char *d = c->in.data + c->in_off;
       size_t n = c->in.len - c->in_off;
-      llhttp_errno_t e = hg__http_scan_head(c, d, n) ? HPE_USER : llhttp_execute(&c->parser, d, n);
+      int bad;
+      const char *why;
+      size_t upto = hg__http_scan_head(c, d, n, &bad, &why);
+      llhttp_errno_t e = upto ? llhttp_execute(&c->parser, d, upto) : HPE_OK;
+      if (e == HPE_OK && bad) {
+        fail(c, bad, why);
+        e = HPE_USER;
+      }
       if (e == HPE_OK) {
         c->in_off = c->in.len;
         break;

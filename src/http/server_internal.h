@@ -94,7 +94,9 @@ struct hg_http_server_s {
 /* request.c */
 void hg__http_txn_begin(conn_t *c);            /* fresh per-request state */
 void hg__http_ensure_id(conn_t *c);            /* a request id for every answer */
-int hg__http_scan_head(conn_t *c, const char *p, size_t n); /* raw RFC 9112 checks; non-zero: refuse */
+/* Raw RFC 9112 checks of p[0..n): returns n, or the offset of the first bad byte with
+ * the status and message set (parse the bytes before it first: the earlier error wins). */
+size_t hg__http_scan_head(conn_t *c, const char *p, size_t n, int *status, const char **msg);
 int hg__http_error_status(conn_t *c, llhttp_errno_t err, const char **msg);
 void hg__http_settings_init(llhttp_settings_t *st);
 

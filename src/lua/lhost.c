@@ -95,7 +95,10 @@ static void read_headers(lua_State *L, host_t *h, int t) {
   while (lua_next(L, t) != 0) cap++, lua_pop(L, 1);
   hg_header_t *hs = hg_arena_alloc(h->arena, (cap ? cap : 1) * sizeof(*hs));
   const char **names = hg_arena_alloc(h->arena, (cap ? cap : 1) * sizeof(*names));
-  if (hs == NULL || names == NULL) luaL_error(L, "out of memory");
+  if (hs == NULL || names == NULL) {
+    luaL_error(L, "out of memory"); /* does not return (longjmp) */
+    return;
+  }
   size_t n = 0;
   if (lua_rawlen(L, t) > 0) {
     for (lua_Integer i = 1; i <= (lua_Integer)cap; i++) {

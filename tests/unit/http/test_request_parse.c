@@ -96,11 +96,27 @@ HG_TEST(regress_long_malformed_target) {
   CHECK_INT(parse(req, (size_t)n).err, 0); /* under the limit: served */
 }
 
+/* fuzz_http_request (second long run): a target over the limit, then a bare CR in a header
+ * line: the raw check used to scan the whole read first, so one read gave 400 (the CR)
+ * and smaller reads 414 (the target, judged first). The earlier error in the stream wins
+ * now, whatever the reads: 414. */
+HG_TEST(regress_earlier_error_wins) {
+  char req[9000 + 64];
+  int n = snprintf(req, sizeof(req), "GET /%0*d HTTP/1.1\r\nHost: t\rX\r\n\r\n", 8500, 0);
+  CHECK_INT(parse(req, (size_t)n).err, 414);
+  size_t cut[1] = {4000};
+  res_t r;
+  hg__http_parse(req, (size_t)n, cut, 1, &LIM, r.r, 8, &r.n, &r.err);
+  CHECK_INT(r.err, 414);
+  CHECK_INT(P("GET / HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n").err, 400); /* still refused */
+}
+
 int main(void) {
   RUN(strict_framing);
   RUN(chunk_extensions);
   RUN(regress_quote_mid_extension_value);
   RUN(regress_bare_cr);
   RUN(regress_long_malformed_target);
+  RUN(regress_earlier_error_wins);
   return hgtest_done();
 }
