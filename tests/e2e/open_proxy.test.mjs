@@ -77,6 +77,21 @@ describe('open proxy', () => {
     assert.equal((origin.hits.get('/live/v1/index.m3u8') || 0) - before, 1);
   });
 
+  // A hot playlist is rewritten once and then served from the output cache for its TTL
+  // (a presign time bucket only bounds it when the plan can presign).
+  it('rewrites a hot playlist once, then answers it from the output cache', async () => {
+    const url = `${origin.base}/live/v0/index.m3u8`;
+    const misses = async () =>
+      Number(/^hlsgate_cache_requests_total\{result="miss"\} (\d+)$/m.exec((await get(gw.port, '/metrics')).body)[1]);
+    await get(gw.port, `/proxy?url=${enc(url)}`);
+    const start = await misses();
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 600));
+      assert.equal((await get(gw.port, `/proxy?url=${enc(url)}`)).status, 200);
+    }
+    assert.equal(await misses(), start, 'over 3 s every request found the rewritten copy: nothing rewritten again');
+  });
+
   it('400 without url or with a non-http(s) url, 502 when the origin is down', async () => {
     assert.equal((await get(gw.port, '/proxy')).status, 400);
     for (const u of ['ftp://example.com/a.m3u8', 'file:///etc/passwd', 'javascript:alert(1)', 'not a url', '//x/y'])
