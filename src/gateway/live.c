@@ -17,6 +17,9 @@ int hg_directives_read(const hg_request_t *req, hg_directives_t *d) {
   const char *q = memchr(req->target, '?', req->target_len);
   if (q == NULL) return 0;
   q++;
+  /* Hot path: most queries have no directive; one needs "HLS" or an escape to spell it. */
+  size_t qn = req->target_len - (size_t)(q - req->target);
+  if (memmem(q, qn, "HLS", 3) == NULL && memchr(q, '%', qn) == NULL) return 0;
   const char *val[HG_DIRECTIVES_MAX] = {0};
   size_t vlen[HG_DIRECTIVES_MAX] = {0};
   hg_url_query_iter_t it;

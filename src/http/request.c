@@ -96,7 +96,7 @@ enum { HS_START, HS_LINE0, HS_BOL, HS_FIELD, HS_VALUE, HS_LF, HS_CR, HS_DONE };
  * Security: a bare CR (not followed by LF) is refused too (RFC 9112 §2.2): llhttp 8.1
  * takes "\r " as a line end, so a head could end earlier for it than for a proxy in
  * front (found by fuzz_http_request). */
-size_t hg__http_scan_head(conn_t *c, const char *p, size_t n, int *status, const char **msg) {
+static size_t scan_head(conn_t *c, const char *p, size_t n, int *status, const char **msg) {
   int st = c->head_scan;
   *status = 0;
   *msg = NULL;
@@ -135,6 +135,18 @@ size_t hg__http_scan_head(conn_t *c, const char *p, size_t n, int *status, const
 #undef BAD
   c->head_scan = st;
   return n;
+}
+
+llhttp_errno_t hg__http_execute(conn_t *c, const char *p, size_t n) {
+  int bad;
+  const char *why;
+  size_t upto = scan_head(c, p, n, &bad, &why);
+  llhttp_errno_t err = upto ? llhttp_execute(&c->parser, p, upto) : HPE_OK;
+  if (err == HPE_OK && bad) {
+    fail(c, bad, why);
+    err = HPE_USER;
+  }
+  return err;
 }
 
 /* RFC 3986 host [":" port]: reg-name / IPv4 / IP-literal. Security: the Host ends up in
@@ -433,14 +445,7 @@ void hg__http_parse(const char *data, size_t len, const size_t *cuts, size_t ncu
       }
       const char *d = c->in.data + c->in_off;
       size_t n = c->in.len - c->in_off;
-      int bad;
-      const char *why;
-      size_t upto = hg__http_scan_head(c, d, n, &bad, &why);
-      llhttp_errno_t e = upto ? llhttp_execute(&c->parser, d, upto) : HPE_OK;
-      if (e == HPE_OK && bad) {
-        fail(c, bad, why);
-        e = HPE_USER;
-      }
+      llhttp_errno_t e = hg__http_execute(c, d, n);
       if (e == HPE_OK) {
         c->in_off = c->in.len;
         break;

@@ -76,16 +76,7 @@ void hg__http_conn_process(conn_t *c) {
     }
     const char *data = c->in.data + c->in_off;
     size_t len = c->in.len - c->in_off;
-    /* The raw checks and llhttp: the earlier error in the stream wins (request.c). */
-    int bad;
-    const char *why;
-    size_t upto = hg__http_scan_head(c, data, len, &bad, &why);
-    llhttp_errno_t err = upto ? llhttp_execute(&c->parser, data, upto) : HPE_OK;
-    if (err == HPE_OK && bad) {
-      c->err_status = bad;
-      c->err_msg = why;
-      err = HPE_USER;
-    }
+    llhttp_errno_t err = hg__http_execute(c, data, len);
     if (err == HPE_OK) {
       c->in_off = c->in.len;
       break;

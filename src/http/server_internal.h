@@ -94,9 +94,10 @@ struct hg_http_server_s {
 /* request.c */
 void hg__http_txn_begin(conn_t *c);            /* fresh per-request state */
 void hg__http_ensure_id(conn_t *c);            /* a request id for every answer */
-/* Raw RFC 9112 checks of p[0..n): returns n, or the offset of the first bad byte with
- * the status and message set (parse the bytes before it first: the earlier error wins). */
-size_t hg__http_scan_head(conn_t *c, const char *p, size_t n, int *status, const char **msg);
+/* Parses p[0..n) with the raw RFC 9112 checks and llhttp: llhttp's result, or HPE_USER
+ * with the error set; whichever error comes first in the stream wins, however it was
+ * split into reads. The server and the parser seam both go through it. */
+llhttp_errno_t hg__http_execute(conn_t *c, const char *p, size_t n);
 int hg__http_error_status(conn_t *c, llhttp_errno_t err, const char **msg);
 void hg__http_settings_init(llhttp_settings_t *st);
 
