@@ -13,7 +13,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config ca-certificates \
-      liblua5.4-dev lua5.4 lua-cjson libuv1-dev node-llhttp libmbedtls-dev zlib1g-dev \
+      liblua5.4-dev lua5.4 lua-cjson libuv1-dev node-llhttp libmbedtls-dev zlib1g-dev libhiredis-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole tree (minus .dockerignore): CMakeLists.txt also configures tests/unit and bench.
@@ -28,7 +28,7 @@ FROM debian:bookworm-slim
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libuv1 liblua5.4-0 libmbedtls14 libmbedx509-1 libmbedcrypto7 lua-cjson zlib1g \
+      libuv1 liblua5.4-0 libmbedtls14 libmbedx509-1 libmbedcrypto7 lua-cjson zlib1g libhiredis0.14 \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && groupadd --system --gid 10001 hlsgate \

@@ -95,6 +95,20 @@ void hg_metrics_request(hg_metrics_t *m, int route, int status, size_t bytes, ui
 
 void hg_metrics_connections(hg_metrics_t *m, int delta) { ADD(&m->connections, delta); }
 
+void hg_metrics_callout(hg_metrics_t *m, int kind, int outcome, uint64_t us) {
+  if (kind < 0 || kind > 1 || outcome < 0 || outcome >= HG_METRICS_OUTCOMES) return;
+  ADD(&m->callouts[kind][outcome], 1);
+  observe(kind ? &m->callout_redis : &m->callout_http, us);
+}
+
+void hg_metrics_redis(hg_metrics_t *m, size_t conns, uint64_t errors) {
+  __atomic_store_n(&m->redis_conns, (int64_t)conns, __ATOMIC_RELAXED);
+  __atomic_store_n(&m->redis_errors, errors, __ATOMIC_RELAXED);
+}
+
+/* Callouts by target and outcome, their latency, the Redis pools. */
+static void render_callouts(hg_buf_t *o, hg_metrics_t *const *w, size_t n);
+
 static void render_histogram(hg_buf_t *o, const char *name, const char *help,
                              hg_metrics_t *const *w, size_t n, size_t offset) {
   hg_buf_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
@@ -198,6 +212,7 @@ int hg_metrics_render(hg_buf_t *o, hg_metrics_t *const *w, size_t n, hg_cache_t 
                 (unsigned long long)LOAD(&reloads_ok), (unsigned long long)LOAD(&reloads_failed));
   hg_buf_printf(o, "# HELP hlsgate_policy_info The policy version (first 12 hex digits of its SHA-256).\n"
                    "# TYPE hlsgate_policy_info gauge\nhlsgate_policy_info{version=\"%s\"} 1\n", ver);
+  render_callouts(o, w, n);
   render_process(o);
   if (cache) {
     hg_cache_stats_t st;
@@ -219,4 +234,30 @@ int hg_metrics_render(hg_buf_t *o, hg_metrics_t *const *w, size_t n, hg_cache_t 
                   (unsigned long long)st.evictions, st.bytes, st.objects);
   }
   return o->data && !hg_buf_error(o) ? 0 : HG_ENOMEM;
+}
+
+static void render_callouts(hg_buf_t *o, hg_metrics_t *const *w, size_t n) {
+  static const char *const kinds[2] = {"http", "redis"};
+  static const char *const outcomes[HG_METRICS_OUTCOMES] = {"ok", "error", "timeout", "cancelled"};
+  hg_buf_puts(o, "# HELP hlsgate_callouts_total Policy callouts (hg.http.request, hg.redis) by target and outcome.\n"
+                 "# TYPE hlsgate_callouts_total counter\n");
+  for (int k = 0; k < 2; k++)
+    for (int r = 0; r < HG_METRICS_OUTCOMES; r++) {
+      uint64_t v = 0;
+      for (size_t i = 0; i < n; i++) v += LOAD(&w[i]->callouts[k][r]);
+      hg_buf_printf(o, "hlsgate_callouts_total{target=\"%s\",outcome=\"%s\"} %llu\n", kinds[k], outcomes[r],
+                    (unsigned long long)v);
+    }
+  render_histogram(o, "hlsgate_callout_http_duration_seconds", "Time an hg.http.request callout took.",
+                   w, n, offsetof(hg_metrics_t, callout_http));
+  render_histogram(o, "hlsgate_callout_redis_duration_seconds", "Time an hg.redis callout took.",
+                   w, n, offsetof(hg_metrics_t, callout_redis));
+  int64_t conns = 0;
+  uint64_t errors = 0;
+  for (size_t i = 0; i < n; i++) conns += LOAD(&w[i]->redis_conns), errors += LOAD(&w[i]->redis_errors);
+  hg_buf_printf(o, "# HELP hlsgate_redis_connections Open Redis connections (all workers' pools).\n"
+                   "# TYPE hlsgate_redis_connections gauge\nhlsgate_redis_connections %lld\n"
+                   "# HELP hlsgate_redis_errors_total Redis connection and protocol errors.\n"
+                   "# TYPE hlsgate_redis_errors_total counter\nhlsgate_redis_errors_total %llu\n",
+                (long long)conns, (unsigned long long)errors);
 }

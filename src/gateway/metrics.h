@@ -16,6 +16,8 @@
 #define HG_METRICS_ROUTES 16 /* distinct route labels; later ones count as "other" */
 #define HG_METRICS_STATUSES 24
 #define HG_METRICS_BUCKETS 14
+#define HG_METRICS_OUTCOMES 4
+enum { HG_OUTCOME_OK, HG_OUTCOME_ERROR, HG_OUTCOME_TIMEOUT, HG_OUTCOME_CANCELLED };
 
 typedef struct hg_histogram_s {
   uint64_t buckets[HG_METRICS_BUCKETS]; /* cumulative at export, per-bucket here */
@@ -29,7 +31,18 @@ typedef struct hg_metrics_s {
   hg_histogram_t latency;
   hg_histogram_t upstream;
   int64_t connections; /* open client connections of this worker */
+  /* policy callouts (docs/callouts.md): target (http, redis) × outcome */
+  uint64_t callouts[2][HG_METRICS_OUTCOMES];
+  hg_histogram_t callout_http, callout_redis;
+  int64_t redis_conns;   /* open Redis connections of this worker (a gauge) */
+  uint64_t redis_errors; /* Redis connection and protocol errors of this worker */
 } hg_metrics_t;
+
+/* Records one finished callout: kind HG_CALLOUT_HTTP / HG_CALLOUT_REDIS (lua/callout.h),
+ * outcome HG_OUTCOME_*, its wall-clock duration. Owner thread of `m`. */
+void hg_metrics_callout(hg_metrics_t *m, int kind, int outcome, uint64_t us);
+/* Publishes the worker's Redis pool state. Owner thread of `m`. */
+void hg_metrics_redis(hg_metrics_t *m, size_t conns, uint64_t errors);
 
 /* Process-wide state set by the main thread. */
 void hg_metrics_start(void);                    /* records the start time; main thread, once */

@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "gateway/callouts.h"
 #include "gateway/pipeline.h"
 #include "http/server.h"
 
@@ -36,6 +37,8 @@ struct hg_worker_s {
   hg_policy_t *policy; /* current; requests retain the one they started with */
   hg_pipeline_ctx_t pipeline;
   int pipeline_ok; /* initialized and not yet closed */
+  hg_callouts_t callouts; /* the port policies reach the network through */
+  int callouts_ok;
   int draining;
   /* startup handshake */
   uv_sem_t started;
@@ -146,23 +149,30 @@ static void on_admin_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
   if (!builtin(ud, txn, req, 1)) respond_error(txn, req, 404, "not found");
 }
 
-static void on_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
-  hg_worker_t *w = ud;
-  if (builtin(w, txn, req, 0)) return;
-  hg_policy_t *policy = w->policy;
-  hg_policy_retain(policy);
-  req->log_policy = hg_policy_version(policy);
+/* A request on its way through the policy: lives in the request's arena. */
+typedef struct policy_req_s {
+  hg_worker_t *w;
+  hg_http_txn_t *txn;
+  hg_request_t *req;
+  hg_policy_t *policy; /* retained until the policy step ends */
+  hg_policy_task_t *task; /* while on_request waits on a callout */
   hg_response_t res;
   hg_plan_t plan;
-  memset(&res, 0, sizeof(res));
-  int kind = hg_policy_on_request(policy, req, &res, &plan);
-  if (kind == HG_PLAN_FETCH) hg_pipeline_run(&w->pipeline, txn, req, policy, &plan);
-  hg_policy_release(policy);
+} policy_req_t;
+
+/* The policy step ended (now, or after callouts): answer or start the pipeline. */
+static void policy_answer(policy_req_t *pr, int kind) {
+  hg_worker_t *w = pr->w;
+  hg_http_txn_t *txn = pr->txn;
+  hg_request_t *req = pr->req;
+  hg_response_t *res = &pr->res;
+  if (kind == HG_PLAN_FETCH) hg_pipeline_run(&w->pipeline, txn, req, pr->policy, &pr->plan);
+  hg_policy_release(pr->policy);
   switch (kind) {
   case HG_PLAN_FETCH:
     break;
   case HG_PLAN_RESPOND:
-    hg_http_respond(txn, &res);
+    hg_http_respond(txn, res);
     break;
   case HG_PLAN_NONE: {
     /* No route: 404 for reads, an Allow list for OPTIONS, 405 for other methods. */
@@ -170,9 +180,9 @@ static void on_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
     if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
       respond_error(txn, req, 404, "not found");
     } else if (strcmp(m, "OPTIONS") == 0) {
-      res.status = 204;
-      hg_response_add_header(&res, "Allow", 5, "GET, HEAD, OPTIONS", 18);
-      hg_http_respond(txn, &res);
+      res->status = 204;
+      hg_response_add_header(res, "Allow", 5, "GET, HEAD, OPTIONS", 18);
+      hg_http_respond(txn, res);
     } else {
       respond_error(txn, req, 405, "method not allowed");
     }
@@ -187,6 +197,45 @@ static void on_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
   }
 }
 
+static void on_policy_done(void *ud, int kind) {
+  policy_req_t *pr = ud;
+  pr->task = NULL;
+  hg_http_txn_on_gone(pr->txn, NULL, NULL);
+  policy_answer(pr, kind);
+}
+
+/* The client left while on_request waited: drop the coroutine and its pending call. */
+static void on_client_gone(void *ud) {
+  policy_req_t *pr = ud;
+  hg_policy_task_cancel(pr->task);
+  pr->task = NULL;
+  hg_policy_release(pr->policy);
+  respond_error(pr->txn, pr->req, 499, "client closed the request"); /* logged, not sent */
+}
+
+static void on_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
+  hg_worker_t *w = ud;
+  if (builtin(w, txn, req, 0)) return;
+  policy_req_t *pr = hg_arena_alloc(req->arena, sizeof(*pr));
+  if (pr == NULL) {
+    respond_static(txn, 500, "{\"error\":\"out of memory\",\"status\":500}\n");
+    return;
+  }
+  memset(pr, 0, sizeof(*pr));
+  pr->w = w;
+  pr->txn = txn;
+  pr->req = req;
+  pr->policy = w->policy;
+  hg_policy_retain(pr->policy);
+  req->log_policy = hg_policy_version(pr->policy);
+  int kind = hg_policy_on_request(pr->policy, req, &pr->res, &pr->plan, on_policy_done, pr, &pr->task);
+  if (kind == HG_PLAN_PENDING) {
+    hg_http_txn_on_gone(txn, on_client_gone, pr);
+    return;
+  }
+  policy_answer(pr, kind);
+}
+
 /* ---- control ---- */
 
 /* Every server drained: close the worker's own handles so its loop ends. */
@@ -194,20 +243,23 @@ static void on_server_drained(void *ud) {
   hg_worker_t *w = ud;
   if (--w->servers_open > 0) return;
   uv_close((uv_handle_t *)&w->async, NULL);
+  if (w->callouts_ok) hg_callouts_close(&w->callouts);
+  w->callouts_ok = 0;
   if (w->pipeline_ok) hg_pipeline_ctx_close(&w->pipeline);
   w->pipeline_ok = 0;
 }
 
 static void switch_policy(hg_worker_t *w, hg_policy_src_t *src) {
   char err[512];
-  hg_policy_limits_t lim = {w->cfg->lua_memory, w->cfg->lua_budget};
+  hg_policy_limits_t lim = {w->cfg->lua_memory, w->cfg->lua_budget, 0, 0};
   hg_policy_t *p = hg_policy_new(src, &lim, err, sizeof(err));
   hg_policy_src_release(src);
   if (p == NULL) {
     hg_log(HG_LOG_ERROR, "reload failed, keeping policy %s: %s", hg_policy_version(w->policy), err);
     return;
   }
-  hg_policy_release(w->policy);
+  hg_policy_set_port(p, w->callouts_ok ? &w->callouts.port : NULL);
+  hg_policy_release(w->policy); /* requests suspended on it keep it alive until they end */
   w->policy = p;
   if (w->id == 1) hg_metrics_set_version(hg_policy_version(p));
   hg_log(HG_LOG_DEBUG, "policy %s active", hg_policy_version(p));
@@ -244,7 +296,7 @@ static void worker_main(void *arg) {
   hg_worker_t *w = arg;
   hg_log_set_thread(w->name);
   char err[512];
-  hg_policy_limits_t lim = {w->cfg->lua_memory, w->cfg->lua_budget};
+  hg_policy_limits_t lim = {w->cfg->lua_memory, w->cfg->lua_budget, 0, 0};
   w->policy = hg_policy_new(w->initial, &lim, err, sizeof(err));
   if (w->policy == NULL) {
     hg_log(HG_LOG_ERROR, "%s", err);
@@ -268,6 +320,12 @@ static void worker_main(void *arg) {
                                  w->cfg->max_playlist, perr, sizeof(perr));
   if (prc) hg_log(HG_LOG_ERROR, "upstream client: %s", perr);
   w->pipeline_ok = prc == 0;
+  if (prc == 0) {
+    prc = hg_callouts_init(&w->callouts, &w->loop, w->pipeline.upstream, w->metrics, perr, sizeof(perr));
+    if (prc) hg_log(HG_LOG_ERROR, "callouts: %s", perr);
+    w->callouts_ok = prc == 0;
+    if (w->callouts_ok) hg_policy_set_port(w->policy, &w->callouts.port);
+  }
   w->http = hg_http_server_new(&w->loop, &limits, on_request, w);
   if (w->nadmin) w->admin = hg_http_server_new(&w->loop, &limits, on_admin_request, w);
   int rc = prc ? prc : w->http == NULL || (w->nadmin && w->admin == NULL) ? UV_ENOMEM : 0;
@@ -285,6 +343,8 @@ static void worker_main(void *arg) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
   hg_http_server_free(w->http);
   hg_http_server_free(w->admin);
+  if (w->callouts_ok) hg_callouts_close(&w->callouts);
+  w->callouts_ok = 0;
   if (w->pipeline_ok) hg_pipeline_ctx_close(&w->pipeline);
   uv_run(&w->loop, UV_RUN_DEFAULT); /* let the servers' close callbacks run */
   if (uv_loop_close(&w->loop) != 0) hg_log(HG_LOG_WARN, "loop closed with handles open");

@@ -50,6 +50,7 @@ void hg__http_txn_begin(conn_t *c) {
   req->target = "-";
   req->target_len = req->path_len = 1;
   c->txn.conn = c;
+  c->gone_cb = NULL;
   hg_buf_clear(&c->url);
   c->url_total = 0;
   hg_buf_clear(&c->field);

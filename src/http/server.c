@@ -55,11 +55,25 @@ static void on_handle_close(uv_handle_t *h) {
   hg__http_conn_maybe_free(c);
 }
 
+/* A handler waiting before it answers learns that its client left (hg_http_txn_on_gone). */
+static void fire_gone(conn_t *c) {
+  if (c->state != S_BUSY || c->gone_cb == NULL) return;
+  void (*cb)(void *) = c->gone_cb;
+  c->gone_cb = NULL;
+  cb(c->gone_ud);
+}
+
 void hg__http_conn_close(conn_t *c) {
   if (c->closing) return;
   c->closing = 1;
   uv_close((uv_handle_t *)&c->tcp, on_handle_close);
   uv_close((uv_handle_t *)&c->timer, on_handle_close);
+  fire_gone(c); /* the handles close later: the connection outlives the callback */
+}
+
+void hg_http_txn_on_gone(hg_http_txn_t *txn, void (*cb)(void *ud), void *ud) {
+  txn->conn->gone_cb = cb;
+  txn->conn->gone_ud = ud;
 }
 
 void hg__http_start_reading(conn_t *c);
@@ -136,7 +150,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
      * still gets its response attempt (the write will fail if the peer is gone). */
     uv_read_stop(stream);
     c->reading = 0;
-    if (c->state == S_BUSY || c->state == S_WRITING) c->close_after = 1;
+    if (c->state == S_BUSY && c->gone_cb) hg__http_conn_close(c); /* nobody to wait for */
+    else if (c->state == S_BUSY || c->state == S_WRITING) c->close_after = 1;
     else hg__http_conn_close(c);
     return;
   }

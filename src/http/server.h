@@ -67,6 +67,12 @@ void hg_http_server_observe(hg_http_server_t *srv, const hg_http_observer_t *obs
  * Returns 0, or a negative code when the client is already gone (the txn still ends). */
 int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res);
 
+/* Asks to be told, once, when the client goes away (EOF, a read error, a forced close)
+ * before the request is answered: `cb(ud)` runs on the loop; the handler must still end
+ * the txn (hg_http_respond then sends nothing and logs 499). NULL clears it. For handlers
+ * that wait before answering (a policy suspended on a callout). Loop thread. */
+void hg_http_txn_on_gone(hg_http_txn_t *txn, void (*cb)(void *ud), void *ud);
+
 /* ---- streamed responses (relays) ----
  * stream_start sends the head; stream_write queues body chunks; stream_end finishes.
  * The caller keeps the txn until stream_end. Backpressure: when hg_http_stream_queued

@@ -52,6 +52,8 @@ typedef struct conn_s {
   size_t body_bytes;
   hg_http_drain_cb drain;
   void *drain_ud;
+  void (*gone_cb)(void *ud); /* hg_http_txn_on_gone, while BUSY */
+  void *gone_ud;
   /* per-request parse state */
   hg_http_txn_t txn;
   hg_buf_t url, field, value, body;

@@ -39,16 +39,6 @@ struct hg_policy_src_s {
   char version[13];
 };
 
-struct hg_policy_s {
-  int refs;
-  lua_State *L;
-  hg_policy_src_t *src;
-  int on_request; /* registry ref */
-  size_t mem, mem_limit;
-  hg_lua_meter_t meter; /* the budget of the current hook call (lapi.h) */
-  int in_call;          /* allocations are charged to the meter */
-};
-
 /* ---- sources ---- */
 
 hg_policy_src_t *hg_policy_src_read(const char *path, char *err, size_t errlen) {
@@ -100,7 +90,6 @@ const char *hg_policy_src_path(const hg_policy_src_t *src) { return src->path; }
 
 /* ---- Lua state plumbing ---- */
 
-static hg_policy_t *self(lua_State *L) { return *(hg_policy_t **)lua_getextraspace(L); }
 
 /* Allocator with a cap. `osize` is a type tag when ptr is NULL, so only count it for
  * real blocks. */
@@ -133,7 +122,7 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 
 static void count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  hg_policy_t *p = self(L);
+  hg_policy_t *p = hg__policy_self(L);
   p->meter.used += HOOK_STEP;
   if (hg__lua_meter_check(&p->meter) != 0) {
     if (p->meter.used <= p->meter.budget) luaL_error(L, "policy time limit exceeded");
@@ -145,13 +134,13 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
  * backstop for work that is charged per instruction but is not constant per instruction
  * (`a == b` on two long strings), checked whenever the hook fires or a C function is
  * charged. */
-static void meter_start(hg_policy_t *p) {
+void hg__policy_meter_start(hg_policy_t *p) {
   hg__lua_meter_start(&p->meter);
   p->in_call = 1;
 }
 
 /* Message handler: appends a traceback to string errors. */
-static int msgh(lua_State *L) {
+int hg__policy_msgh(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   luaL_traceback(L, L, msg, 1);
@@ -222,6 +211,7 @@ static int open_hlsgate(lua_State *L) {
   hg__lua_open_module(L);
   lua_pushcfunction(L, l_log);
   lua_setfield(L, -2, "log");
+  hg__lua_open_callouts(L); /* hg.http, hg.redis, hg.null */
   if (g_nlisten) {
     int beyond = 0;
     lua_createtable(L, (int)g_nlisten, 0);
@@ -294,11 +284,11 @@ static void set_paths(lua_State *L, const char *policy_path) {
  * with err filled as "file:line: message". */
 static int load_chunk(hg_policy_t *p, char *err, size_t errlen) {
   lua_State *L = p->L;
-  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, hg__policy_msgh);
   int rc = luaL_loadbufferx(L, p->src->bytes, p->src->len, lua_pushfstring(L, "@%s", p->src->path), "t");
   lua_remove(L, -2); /* the chunk name */
   if (rc == LUA_OK) {
-    meter_start(p);
+    hg__policy_meter_start(p);
     rc = lua_pcall(L, 0, 1, -2);
     p->in_call = 0;
   }
@@ -333,6 +323,8 @@ hg_policy_t *hg_policy_new(hg_policy_src_t *src, const hg_policy_limits_t *lim, 
   p->refs = 1;
   p->mem_limit = lim->memory;
   p->meter.budget = lim->budget;
+  p->max_calls = lim->max_calls ? lim->max_calls : HG_POLICY_MAX_CALLS;
+  p->max_wait_ms = lim->max_wait_ms ? lim->max_wait_ms : HG_POLICY_MAX_WAIT_MS;
   p->meter.mem = &p->mem;
   p->src = src;
   hg_policy_src_retain(src);
@@ -369,9 +361,9 @@ const char *hg_policy_version(const hg_policy_t *p) { return p->src->version; }
 /* Calls the function at the top of the stack with `nargs` arguments below it under the
  * budget; logs failures with the request id. Returns 0 with one result on the stack, or
  * a negative code with the stack restored to `base`. */
-static int call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int base) {
+int hg__policy_call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int base) {
   lua_State *L = p->L;
-  meter_start(p);
+  hg__policy_meter_start(p);
   int rc = lua_pcall(L, nargs, 1, base + 1);
   p->in_call = 0;
   int exceeded = p->meter.exceeded;
@@ -386,51 +378,14 @@ static int call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int bas
   return exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
 }
 
-int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res, hg_plan_t *plan) {
-  lua_State *L = p->L;
-  lua_settop(L, 0);
-  lua_pushcfunction(L, msgh);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_request);
-  hg__lua_push_request(L, req);
-  int rc = call_hook(p, req, 1, 0);
-  if (rc < 0) return rc;
-  int result, is_plan = 0;
-  if (lua_istable(L, -1)) {
-    is_plan = lua_getfield(L, -1, "origin") != LUA_TNIL; /* a plan, not a response */
-    lua_pop(L, 1);
-    if (lua_getfield(L, -1, "route") == LUA_TSTRING) { /* the metrics label */
-      size_t n;
-      const char *r = lua_tolstring(L, -1, &n);
-      req->route = hg_arena_strndup(req->arena, r, n);
-    }
-    lua_pop(L, 1);
-  }
-  if (lua_isnil(L, -1)) {
-    result = HG_PLAN_NONE;
-  } else if (is_plan) {
-    memset(plan, 0, sizeof(*plan));
-    result = hg__lua_to_plan(L, lua_gettop(L), req, plan) == 0 ? HG_PLAN_FETCH : HG_EPOLICY;
-    if (result != HG_PLAN_FETCH) hg_policy_plan_done(p, plan);
-  } else {
-    result = hg__lua_to_response(L, req, res) == 0 ? HG_PLAN_RESPOND : HG_EPOLICY;
-    if (result != HG_PLAN_RESPOND) {
-      res->nheaders = 0;
-      res->body = NULL;
-    }
-  }
-  if (result == HG_EPOLICY) hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
-  lua_settop(L, 0);
-  return result;
-}
-
 int hg_policy_uri_hook(hg_policy_t *p, const hg_plan_t *plan, const hg_request_t *req,
                        const hg_hls_uri_t *uri, hg_buf_t *replacement) {
   lua_State *L = p->L;
   int base = lua_gettop(L);
-  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, hg__policy_msgh);
   lua_rawgeti(L, LUA_REGISTRYINDEX, plan->hook_ref);
   hg__lua_push_uri(L, uri);
-  int rc = call_hook(p, req, 1, base);
+  int rc = hg__policy_call_hook(p, req, 1, base);
   if (rc < 0) return rc;
   int act = hg__lua_uri_result(L, replacement, req->id);
   lua_settop(L, base);

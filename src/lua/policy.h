@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lua/callout.h"
 #include "lua/plan.h"
 #include "http/message.h"
 
@@ -34,8 +35,14 @@ const char *hg_policy_src_path(const hg_policy_src_t *src);
 
 typedef struct hg_policy_limits_s {
   size_t memory;   /* bytes the Lua state may allocate */
-  uint64_t budget; /* VM instructions per hook call (and for loading the chunk) */
+  uint64_t budget; /* VM instructions per hook call (and for loading the chunk); for
+                    * on_request, all its resumptions together (waiting is free) */
+  unsigned max_calls;   /* callouts per request (0: HG_POLICY_MAX_CALLS) */
+  uint64_t max_wait_ms; /* total wait on callouts per request (0: HG_POLICY_MAX_WAIT_MS) */
 } hg_policy_limits_t;
+
+#define HG_POLICY_MAX_CALLS 16
+#define HG_POLICY_MAX_WAIT_MS 10000
 
 typedef struct hg_policy_s hg_policy_t;
 
@@ -56,15 +63,38 @@ enum {
   HG_PLAN_NONE = 0,    /* the hook returned nil: the core answers 404/405 */
   HG_PLAN_RESPOND = 1, /* `res` holds a complete response */
   HG_PLAN_FETCH = 2,   /* `plan` says where to fetch from and how to rewrite */
+  HG_PLAN_PENDING = 3, /* the hook waits on a callout: the answer comes through `done` */
 };
 
-/* Runs the policy's on_request hook for `req` within the instruction budget. Returns an
- * HG_PLAN_* value, or HG_EPOLICY (Lua error, invalid return value) / HG_EBUDGET /
- * HG_ENOMEM; errors are logged here with the request id and a traceback. Strings in
- * `res` and `plan` are copied into the request's arena. A FETCH plan may hold a Lua
- * reference (its on_uri hook): release it with hg_policy_plan_done. Owner thread only. */
+/* Gives the policy the worker's callout port (lua/callout.h), which must outlive it;
+ * without one, hg.http.request and hg.redis answer nil, "callouts unavailable". Owner
+ * thread only. */
+void hg_policy_set_port(hg_policy_t *p, const hg_callout_port_t *port);
+
+/* A request whose on_request is suspended on a callout. */
+typedef struct hg_policy_task_s hg_policy_task_t;
+
+/* Called once when a suspended on_request ends: `kind` is what hg_policy_on_request
+ * would have returned (never HG_PLAN_PENDING), `res`/`plan` are filled as for it. */
+typedef void (*hg_policy_done_cb)(void *ud, int kind);
+
+/* Runs the policy's on_request hook for `req` in a coroutine, within the instruction
+ * budget. Returns an HG_PLAN_* value, or HG_EPOLICY (Lua error, invalid return value) /
+ * HG_EBUDGET / HG_ENOMEM; errors are logged here with the request id and a traceback.
+ * Strings in `res` and `plan` are copied into the request's arena. A FETCH plan may hold
+ * a Lua reference (its on_uri hook): release it with hg_policy_plan_done.
+ * HG_PLAN_PENDING: the hook yielded on a callout; *task is set, and `done(ud, kind)` runs
+ * later from the loop, exactly once, unless hg_policy_task_cancel comes first. `req`,
+ * `res` and `plan` must stay valid until then; the task holds a reference to `p`, so a
+ * request suspended across a reload finishes on the policy it started with.
+ * Owner thread only. */
 int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res,
-                         hg_plan_t *plan);
+                         hg_plan_t *plan, hg_policy_done_cb done, void *ud,
+                         hg_policy_task_t **task);
+
+/* Abandons a suspended request (its client went away): cancels its pending callout,
+ * drops its coroutine and its reference to the policy; `done` never runs. Owner thread. */
+void hg_policy_task_cancel(hg_policy_task_t *t);
 
 /* Runs the plan's on_uri hook for one playlist URI. Returns the action it named
  * (HG_ACT_KEEP … HG_ACT_PRESIGN; HG_ACT_UNSET for nil: use the class rule), or

@@ -12,6 +12,47 @@
 #include "lua/plan.h"
 #include "lua/policy.h"
 
+#include "lua/lapi.h"
+
+/* One compiled policy (policy.h). policy.c builds it; task.c runs on_request in
+ * coroutines on it. */
+struct hg_policy_s {
+  int refs;
+  lua_State *L;
+  hg_policy_src_t *src;
+  int on_request; /* registry ref */
+  size_t mem, mem_limit;
+  hg_lua_meter_t meter; /* the budget of the current hook call (lapi.h) */
+  int in_call;          /* allocations are charged to the meter */
+  const hg_callout_port_t *port; /* the worker's, or NULL */
+  struct hg_policy_task_s *cur;  /* the request whose coroutine runs now, or NULL */
+  unsigned max_calls;
+  uint64_t max_wait_ms;
+};
+
+static inline hg_policy_t *hg__policy_self(lua_State *L) { return *(hg_policy_t **)lua_getextraspace(L); }
+
+/* policy.c */
+void hg__policy_meter_start(hg_policy_t *p);
+int hg__policy_msgh(lua_State *L); /* appends a traceback to string errors */
+int hg__policy_call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int base);
+
+/* callout.c: sets hg.http, hg.redis and hg.null in the module table at the top. */
+void hg__lua_open_callouts(lua_State *L);
+
+/* task.c, for the bindings: the call to start for the running request. Raises (misuse)
+ * unless L is the coroutine of an on_request that may yield here. Returns the call, or
+ * NULL with an error message pushed (a runtime failure: calls or wait exhausted, no
+ * port); *timeout_ms is lowered to the wait left. */
+hg_callout_t *hg__policy_callout_begin(lua_State *L, const char *what, uint64_t *timeout_ms,
+                                       const hg_callout_port_t **port);
+/* Marks the call started and yields (`return hg__policy_callout_yield(L, call);`). */
+int hg__policy_callout_yield(lua_State *L, hg_callout_t *call);
+/* The suspended coroutine of a call (push its results there), then resume it with the
+ * `nres` values pushed. */
+lua_State *hg__policy_callout_thread(hg_callout_t *call);
+void hg__policy_callout_resume(hg_callout_t *call, int nres);
+
 #define HG_PLAN_MAX_REDIRECTS 5 /* origin.max_redirects when absent (docs/policy-api.md) */
 #define HG_POLICY_MAX_HEADER_BYTES 16384 /* a policy response's headers, names and values */
 

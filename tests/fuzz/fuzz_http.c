@@ -240,7 +240,8 @@ static int on_message_complete(llhttp_t *p) {
   memset(&res, 0, sizeof(res));
   hg_plan_t plan;
   memset(&plan, 0, sizeof(plan));
-  int rc = hg_policy_on_request(get_policy(), &req, &res, &plan);
+  hg_policy_task_t *task;
+  int rc = hg_policy_on_request(get_policy(), &req, &res, &plan, NULL, NULL, &task);
   if (rc == HG_PLAN_RESPOND && (res.status < 100 || res.status > 599)) abort();
   if (rc == HG_PLAN_FETCH) hg_policy_plan_done(get_policy(), &plan);
   hg_arena_free(arena);

@@ -103,7 +103,7 @@ static int setup(void) {
   char path[128], err[256];
   snprintf(path, sizeof(path), "%s/policy.lua", dir);
   hg_policy_src_t *src = hg_policy_src_read(path, err, sizeof(err));
-  hg_policy_limits_t lim = {(size_t)64 << 20, 10000000};
+  hg_policy_limits_t lim = {(size_t)64 << 20, 10000000, 0, 0};
   policy = src ? hg_policy_new(src, &lim, err, sizeof(err)) : NULL;
   if (src) hg_policy_src_release(src);
   if (policy == NULL) {
@@ -141,7 +141,8 @@ static void run(const char *method, const char *target, hg_http_txn_t *t) {
   hg_response_t res;
   hg_plan_t plan;
   memset(&res, 0, sizeof(res));
-  int kind = hg_policy_on_request(policy, &req, &res, &plan);
+  hg_policy_task_t *task;
+  int kind = hg_policy_on_request(policy, &req, &res, &plan, NULL, NULL, &task);
   CHECK_INT(kind, HG_PLAN_FETCH);
   if (kind == HG_PLAN_FETCH) {
     hg_pipeline_run(&ctx, t, &req, policy, &plan);

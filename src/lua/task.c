@@ -1,0 +1,236 @@
+/* task.c — on_request in a coroutine, suspended on callouts (policy.h, docs/callouts.md).
+ *
+ * Every request gets a Lua thread (lua_newthread, anchored in the registry while it
+ * lives). The hook runs in it with lua_resume; a callout binding starts its call through
+ * the port and yields; the port's answer (callout.c) pushes the results onto the thread
+ * and resumes it. While a request waits, the state runs other requests: each has its
+ * own thread, and the instruction meter is saved per request across resumptions, so
+ * waiting costs no budget but the work before and after a call adds up. A suspended
+ * request holds a reference to its policy: a reload swaps the worker's current policy,
+ * and the old state lives until its last suspended request ends.
+ */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "lua/policy_internal.h"
+
+struct hg_policy_task_s {
+  hg_policy_t *p;
+  lua_State *co;
+  int co_ref;
+  hg_request_t *req;
+  hg_response_t *res;
+  hg_plan_t *plan;
+  hg_policy_done_cb done;
+  void *ud;
+  uint64_t used;      /* instructions spent so far, across resumptions */
+  unsigned calls;     /* callouts made */
+  uint64_t waited_ns; /* time spent waiting on them */
+  int pending;        /* `call` is in flight */
+  hg_callout_t call;
+};
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void hg_policy_set_port(hg_policy_t *p, const hg_callout_port_t *port) { p->port = port; }
+
+static void task_free(hg_policy_task_t *t) {
+  lua_State *L = t->p->L;
+  luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref); /* the thread is garbage from now on */
+  hg_policy_release(t->p);
+  free(t);
+}
+
+/* Reads what the finished hook returned (the first of nres values on co). */
+static int read_result(hg_policy_task_t *t, int nres) {
+  lua_State *L = t->co;
+  hg_request_t *req = t->req;
+  if (nres == 0) lua_pushnil(L);
+  else lua_settop(L, lua_gettop(L) - nres + 1);
+  int result, is_plan = 0;
+  if (lua_istable(L, -1)) {
+    is_plan = lua_getfield(L, -1, "origin") != LUA_TNIL; /* a plan, not a response */
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "route") == LUA_TSTRING) { /* the metrics label */
+      size_t n;
+      const char *r = lua_tolstring(L, -1, &n);
+      req->route = hg_arena_strndup(req->arena, r, n);
+    }
+    lua_pop(L, 1);
+  }
+  if (lua_isnil(L, -1)) {
+    result = HG_PLAN_NONE;
+  } else if (is_plan) {
+    memset(t->plan, 0, sizeof(*t->plan));
+    result = hg__lua_to_plan(L, lua_gettop(L), req, t->plan) == 0 ? HG_PLAN_FETCH : HG_EPOLICY;
+    if (result != HG_PLAN_FETCH) hg_policy_plan_done(t->p, t->plan);
+  } else {
+    result = hg__lua_to_response(L, req, t->res) == 0 ? HG_PLAN_RESPOND : HG_EPOLICY;
+    if (result != HG_PLAN_RESPOND) {
+      t->res->nheaders = 0;
+      t->res->body = NULL;
+    }
+  }
+  if (result == HG_EPOLICY) hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
+  lua_settop(L, 0);
+  return result;
+}
+
+/* Runs the coroutine with the nargs values on its stack until it ends or yields on a
+ * callout. Returns HG_PLAN_PENDING, or the request's outcome (the task is then freed). */
+static int step(hg_policy_task_t *t, int nargs) {
+  hg_policy_t *p = t->p;
+  hg_policy_task_t *outer = p->cur; /* NULL: answers never arrive inside a resume */
+  p->cur = t;
+  hg__policy_meter_start(p);
+  p->meter.used = t->used;
+  int nres = 0;
+  int rc = lua_resume(t->co, p->L, nargs, &nres);
+  p->in_call = 0;
+  p->cur = outer;
+  t->used = p->meter.used;
+  int exceeded = p->meter.exceeded;
+  if (rc == LUA_YIELD && !exceeded) {
+    if (t->pending) return HG_PLAN_PENDING;
+    lua_pushliteral(t->co, "on_request yielded outside a callout (coroutine.yield at its top level?)");
+    rc = LUA_ERRRUN;
+  }
+  int result;
+  if (rc == LUA_OK && !exceeded) {
+    result = read_result(t, nres);
+  } else {
+    if (t->pending) { /* a yield over budget: the call is not wanted any more */
+      p->port->cancel(p->port->ud, &t->call);
+      t->pending = 0;
+    }
+    const char *msg = rc != LUA_OK && rc != LUA_YIELD ? lua_tostring(t->co, -1) : NULL;
+    if (exceeded && rc == LUA_ERRMEM) msg = "instruction budget exceeded (allocations count too)";
+    if (msg && rc != LUA_ERRMEM) msg = (luaL_traceback(t->co, t->co, msg, 0), lua_tostring(t->co, -1));
+    hg_log(HG_LOG_ERROR, "request %s: policy error: %s", t->req->id,
+           msg ? msg : (exceeded ? "instruction budget exceeded (error was caught)" : "non-string error"));
+    if (rc == LUA_ERRMEM) lua_gc(p->L, LUA_GCCOLLECT);
+    result = exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
+  }
+  task_free(t);
+  return result;
+}
+
+/* A thread holding on_request and the request table, ready to resume. */
+static int new_thread(lua_State *L) {
+  hg_request_t *req = lua_touserdata(L, 1);
+  lua_State *co = lua_newthread(L);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, lua_tointeger(L, 2));
+  hg__lua_push_request(co, req);
+  return 1;
+}
+
+int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res,
+                         hg_plan_t *plan, hg_policy_done_cb done, void *ud,
+                         hg_policy_task_t **task) {
+  lua_State *L = p->L;
+  *task = NULL;
+  hg_policy_task_t *t = calloc(1, sizeof(*t));
+  if (t == NULL) return HG_ENOMEM;
+  lua_settop(L, 0);
+  if (!lua_checkstack(L, 4)) {
+    free(t);
+    return HG_ENOMEM;
+  }
+  /* Security: the state's memory cap covers the thread and the request table; building
+   * them may raise, so it runs protected. */
+  lua_pushcfunction(L, new_thread);
+  lua_pushlightuserdata(L, req);
+  lua_pushinteger(L, p->on_request);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
+    lua_settop(L, 0);
+    free(t);
+    return HG_ENOMEM;
+  }
+  lua_State *co = lua_tothread(L, -1);
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->co = co;
+  t->p = p;
+  hg_policy_retain(p);
+  t->req = req;
+  t->res = res;
+  t->plan = plan;
+  t->done = done;
+  t->ud = ud;
+  t->call.task = t;
+  int rc = step(t, 1);
+  if (rc == HG_PLAN_PENDING) *task = t;
+  return rc;
+}
+
+void hg_policy_task_cancel(hg_policy_task_t *t) {
+  if (t == NULL) return;
+  if (t->pending) t->p->port->cancel(t->p->port->ud, &t->call);
+  t->pending = 0;
+  task_free(t);
+}
+
+/* ---- for the bindings (callout.c) ---- */
+
+hg_callout_t *hg__policy_callout_begin(lua_State *L, const char *what, uint64_t *timeout_ms,
+                                       const hg_callout_port_t **port) {
+  hg_policy_t *p = hg__policy_self(L);
+  hg_policy_task_t *t = p->cur;
+  /* Misuse raises: only on_request's own coroutine may wait, and only where Lua can
+   * yield (not inside table.sort's comparator, gsub's callback, a metamethod …). */
+  if (t == NULL)
+    luaL_error(L, "%s: callouts may only be made from on_request (this hook or the policy's "
+               "loading runs synchronously and cannot wait)", what);
+  if (L != t->co)
+    luaL_error(L, "%s: callouts may not be made from a coroutine the policy created", what);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s: cannot wait here (inside a C function such as table.sort, "
+               "string.gsub or a metamethod)", what);
+  if (p->port == NULL) {
+    lua_pushliteral(L, "callouts unavailable");
+    return NULL;
+  }
+  if (t->calls >= p->max_calls) {
+    lua_pushfstring(L, "too many callouts for one request (limit %d)", (int)p->max_calls);
+    return NULL;
+  }
+  uint64_t spent_ms = t->waited_ns / 1000000u;
+  if (spent_ms >= p->max_wait_ms) {
+    lua_pushfstring(L, "callout wait limit for one request exhausted (%d ms)", (int)p->max_wait_ms);
+    return NULL;
+  }
+  if (*timeout_ms > p->max_wait_ms - spent_ms) *timeout_ms = p->max_wait_ms - spent_ms;
+  *port = p->port;
+  t->call.handle = NULL;
+  t->call.start_ns = now_ns();
+  return &t->call;
+}
+
+int hg__policy_callout_yield(lua_State *L, hg_callout_t *call) {
+  hg_policy_task_t *t = call->task;
+  t->calls++;
+  t->pending = 1;
+  return lua_yield(L, 0); /* the answer's values become this function's results */
+}
+
+lua_State *hg__policy_callout_thread(hg_callout_t *call) {
+  return ((hg_policy_task_t *)call->task)->co;
+}
+
+void hg__policy_callout_resume(hg_callout_t *call, int nres) {
+  hg_policy_task_t *t = call->task;
+  t->pending = 0;
+  t->waited_ns += now_ns() - call->start_ns;
+  hg_policy_done_cb done = t->done;
+  void *ud = t->ud;
+  int rc = step(t, nres);
+  if (rc != HG_PLAN_PENDING) done(ud, rc); /* t is freed: the outcome goes to its owner */
+}
