@@ -12,6 +12,7 @@
 -- URI is proxied, since a local file cannot be presigned.
 local hg = require("hlsgate")
 local util = require("hlsgate.util")
+local viewers_mod = require("hlsgate.viewers")
 
 local M = {}
 
@@ -22,22 +23,27 @@ local MEDIA_CLASSES = { "segment", "part", "key", "session_key", "map", "asset" 
 --- M.mint(secret, prefix, ttl [, now [, kid]]) -> token, expires_at
 -- With `kid`, the token's header names the key (needed when the verifier's key table
 -- holds `kid = secret` entries, which are only tried for tokens carrying that kid).
-function M.mint(secret, prefix, ttl, now, kid)
+-- `extra`: more claims (jti, uid, a client binding: hlsgate.viewers).
+function M.mint(secret, prefix, ttl, now, kid, extra)
   local exp = (now or os.time()) + ttl
-  local token = assert(hg.jwt.sign({ sub = "hls", pfx = prefix, exp = exp }, secret,
-                                   { alg = "HS256", kid = kid }))
+  local claims = { sub = "hls", pfx = prefix, exp = exp }
+  for k, v in pairs(extra or {}) do claims[k] = v end
+  local token = assert(hg.jwt.sign(claims, secret, { alg = "HS256", kid = kid }))
   return token, exp
 end
 
 --- M.new(opts) -> handler(req)
 -- opts: secret (string or { kid = secret, … } for rotation), mount ("/stream/hls/"),
--- token_path ("/stream/token"), token_ttl, presign_ttl, admin_key, leeway (seconds),
+-- token_path ("/stream/token"), revoke_path ("/stream/revoke"), viewers (an
+-- hlsgate.viewers: revocation, concurrent streams, client binding; optional), token_ttl, presign_ttl, admin_key, leeway (seconds),
 -- and either s3 = { endpoint, public_endpoint, region, bucket, access_key, secret_key,
 -- session_token, path_style } or root = "/local/dir"; cache_ttl: seconds a playlist fetched
 -- from the bucket (and its rewritten form) may be reused (2; 0 disables).
 function M.new(opts)
   local mount = opts.mount or "/stream/hls/"
   local token_path = opts.token_path or "/stream/token"
+  local revoke_path = opts.revoke_path or "/stream/revoke"
+  local viewers = opts.viewers
   local token_ttl = opts.token_ttl or 86400
   local presign_ttl = opts.presign_ttl or 86400
   local keys = opts.secret
@@ -78,7 +84,9 @@ function M.new(opts)
       kid = opts.kid or (keys[1] == nil and next(keys) or nil)
       secret = kid and keys[kid] or keys[1]
     end
-    local token, exp = M.mint(secret, prefix, math.floor(ttl), nil, kid)
+    local extra = {}
+    if viewers then viewers.mint_claims(body, extra) end
+    local token, exp = M.mint(secret, prefix, math.floor(ttl), nil, kid, extra)
     return hg.json(200, {
       token = token,
       url = mount .. hg.url.encode(path, "path") .. "?token=" .. token,
@@ -97,6 +105,10 @@ function M.new(opts)
     if not claims then return util.deny(401, "invalid token: " .. why) end
     if claims.sub ~= "hls" then return util.deny(403, "token not valid for streaming") end
     if type(claims.pfx) ~= "string" or claims.pfx == "" then return util.deny(403, "token has no prefix") end
+    if viewers then -- may wait on Redis (a callout): on_request only
+      local denied = viewers.check(req, claims)
+      if denied then return denied end
+    end
     local prefix = claims.pfx:gsub("/+$", "")
     local rel = req.path:sub(#mount + 1)
     local key, _, code = hg.url.join_key(prefix, rel)
@@ -131,13 +143,42 @@ function M.new(opts)
     return plan
   end
 
+  -- POST {revoke_path} {"token": T} or {"jti": J, "exp": E}: refused by every replica
+  -- (Redis) until it expires.
+  local function revoke_endpoint(req)
+    if req.method ~= "POST" then return util.deny(405, "method not allowed", { Allow = "POST" }) end
+    local given = (req.headers.authorization or ""):match("^[Bb]earer%s+(.+)$")
+    if not opts.admin_key or not given or not hg.crypto.equals(given, opts.admin_key) then
+      return util.deny(401, "admin key required")
+    end
+    local body = req.body and hg.json_decode(req.body)
+    if type(body) ~= "table" then return util.deny(400, 'JSON body {"token": "…"} or {"jti": "…", "exp": N} required') end
+    local jti, exp = body.jti, tonumber(body.exp)
+    if type(body.token) == "string" then
+      if not keys then return util.deny(503, "HLSGATE_JWT_SECRET is not configured") end
+      local claims, why = hg.jwt.verify(body.token, keys, { alg = "HS256", leeway = opts.leeway or 30 })
+      if not claims then
+        if why == "token expired" then return hg.json(200, { revoked = false, reason = why }) end
+        return util.deny(400, "not a token of this gateway: " .. why)
+      end
+      jti, exp = claims.jti, claims.exp
+    end
+    if type(jti) ~= "string" or jti == "" or not exp then return util.deny(400, "a token with a jti (or jti and exp) required") end
+    if not viewers then return util.deny(503, "revocation is not configured") end
+    local ttl, err = viewers.revoke(jti, exp)
+    if not ttl then return util.deny(503, "cannot store the revocation: " .. err) end
+    return hg.json(200, { revoked = true, expires_in = ttl }, { ["Cache-Control"] = "no-store" })
+  end
+
   local function label(res, route)
     if type(res) == "table" then res.route = res.route or route end
     return res
   end
 
   return function(req)
+    if viewers then req.client = viewers.client(req) end -- behind trusted proxies: the viewer
     if req.method == "OPTIONS" and opts.cors then return label(opts.cors.preflight(req), "stream") end
+    if req.path == revoke_path then return label(revoke_endpoint(req), "admin") end
     if req.path == token_path then return label(mint_endpoint(req), "token") end
     if req.path:sub(1, #mount) == mount then return label(stream(req), "stream") end
     return nil
@@ -154,6 +195,7 @@ function M.from_env(overrides)
     cache_ttl = util.env_number("HLSGATE_PLAYLIST_CACHE_TTL", 2, 0, 3600),
     admin_key = util.env("HLSGATE_ADMIN_KEY"),
     cors = util.cors(util.split(util.env("HLSGATE_CORS_ORIGINS", "*"))),
+    viewers = viewers_mod.from_env(),
   }
   local bucket = util.env("S3_BUCKET")
   if bucket then

@@ -186,4 +186,22 @@ function M.cidr_matcher(list)
   end
 end
 
+--- M.client_address(req, trusted) -> string: the viewer's address.
+-- `trusted` is a function (a cidr_matcher) naming the proxies in front of the gateway, or
+-- nil. When the TCP peer is one of them, X-Forwarded-For is read from the right: the
+-- first address that is not a trusted proxy is the viewer (what a client writes further
+-- left is not believed). Without trusted proxies, or from any other peer, req.client.
+function M.client_address(req, trusted)
+  local addr = req.client
+  if not trusted or not trusted(addr) then return addr end
+  local hops = M.split(req.headers["x-forwarded-for"])
+  for i = #hops, 1, -1 do
+    local hop = hops[i]:match("^%[(.*)%]$") or hops[i]
+    if not M.parse_ip(hop) then return addr end -- garbage: the last trusted hop is all we know
+    if not trusted(hop) then return hop end
+    addr = hop
+  end
+  return addr
+end
+
 return M
