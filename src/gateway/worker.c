@@ -166,8 +166,11 @@ static void policy_answer(policy_req_t *pr, int kind) {
   hg_http_txn_t *txn = pr->txn;
   hg_request_t *req = pr->req;
   hg_response_t *res = &pr->res;
-  if (kind == HG_PLAN_FETCH) hg_pipeline_run(&w->pipeline, txn, req, pr->policy, &pr->plan);
-  hg_policy_release(pr->policy);
+  /* Released last: req->log_policy points into it, and the access log reads it when the
+   * response is written (after a reload this may be the last reference). pr lives in
+   * the request's arena, gone once the response is sent. */
+  hg_policy_t *policy = pr->policy;
+  if (kind == HG_PLAN_FETCH) hg_pipeline_run(&w->pipeline, txn, req, policy, &pr->plan);
   switch (kind) {
   case HG_PLAN_FETCH:
     break;
@@ -195,6 +198,7 @@ static void policy_answer(policy_req_t *pr, int kind) {
     respond_error(txn, req, 500, "policy error");
     break;
   }
+  hg_policy_release(policy);
 }
 
 static void on_policy_done(void *ud, int kind) {
@@ -207,10 +211,11 @@ static void on_policy_done(void *ud, int kind) {
 /* The client left while on_request waited: drop the coroutine and its pending call. */
 static void on_client_gone(void *ud) {
   policy_req_t *pr = ud;
+  hg_policy_t *policy = pr->policy;
   hg_policy_task_cancel(pr->task);
   pr->task = NULL;
-  hg_policy_release(pr->policy);
   respond_error(pr->txn, pr->req, 499, "client closed the request"); /* logged, not sent */
+  hg_policy_release(policy);
 }
 
 static void on_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
