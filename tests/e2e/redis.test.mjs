@@ -4,6 +4,7 @@
 // mid-test (fail open / fail closed) and back; tokens bound to the client address behind
 // a trusted proxy, or to the User-Agent.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
@@ -156,5 +157,44 @@ describe('tokens bound to the viewer', () => {
     const other = await play(ua.port, token, 'User-Agent: curl/8\r\n');
     assert.equal(other.status, 403);
     assert.match(other.body, /bound to another client/);
+  });
+});
+
+describe('docs/examples/callouts.lua (the examples of docs/callouts.md)', () => {
+  let redis, gw, svc;
+  before(async () => {
+    redis = await startRedis();
+    svc = http.createServer((req, res) => res.writeHead(200, { 'Content-Type': 'application/json' })
+      .end(JSON.stringify({ sky: 'clear', accept: req.headers.accept })));
+    await new Promise((r) => svc.listen(0, '127.0.0.1', r));
+    gw = await startGateway({ policyFile: path.join(ROOT, 'docs/examples/callouts.lua'),
+                              env: { HLSGATE_REDIS_URL: redis.url,
+                                     WEATHER_URL: `http://127.0.0.1:${svc.address().port}/now` } });
+  });
+  after(async () => {
+    assert.equal((await gw.stop()).code, 0, gw.stderrText.slice(-3000));
+    await redis.stop();
+    svc.close();
+  });
+
+  it('hg.redis.call', async () => {
+    assert.deepEqual(JSON.parse((await get(gw.port, '/count?page=a')).body), { views: 1 });
+    assert.deepEqual(JSON.parse((await get(gw.port, '/count?page=a')).body), { views: 2 });
+    assert.equal(redis.cli('GET', 'views:a'), '"2"');
+  });
+
+  it('hg.redis.pipeline', async () => {
+    const r = JSON.parse((await get(gw.port, '/pipeline')).body);
+    assert.equal(r.set, 'OK');
+    assert.equal(r.get, 'hello');
+    assert.equal(r.missing, true);
+    assert.match(r.wrong, /^WRONGTYPE/);
+  });
+
+  it('hg.http.request', async () => {
+    const r = await get(gw.port, '/weather');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-type'], 'application/json');
+    assert.deepEqual(JSON.parse(r.body), { sky: 'clear', accept: 'application/json' });
   });
 });
