@@ -2,6 +2,8 @@
 # bench/run.sh — hlsgate's comparative benchmarks (SPEC §11), one command:
 #
 #   bench/run.sh                 # as root on Debian 12; ~5 minutes; prints the table
+#   bench/run.sh redis           # only the callout scenario (bench/redis.sh): one Redis GET
+#                                # per request vs the same policy without it
 #
 # It installs what it needs (apt: nginx-light, wrk, python3-flask and friends, the build
 # dependencies; npm ci in bench/peers/node), builds Release, generates the test data, starts
@@ -21,6 +23,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
+# `bench/run.sh redis`: only the callout scenario (bench/redis.sh).
+[[ ${1:-} == redis ]] && exec "$BENCH/redis.sh"
 BIN=$ROOT/build/release/hlsgate
 DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-2}
@@ -111,6 +115,7 @@ install_deps() {
   command -v npm >/dev/null || need+=(npm)
   command -v pkg-config >/dev/null || need+=(pkg-config)
   command -v pgrep >/dev/null || need+=(procps)
+  command -v redis-server >/dev/null || need+=(redis-server)
   [[ -x $PYTHON ]] || need+=(python3)
   local p
   for p in liblua5.4-dev lua5.4 libuv1-dev node-llhttp libmbedtls-dev lua-cjson zlib1g-dev ca-certificates \
@@ -489,3 +494,11 @@ per_conn() { # "before during1 after1 duringN afterN alive1" [N] -> bytes per co
   # shellcheck disable=SC2154
   echo "     nginx:   $(per_conn "$IDLE_nginx") bytes/connection in round 1, $(per_conn "$IDLE_nginx" 4) in round $IDLE_ROUNDS  ($IDLE_nginx)"
 } | tee "$TMP/table.txt"
+
+# ---- callouts: one Redis GET per request vs none (bench/redis.sh) ----
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  wait_quiet
+  BENCH_SKIP_BUILD=1 "$BENCH/redis.sh" | tee -a "$TMP/table.txt"
+else
+  echo "callouts (bench/redis.sh): redis-server not installed, skipped" | tee -a "$TMP/table.txt"
+fi
