@@ -84,7 +84,8 @@ typedef void (*hg_policy_done_cb)(void *ud, int kind);
  * Strings in `res` and `plan` are copied into the request's arena. A FETCH plan may hold
  * a Lua reference (its on_uri hook): release it with hg_policy_plan_done.
  * HG_PLAN_PENDING: the hook yielded on a callout; *task is set, and `done(ud, kind)` runs
- * later from the loop, exactly once, unless hg_policy_task_cancel comes first. `req`,
+ * later from the loop, exactly once, unless hg_policy_task_cancel comes first (with
+ * `done` NULL, callouts answer nil, "callouts unavailable" and it never pends). `req`,
  * `res` and `plan` must stay valid until then; the task holds a reference to `p`, so a
  * request suspended across a reload finishes on the policy it started with.
  * Owner thread only. */

@@ -186,15 +186,17 @@ hg_callout_t *hg__policy_callout_begin(lua_State *L, const char *what, uint64_t 
   hg_policy_task_t *t = p->cur;
   /* Misuse raises: only on_request's own coroutine may wait, and only where Lua can
    * yield (not inside table.sort's comparator, gsub's callback, a metamethod …). */
-  if (t == NULL)
+  if (t == NULL) {
     luaL_error(L, "%s: callouts may only be made from on_request (this hook or the policy's "
                "loading runs synchronously and cannot wait)", what);
+    return NULL; /* not reached: luaL_error does not return */
+  }
   if (L != t->co)
     luaL_error(L, "%s: callouts may not be made from a coroutine the policy created", what);
   if (!lua_isyieldable(L))
     luaL_error(L, "%s: cannot wait here (inside a C function such as table.sort, "
                "string.gsub or a metamethod)", what);
-  if (p->port == NULL) {
+  if (p->port == NULL || t->done == NULL) { /* no port, or a caller that cannot wait */
     lua_pushliteral(L, "callouts unavailable");
     return NULL;
   }
