@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "base/slab.h"
 #include "base/log.h"
 #include "lua/lapi.h"
 #include "lua/policy_internal.h"
@@ -97,7 +98,7 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   hg_policy_t *p = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    free(ptr);
+    hg_slab_realloc(&p->slab, ptr, old, 0);
     p->mem -= old;
     return NULL;
   }
@@ -114,7 +115,9 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     /* Small blocks stay allowed so the error and its traceback can still be built. */
     if (p->meter.exceeded && grow > 4096) return NULL;
   }
-  void *n = realloc(ptr, nsize);
+  /* Small blocks from free lists: glibc's malloc/free were a tenth of a cached playlist
+   * answer's instructions (bench/RESULTS.md). */
+  void *n = hg_slab_realloc(&p->slab, ptr, old, nsize);
   if (n == NULL) return NULL;
   p->mem = p->mem - old + nsize;
   return n;
@@ -336,6 +339,10 @@ hg_policy_t *hg_policy_new(hg_policy_src_t *src, const hg_policy_limits_t *lim, 
   }
   *(hg_policy_t **)lua_getextraspace(p->L) = p;
   luaL_openlibs(p->L);
+  /* Generational GC: a request leaves short-lived tables and strings behind; the
+   * generational mode collects them young, for fewer instructions per request than the
+   * incremental one (bench/RESULTS.md). */
+  lua_gc(p->L, LUA_GCGEN, 0, 0);
   hg__lua_sandbox(p->L, &p->meter);
   lua_register(p->L, "print", l_print);
   lua_sethook(p->L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
@@ -352,6 +359,7 @@ void hg_policy_retain(hg_policy_t *p) { p->refs++; }
 void hg_policy_release(hg_policy_t *p) {
   if (p == NULL || --p->refs > 0) return;
   if (p->L) lua_close(p->L);
+  hg_slab_free(&p->slab); /* after lua_close: its last frees land in the slab */
   hg_policy_src_release(p->src);
   free(p);
 }

@@ -22,6 +22,7 @@ struct hg_policy_task_s {
   hg_policy_t *p;
   lua_State *co;
   int co_ref;
+  int req_ref;        /* the lazy `req` table (message.c), ended when the task ends */
   hg_request_t *req;
   hg_response_t *res;
   hg_plan_t *plan;
@@ -42,8 +43,16 @@ static uint64_t now_ns(void) {
 
 void hg_policy_set_port(hg_policy_t *p, const hg_callout_port_t *port) { p->port = port; }
 
-static void task_free(hg_policy_task_t *t) {
+/* `materialize`: the plan has an on_uri hook (called during this request's rewrite,
+ * maybe a closure over req), which sees the table whole; otherwise the table stops
+ * reading the request, which is about to go. */
+static void task_free(hg_policy_task_t *t, int materialize) {
   lua_State *L = t->p->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->req_ref);
+  if (materialize) hg__lua_request_materialize(L, -1);
+  hg__lua_request_end(L, -1);
+  lua_pop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->req_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref); /* the thread is garbage from now on */
   hg_policy_release(t->p);
   free(t);
@@ -119,17 +128,19 @@ static int step(hg_policy_task_t *t, int nargs) {
     if (rc == LUA_ERRMEM) lua_gc(p->L, LUA_GCCOLLECT);
     result = exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
   }
-  task_free(t);
+  task_free(t, result == HG_PLAN_FETCH && t->plan->hook_ref >= 0);
   return result;
 }
 
-/* A thread holding on_request and the request table, ready to resume. */
+/* A thread holding on_request and the request table, ready to resume; and the table. */
 static int new_thread(lua_State *L) {
   hg_request_t *req = lua_touserdata(L, 1);
   lua_State *co = lua_newthread(L);
+  hg__lua_push_request(L, req);
   lua_rawgeti(co, LUA_REGISTRYINDEX, lua_tointeger(L, 2));
-  hg__lua_push_request(co, req);
-  return 1;
+  lua_pushvalue(L, -1);
+  lua_xmove(L, co, 1);
+  return 2;
 }
 
 int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res,
@@ -149,12 +160,13 @@ int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res,
   lua_pushcfunction(L, new_thread);
   lua_pushlightuserdata(L, req);
   lua_pushinteger(L, p->on_request);
-  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+  if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
     hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
     lua_settop(L, 0);
     free(t);
     return HG_ENOMEM;
   }
+  t->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_State *co = lua_tothread(L, -1);
   t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->co = co;
@@ -175,7 +187,7 @@ void hg_policy_task_cancel(hg_policy_task_t *t) {
   if (t == NULL) return;
   if (t->pending) t->p->port->cancel(t->p->port->ud, &t->call);
   t->pending = 0;
-  task_free(t);
+  task_free(t, 0);
 }
 
 /* ---- for the bindings (callout.c) ---- */
