@@ -168,7 +168,7 @@ describe('docs/examples/callouts.lua (the examples of docs/callouts.md)', () => 
       .end(JSON.stringify({ sky: 'clear', accept: req.headers.accept })));
     await new Promise((r) => svc.listen(0, '127.0.0.1', r));
     gw = await startGateway({ policyFile: path.join(ROOT, 'docs/examples/callouts.lua'),
-                              env: { HLSGATE_REDIS_URL: redis.url,
+                              env: { HLSGATE_REDIS_URL: redis.url, HLSGATE_REDIS_TIMEOUT_MS: '500',
                                      WEATHER_URL: `http://127.0.0.1:${svc.address().port}/now` } });
   });
   after(async () => {
@@ -196,5 +196,27 @@ describe('docs/examples/callouts.lua (the examples of docs/callouts.md)', () => 
     assert.equal(r.status, 200);
     assert.equal(r.headers['content-type'], 'application/json');
     assert.deepEqual(JSON.parse(r.body), { sky: 'clear', accept: 'application/json' });
+  });
+
+  it('a hung Redis: calls answer within their timeout, other requests are not delayed', async () => {
+    assert.equal((await get(gw.port, '/count?page=h')).status, 200);
+    redis.proc.kill('SIGSTOP'); // accepts nothing, answers nothing
+    try {
+      const t0 = Date.now();
+      const hung = get(gw.port, '/count?page=h');
+      for (let i = 0; i < 5; i++) {
+        const t1 = Date.now();
+        assert.equal((await get(gw.port, '/weather')).status, 200);
+        assert.ok(Date.now() - t1 < 300, `an HTTP callout took ${Date.now() - t1} ms meanwhile`);
+      }
+      const r = await hung;
+      const ms = Date.now() - t0;
+      assert.equal(r.status, 503);
+      assert.match(r.body, /timed out/);
+      assert.ok(ms >= 450 && ms < 1500, `answered after ${ms} ms (timeout 500 ms)`);
+    } finally {
+      redis.proc.kill('SIGCONT');
+    }
+    await waitFor(async () => (await get(gw.port, '/count?page=h')).status === 200, 5000, 'no recovery after SIGCONT');
   });
 });
