@@ -5,12 +5,14 @@
 # Redis variant reaches at least half the req/s of the plain one. Also run by
 # `bench/run.sh redis` (only this scenario) and at the end of `bench/run.sh`.
 #
-# OpenResty with lua-resty-redis is not compared: Debian 12 packages neither OpenResty
-# nor lua-resty-redis (nginx's libnginx-mod-http-lua is packaged, its Redis client is
-# not), and third-party sources are not copied into this tree.
+# The OpenResty peer is Debian's nginx with lua-nginx-module (libnginx-mod-http-lua,
+# as bench/run.sh's), 2 workers, the same two routes: Debian 12 packages no
+# lua-resty-redis (and third-party sources are not copied into this tree), so its GET is
+# bench/peers/openresty/redis_get.lua, a cosocket with the keep-alive pool. Skipped when
+# that module is not installed.
 #
 # Knobs: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_CONNS (32), BENCH_THREADS (1),
-# BENCH_PORT_BASE (18400: uses BASE+8, BASE+9), BENCH_SKIP_BUILD=1.
+# BENCH_PORT_BASE (18400: uses BASE+8..BASE+10), BENCH_SKIP_BUILD=1.
 # Needs: wrk, redis-server, curl, the build dependencies (scripts/install-deps.sh).
 set -euo pipefail
 
@@ -23,6 +25,7 @@ THREADS=${BENCH_THREADS:-1}
 BASE=${BENCH_PORT_BASE:-18400}
 P_REDIS=$((BASE + 8))
 P_HG=$((BASE + 9))
+P_OR=$((BASE + 10))
 
 log() { printf '[bench-redis %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -60,18 +63,36 @@ PIDS+=("$!")
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$P_HG/healthz" && break; sleep 0.1; done
 [[ $(curl -s "http://127.0.0.1:$P_HG/redis") == hello ]] || die "GET /redis did not answer hello"
 
-rps() { # PATH — req/s of a wrk run (after a warm-up); non-2xx answers fail the run
-  wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP"s "http://127.0.0.1:$P_HG$1" >/dev/null
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION"s "http://127.0.0.1:$P_HG$1" >"$TMP/wrk-${1#/}.txt"
-  ! grep -q 'Non-2xx' "$TMP/wrk-${1#/}.txt" || die "non-2xx answers on $1: $(cat "$TMP/wrk-${1#/}.txt")"
-  awk '/^Requests\/sec/ {print $2}' "$TMP/wrk-${1#/}.txt"
+OR=0
+if command -v nginx >/dev/null && [[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]]; then
+  sed -e "s#@TMP@#$TMP#g" -e "s#@BENCH@#$ROOT/bench#g" -e "s#@PORT@#$P_OR#g" -e "s#@REDIS_PORT@#$P_REDIS#g" \
+    "$ROOT/bench/peers/openresty/redis.conf.in" >"$TMP/openresty.conf"
+  log "starting OpenResty (Debian nginx + lua) on 127.0.0.1:$P_OR"
+  nginx -p "$TMP" -e "$TMP/openresty-error.log" -c "$TMP/openresty.conf" >/dev/null 2>&1 &
+  PIDS+=("$!")
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$P_OR/plain" && break; sleep 0.1; done
+  [[ $(curl -s "http://127.0.0.1:$P_OR/redis") == hello ]] && OR=1 || log "OpenResty peer did not answer: skipped"
+fi
+
+rps() { # URL — req/s of a wrk run (after a warm-up); non-2xx answers fail the run
+  local out=$TMP/wrk-$(echo "$1" | tr -c 'a-z0-9' _).txt
+  wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP"s "$1" >/dev/null
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION"s "$1" >"$out"
+  ! grep -q 'Non-2xx' "$out" || die "non-2xx answers on $1: $(cat "$out")"
+  awk '/^Requests\/sec/ {print $2}' "$out"
 }
-PLAIN=$(rps /plain)
-REDIS=$(rps /redis)
-RATIO=$(awk -v a="$REDIS" -v b="$PLAIN" 'BEGIN {printf "%.2f", a / b}')
-printf '\n| policy (hlsgate, 2 workers, %d connections) | req/s |\n|---|---|\n' "$CONNS"
-printf '| plain: answers a constant | %s |\n' "$PLAIN"
-printf '| one Redis GET per request (hg.redis.call) | %s |\n' "$REDIS"
-printf '| ratio (goal >= 0.5) | %s |\n' "$RATIO"
-printf '| OpenResty + lua-resty-redis | not packaged in Debian 12 (see the header) |\n'
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+PLAIN=$(rps "http://127.0.0.1:$P_HG/plain")
+REDIS=$(rps "http://127.0.0.1:$P_HG/redis")
+RATIO=$(ratio "$REDIS" "$PLAIN")
+printf '\n| 2 workers, %d connections | plain req/s | one Redis GET per request, req/s | ratio (goal >= 0.5) |\n|---|---|---|---|\n' "$CONNS"
+printf '| hlsgate (hg.redis.call) | %s | %s | %s |\n' "$PLAIN" "$REDIS" "$RATIO"
+if ((OR)); then
+  OPLAIN=$(rps "http://127.0.0.1:$P_OR/plain")
+  OREDIS=$(rps "http://127.0.0.1:$P_OR/redis")
+  printf '| OpenResty (Debian nginx + lua, cosocket GET) | %s | %s | %s |\n' "$OPLAIN" "$OREDIS" "$(ratio "$OREDIS" "$OPLAIN")"
+  printf '| hlsgate / OpenResty | %s | %s | |\n' "$(ratio "$PLAIN" "$OPLAIN")" "$(ratio "$REDIS" "$OREDIS")"
+else
+  printf '| OpenResty | not run (no nginx lua module) | | |\n'
+fi
 awk -v r="$RATIO" 'BEGIN {exit !(r >= 0.5)}' || log "below the goal: ratio $RATIO"
