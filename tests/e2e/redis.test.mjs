@@ -4,11 +4,12 @@
 // mid-test (fail open / fail closed) and back; tokens bound to the client address behind
 // a trusted proxy, or to the User-Agent.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { ROOT, get, request, sleep, startGateway, tempDir, waitFor } from './lib/gateway.mjs';
+import { BIN, ROOT, get, request, sleep, startGateway, tempDir, waitFor } from './lib/gateway.mjs';
 import { makeHls } from './lib/media.mjs';
 import { startRedis } from './lib/redis.mjs';
 
@@ -218,5 +219,16 @@ describe('docs/examples/callouts.lua (the examples of docs/callouts.md)', () => 
       redis.proc.kill('SIGCONT');
     }
     await waitFor(async () => (await get(gw.port, '/count?page=h')).status === 200, 5000, 'no recovery after SIGCONT');
+  });
+});
+
+describe('HLSGATE_REDIS_URL', () => {
+  it('a URL the client cannot use stops the gateway at start, saying why', () => {
+    for (const [url, why] of [['rediss://r:6380', /TLS\) is not supported/], ['redis://r:99999', /bad port/]]) {
+      const r = spawnSync(BIN, ['--listen', '127.0.0.1:0', '--policy', POLICY], {
+        env: { ...process.env, HLSGATE_REDIS_URL: url }, encoding: 'utf8', timeout: 10000 });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, why);
+    }
   });
 });
