@@ -232,3 +232,27 @@ describe('HLSGATE_REDIS_URL', () => {
     }
   });
 });
+
+describe('Redis AUTH and SELECT', () => {
+  let redis, good, bad;
+  before(async () => {
+    redis = await startRedis({ args: ['--requirepass', 'p@ss:word'] });
+    const policyFile = path.join(ROOT, 'docs/examples/callouts.lua');
+    good = await startGateway({ policyFile, env: { HLSGATE_REDIS_URL: `redis://:p@ss:word@127.0.0.1:${redis.port}/5` } });
+    bad = await startGateway({ policyFile, env: { HLSGATE_REDIS_URL: `redis://:wrong@127.0.0.1:${redis.port}` } });
+  });
+  after(async () => {
+    for (const g of [good, bad]) assert.equal((await g.stop()).code, 0, g.stderrText.slice(-3000));
+    await redis.stop();
+  });
+
+  it('authenticates and selects the database of the URL; a wrong password fails the calls', async () => {
+    assert.deepEqual(JSON.parse((await get(good.port, '/count?page=auth')).body), { views: 1 });
+    assert.equal(redis.cli('-n', '5', 'GET', 'views:auth'), '"1"');
+    assert.equal(redis.cli('-n', '0', 'EXISTS', 'views:auth'), '(integer) 0');
+    const r = await get(bad.port, '/count?page=auth');
+    assert.equal(r.status, 503);
+    assert.match(r.body, /AUTH\/SELECT refused: WRONGPASS/);
+    assert.doesNotMatch(good.stderrText + bad.stderrText, /p@ss:word|wrong@/, 'no password in the logs');
+  });
+});

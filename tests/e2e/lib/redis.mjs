@@ -4,22 +4,24 @@ import { spawn, execFileSync } from 'node:child_process';
 
 import { freePort, waitFor } from './gateway.mjs';
 
-export async function startRedis({ port } = {}) {
+export async function startRedis({ port, args = [] } = {}) {
   const r = {
     port: port || await freePort(),
     proc: null,
+    password: args.includes('--requirepass') ? args[args.indexOf('--requirepass') + 1] : null,
     exited: null,
     get url() { return `redis://127.0.0.1:${this.port}`; },
     /** Runs one command with redis-cli; returns its output, trimmed. */
     cli(...args) {
-      return execFileSync('redis-cli', ['-p', String(this.port), '--no-raw', ...args.map(String)],
+      return execFileSync('redis-cli', ['-p', String(this.port), '--no-raw', '--no-auth-warning',
+                                        ...(this.password ? ['-a', this.password] : []), ...args.map(String)],
                           { encoding: 'utf8' }).trim();
     },
     async start() {
       this.exited = null;
       let out = '';
       this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1',
-                                         '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
+                                         '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...args],
                         { stdio: ['ignore', 'pipe', 'pipe'] });
       this.proc.stdout.on('data', (d) => { out += d; });
       this.proc.on('exit', (code, signal) => { this.exited = { code, signal }; });
