@@ -8,6 +8,10 @@
 --   POST {token_path}            Authorization: Bearer <admin key>; JSON
 --                                {"prefix": "...", "ttl": N, "path": "master.m3u8"} →
 --                                {"token", "url", "expires_at"}.
+--   POST {revoke_path}           Authorization: Bearer <admin key>; {"token": T}: refused by
+--                                every replica until it expires (opts.viewers, Redis).
+-- opts.viewers (hlsgate.viewers) adds optional viewer state: revocation, concurrent streams
+-- per viewer, tokens bound to the client address or User-Agent (docs/callouts.md).
 -- With `root` instead of `s3`, objects come from a local directory (the demo) and every
 -- URI is proxied, since a local file cannot be presigned.
 local hg = require("hlsgate")
