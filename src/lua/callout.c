@@ -94,43 +94,81 @@ static int l_http_request(lua_State *L) {
   return hg__policy_callout_yield(L, call);
 }
 
-void hg_callout_http_done(hg_callout_t *call, int err, const char *msg, int status,
-                          const hg_header_t *headers, size_t nheaders, const char *body,
-                          size_t len) {
+/* The answer's Lua values are built on the main thread inside a pcall, then moved to the
+ * suspended coroutine: a state at its memory cap gets nil, "not enough memory" as the
+ * call's result (its error, not a crash). */
+static void resume_with(hg_callout_t *call, lua_CFunction build, void *ud) {
+  lua_State *L = hg__policy_callout_main(call);
   lua_State *co = hg__policy_callout_thread(call);
-  if (err != 0 || !lua_checkstack(co, 6)) {
-    lua_pushnil(co);
-    lua_pushstring(co, msg && *msg ? msg : hg_strerror(err));
-    hg__policy_callout_resume(call, 2);
-    return;
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, build);
+  lua_pushlightuserdata(L, ud);
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) { /* the error object is on top */
+    lua_pushnil(L);
+    lua_insert(L, -2);
   }
-  lua_createtable(co, 0, 3);
-  lua_pushinteger(co, status);
-  lua_setfield(co, -2, "status");
-  lua_createtable(co, 0, (int)nheaders);
-  for (size_t i = 0; i < nheaders; i++) {
+  int nres = lua_gettop(L) - base;
+  if (lua_checkstack(co, nres + 1)) {
+    lua_xmove(L, co, nres);
+  } else {
+    lua_settop(L, base);
+    nres = 0;
+  }
+  hg__policy_callout_resume(call, nres);
+}
+
+typedef struct http_answer_s {
+  int err;
+  const char *msg;
+  int status;
+  const hg_header_t *headers;
+  size_t nheaders;
+  const char *body;
+  size_t len;
+} http_answer_t;
+
+static int build_http(lua_State *L) {
+  const http_answer_t *a = lua_touserdata(L, 1);
+  if (a->err != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, a->msg && *a->msg ? a->msg : hg_strerror(a->err));
+    return 2;
+  }
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, a->status);
+  lua_setfield(L, -2, "status");
+  lua_createtable(L, 0, (int)a->nheaders);
+  for (size_t i = 0; i < a->nheaders; i++) {
+    const hg_header_t *h = &a->headers[i];
     luaL_Buffer b; /* lower-cased names, like req.headers; repeated fields joined by ", " */
-    luaL_buffinit(co, &b);
-    for (size_t j = 0; j < headers[i].name_len; j++) {
-      char ch = headers[i].name[j];
+    luaL_buffinit(L, &b);
+    for (size_t j = 0; j < h->name_len; j++) {
+      char ch = h->name[j];
       luaL_addchar(&b, ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch);
     }
     luaL_pushresult(&b);
-    lua_pushvalue(co, -1);
-    if (lua_rawget(co, -3) == LUA_TSTRING) {
-      lua_pushliteral(co, ", ");
-      lua_pushlstring(co, headers[i].value, headers[i].value_len);
-      lua_concat(co, 3);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TSTRING) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, h->value, h->value_len);
+      lua_concat(L, 3);
     } else {
-      lua_pop(co, 1);
-      lua_pushlstring(co, headers[i].value, headers[i].value_len);
+      lua_pop(L, 1);
+      lua_pushlstring(L, h->value, h->value_len);
     }
-    lua_rawset(co, -3);
+    lua_rawset(L, -3);
   }
-  lua_setfield(co, -2, "headers");
-  lua_pushlstring(co, body ? body : "", len);
-  lua_setfield(co, -2, "body");
-  hg__policy_callout_resume(call, 1);
+  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, a->body ? a->body : "", a->len);
+  lua_setfield(L, -2, "body");
+  return 1;
+}
+
+void hg_callout_http_done(hg_callout_t *call, int err, const char *msg, int status,
+                          const hg_header_t *headers, size_t nheaders, const char *body,
+                          size_t len) {
+  http_answer_t a = {err, msg, status, headers, nheaders, body, len};
+  resume_with(call, build_http, &a);
 }
 
 /* ---- hg.redis ---- */
@@ -235,37 +273,46 @@ static void push_reply(lua_State *L, const hg_callout_reply_t *r, int depth) {
   }
 }
 
+typedef struct redis_answer_s {
+  const hg_callout_reply_t *replies;
+  size_t n;
+  const char *err;
+  int pipeline;
+} redis_answer_t;
+
+static int build_redis(lua_State *L) {
+  const redis_answer_t *a = lua_touserdata(L, 1);
+  if (a->replies == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, a->err && *a->err ? a->err : "redis failed");
+    return 2;
+  }
+  if (a->pipeline) {
+    lua_createtable(L, (int)a->n, 0);
+    for (size_t i = 0; i < a->n; i++) {
+      push_reply(L, &a->replies[i], 0);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+  }
+  const hg_callout_reply_t *r = &a->replies[0];
+  if (r->type == HG_REPLY_NIL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (r->type == HG_REPLY_ERROR) {
+    lua_pushnil(L);
+    lua_pushlstring(L, r->str, r->len);
+    return 2;
+  }
+  push_reply(L, r, 0);
+  return 1;
+}
+
 void hg_callout_redis_done(hg_callout_t *call, const hg_callout_reply_t *replies, size_t n,
                            const char *err) {
-  lua_State *co = hg__policy_callout_thread(call);
-  int pipeline = call->multi;
-  if (replies == NULL || !lua_checkstack(co, 8)) {
-    lua_pushnil(co);
-    lua_pushstring(co, err && *err ? err : "redis failed");
-    hg__policy_callout_resume(call, 2);
-    return;
-  }
-  if (pipeline) {
-    lua_createtable(co, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-      push_reply(co, &replies[i], 0);
-      lua_rawseti(co, -2, (lua_Integer)i + 1);
-    }
-    hg__policy_callout_resume(call, 1);
-    return;
-  }
-  const hg_callout_reply_t *r = &replies[0];
-  if (r->type == HG_REPLY_NIL) {
-    lua_pushnil(co);
-    hg__policy_callout_resume(call, 1);
-  } else if (r->type == HG_REPLY_ERROR) {
-    lua_pushnil(co);
-    lua_pushlstring(co, r->str, r->len);
-    hg__policy_callout_resume(call, 2);
-  } else {
-    push_reply(co, r, 0);
-    hg__policy_callout_resume(call, 1);
-  }
+  redis_answer_t a = {replies, n, err, call->multi};
+  resume_with(call, build_redis, &a);
 }
 
 void hg__lua_open_callouts(lua_State *L) {

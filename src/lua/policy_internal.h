@@ -53,6 +53,7 @@ int hg__policy_callout_yield(lua_State *L, hg_callout_t *call);
 /* The suspended coroutine of a call (push its results there), then resume it with the
  * `nres` values pushed. */
 lua_State *hg__policy_callout_thread(hg_callout_t *call);
+lua_State *hg__policy_callout_main(hg_callout_t *call); /* the state's main thread */
 void hg__policy_callout_resume(hg_callout_t *call, int nres);
 
 #define HG_PLAN_MAX_REDIRECTS 5 /* origin.max_redirects when absent (docs/policy-api.md) */

@@ -239,6 +239,10 @@ lua_State *hg__policy_callout_thread(hg_callout_t *call) {
   return ((hg_policy_task_t *)call->task)->co;
 }
 
+lua_State *hg__policy_callout_main(hg_callout_t *call) {
+  return ((hg_policy_task_t *)call->task)->p->L;
+}
+
 void hg__policy_callout_resume(hg_callout_t *call, int nres) {
   hg_policy_task_t *t = call->task;
   t->pending = 0;

@@ -29,7 +29,7 @@ async function startApp() {
       setTimeout(() => res.writeHead(200, { 'X-Test': 'a' }).end(`slept ${u.searchParams.get('ms')}`),
                  Number(u.searchParams.get('ms') || 0));
     } else if (u.pathname === '/big') {
-      res.writeHead(200).end('x'.repeat(2 * 1024 * 1024));
+      res.writeHead(200).end('x'.repeat(Number(u.searchParams.get('mb') || 2) * 1024 * 1024));
     } else {
       res.writeHead(404).end();
     }
@@ -118,6 +118,10 @@ return { on_request = function(req)
     return hg.json(200, { err = tostring(e) })
   end
   if req.path == "/yield" then coroutine.yield() end
+  if req.path == "/huge" then
+    local res, err = hg.http.request{ url = APP .. "/big?mb=6", max_body = 8388608, allow_private = true }
+    return hg.json(200, { err = err, len = res and #res.body })
+  end
   if req.path == "/uri" then
     return { origin = { type = "file", root = os.getenv("ROOT"), path = "a/master.m3u8" },
              rewrite = { default = "keep" },
@@ -227,5 +231,25 @@ describe('hg.http.request', () => {
     const r = await pending;
     assert.equal(r.status, 200, r.body);
     assert.deepEqual(JSON.parse(r.body), { status: 200, body: 'slept 1500', x: 'a', v: 'V1' });
+  });
+
+});
+
+describe('hg.http.request at the memory cap', () => {
+  let app, gw;
+  before(async () => {
+    app = await startApp();
+    gw = await startGateway({ policy: POLICY('V1'), args: ['--lua-memory', '4'], env: { APP: app.url } });
+  });
+  after(async () => {
+    assert.equal((await gw.stop()).code, 0, gw.stderrText.slice(-3000));
+    app.server.close();
+  });
+
+  it('a body the Lua state has no room for is the call\'s error, not a crash', async () => {
+    const r = await get(gw.port, '/huge');
+    assert.equal(r.status, 200, r.body);
+    assert.match(JSON.parse(r.body).err, /not enough memory/);
+    assert.equal((await get(gw.port, '/plain')).status, 200, 'the worker lives on');
   });
 });
