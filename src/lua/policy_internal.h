@@ -15,6 +15,8 @@
 
 #include "lua/lapi.h"
 
+#define HG_POLICY_IDLE_THREADS 16
+
 /* One compiled policy (policy.h). policy.c builds it; task.c runs on_request in
  * coroutines on it. */
 struct hg_policy_s {
@@ -30,6 +32,8 @@ struct hg_policy_s {
   struct hg_policy_task_s *cur;  /* the request whose coroutine runs now, or NULL */
   unsigned max_calls;
   uint64_t max_wait_ms;
+  int idle[HG_POLICY_IDLE_THREADS]; /* registry refs of finished threads, for reuse */
+  int nidle;
 };
 
 static inline hg_policy_t *hg__policy_self(lua_State *L) { return *(hg_policy_t **)lua_getextraspace(L); }

@@ -47,14 +47,22 @@ void hg_policy_set_port(hg_policy_t *p, const hg_callout_port_t *port) { p->port
  * maybe a closure over req), which sees the table whole; otherwise the table stops
  * reading the request, which is about to go. */
 static void task_free(hg_policy_task_t *t, int materialize) {
-  lua_State *L = t->p->L;
+  hg_policy_t *p = t->p;
+  lua_State *L = p->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->req_ref);
   if (materialize) hg__lua_request_materialize(L, -1);
   hg__lua_request_end(L, -1);
   lua_pop(L, 1);
   luaL_unref(L, LUA_REGISTRYINDEX, t->req_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref); /* the thread is garbage from now on */
-  hg_policy_release(t->p);
+  /* A thread whose hook returned is as good as new: kept for the next request (creating
+   * one per request is measurable on the hot path). A failed or suspended one is dropped. */
+  if (lua_status(t->co) == LUA_OK && p->nidle < HG_POLICY_IDLE_THREADS) {
+    lua_settop(t->co, 0);
+    p->idle[p->nidle++] = t->co_ref;
+  } else {
+    luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref); /* the thread is garbage from now on */
+  }
+  hg_policy_release(p);
   free(t);
 }
 
@@ -132,15 +140,34 @@ static int step(hg_policy_task_t *t, int nargs) {
   return result;
 }
 
-/* A thread holding on_request and the request table, ready to resume; and the table. */
-static int new_thread(lua_State *L) {
-  hg_request_t *req = lua_touserdata(L, 1);
-  lua_State *co = lua_newthread(L);
-  hg__lua_push_request(L, req);
-  lua_rawgeti(co, LUA_REGISTRYINDEX, lua_tointeger(L, 2));
+typedef struct setup_s {
+  hg_policy_t *p;
+  hg_request_t *req;
+  lua_State *co;
+  int co_ref, req_ref;
+} setup_t;
+
+/* Readies a thread (an idle one, or a new one) with on_request and the request table,
+ * both anchored in the registry. Runs protected: everything here may allocate. */
+static int setup_thread(lua_State *L) {
+  setup_t *s = lua_touserdata(L, 1);
+  hg_policy_t *p = s->p;
+  if (p->nidle > 0) {
+    s->co_ref = p->idle[--p->nidle];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->co_ref);
+    s->co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+  } else {
+    s->co = lua_newthread(L);
+    s->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (!lua_checkstack(s->co, 4)) luaL_error(L, "cannot grow a thread's stack");
+  hg__lua_push_request(L, s->req);
   lua_pushvalue(L, -1);
-  lua_xmove(L, co, 1);
-  return 2;
+  s->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(s->co, LUA_REGISTRYINDEX, p->on_request);
+  lua_xmove(L, s->co, 1);
+  return 0;
 }
 
 int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res,
@@ -157,19 +184,20 @@ int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res,
   }
   /* Security: the state's memory cap covers the thread and the request table; building
    * them may raise, so it runs protected. */
-  lua_pushcfunction(L, new_thread);
-  lua_pushlightuserdata(L, req);
-  lua_pushinteger(L, p->on_request);
-  if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+  setup_t su = {p, req, NULL, LUA_NOREF, LUA_NOREF};
+  lua_pushcfunction(L, setup_thread);
+  lua_pushlightuserdata(L, &su);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
     lua_settop(L, 0);
+    luaL_unref(L, LUA_REGISTRYINDEX, su.co_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, su.req_ref);
     free(t);
     return HG_ENOMEM;
   }
-  t->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_State *co = lua_tothread(L, -1);
-  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  t->co = co;
+  t->req_ref = su.req_ref;
+  t->co_ref = su.co_ref;
+  t->co = su.co;
   t->p = p;
   hg_policy_retain(p);
   t->req = req;
