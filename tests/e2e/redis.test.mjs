@@ -94,7 +94,9 @@ describe('two gateways sharing one Redis', () => {
     assert.ok(admittedAt, 'the third player was never admitted');
     const ms = admittedAt - stopped;
     console.log(`# third player admitted ${ms} ms after the first stopped reloading (lease 2 s)`);
-    assert.ok(ms >= 1000 && ms < 4500, `admitted after ${ms} ms`);
+    // Leases are scored in whole seconds: a slot frees more than 1 s and at most 2 s after
+    // the stream's last request (which came a little before `stopped`).
+    assert.ok(ms >= 700 && ms < 4500, `admitted after ${ms} ms`);
     assert.equal((await play(gw1.port, a)).status, 429, 'the first player is now the third');
   });
 
