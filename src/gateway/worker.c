@@ -348,7 +348,7 @@ static void worker_main(void *arg) {
   w->start_rc = rc;
   uv_sem_post(&w->started);
   if (rc) {
-    hg_log(HG_LOG_ERROR, "cannot listen: %s", hg_strerror(rc));
+    hg_log(HG_LOG_ERROR, prc ? "cannot start: %s" : "cannot listen: %s", hg_strerror(rc));
     hg_worker_stop(w);
   }
   /* Buffered access-log lines wait at most a second (base/log.c). */
