@@ -11,7 +11,7 @@
 #include "base/log.h"
 #include "http/server_internal.h"
 
-static const char *http_date(hg_http_server_t *s) {
+const char *hg__http_date(hg_http_server_t *s) {
   time_t now = time(NULL);
   if (now != s->date_sec) {
     struct tm tm;
@@ -25,8 +25,9 @@ static const char *http_date(hg_http_server_t *s) {
 
 /* ---- writing ---- */
 
-static void access_log(conn_t *c, int status, size_t bytes) {
-  hg_request_t *req = &c->txn.req;
+static void access_log(conn_t *c, int status, size_t bytes) { hg__http_access_log(c->srv, &c->txn.req, status, bytes); }
+
+void hg__http_access_log(hg_http_server_t *s, hg_request_t *req, int status, size_t bytes) {
   hg_buf_t b = HG_BUF_INIT;
   double ms = (double)(uv_hrtime() - req->start_ns) / 1e6;
   hg_buf_puts(&b, "{\"time\":\"");
@@ -38,7 +39,8 @@ static void access_log(conn_t *c, int status, size_t bytes) {
   hg_log_redact_target(&path, req->target, req->target_len);
   hg_buf_json_escape(&b, path.data ? path.data : "", path.len);
   hg_buf_free(&path);
-  hg_buf_printf(&b, "\",\"status\":%d,\"bytes\":%zu,\"duration_ms\":%.3f", status, bytes, ms);
+  hg_buf_printf(&b, "\",\"protocol\":\"HTTP/%d.%d\",\"status\":%d,\"bytes\":%zu,\"duration_ms\":%.3f", req->http_major == 2 ? 2 : 1,
+                req->http_major == 2 ? 0 : req->http_minor, status, bytes, ms);
   if (req->log_policy) hg_buf_printf(&b, ",\"policy\":\"%s\"", req->log_policy);
   if (req->log_upstream_status)
     hg_buf_printf(&b, ",\"upstream_status\":%d,\"upstream_ms\":%.3f", req->log_upstream_status,
@@ -47,7 +49,7 @@ static void access_log(conn_t *c, int status, size_t bytes) {
   hg_buf_putc(&b, '}');
   if (b.data && !hg_buf_error(&b)) hg_log_access(b.data, b.len); /* never a cut line */
   hg_buf_free(&b);
-  if (c->srv->obs.request_done) c->srv->obs.request_done(c->srv->obs.ud, req, status, bytes);
+  if (s->obs.request_done) s->obs.request_done(s->obs.ud, req, status, bytes);
 }
 
 
@@ -56,6 +58,7 @@ typedef struct wchunk_s {
   uv_write_t req;
   conn_t *c;
   char *data;
+  char *ct;        /* TLS: the records written (tls_conn.c) */
   size_t len;      /* body bytes (0 for the head) */
   int owned;       /* free(data) when done */
   char prefix[24];
@@ -104,6 +107,7 @@ static void on_chunk_write(uv_write_t *req, int status) {
   c->pending--;
   c->queued -= w->len;
   if (w->owned) free(w->data);
+  free(w->ct);
   free(w);
   if (status < 0) {
     hg__http_conn_close(c);
@@ -134,13 +138,15 @@ static int queue_write(conn_t *c, char *data, size_t hlen, size_t blen, int owne
   w->data = data;
   w->len = blen;
   w->owned = owned;
+  w->ct = NULL;
   w->req.data = w;
   uv_buf_t bufs[3];
   unsigned n = 0;
   if (frame) bufs[n++] = uv_buf_init(w->prefix, (unsigned)snprintf(w->prefix, sizeof(w->prefix), "%zx\r\n", blen));
   bufs[n++] = uv_buf_init(data, (unsigned)(hlen + blen));
   if (frame) bufs[n++] = uv_buf_init("\r\n", 2);
-  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_chunk_write);
+  int rc = c->tls ? hg__htls_write(c, &w->req, bufs, n, &w->ct, on_chunk_write)
+                  : uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_chunk_write);
   if (rc < 0) {
     if (owned) free(data);
     free(w);
@@ -153,7 +159,7 @@ static int queue_write(conn_t *c, char *data, size_t hlen, size_t blen, int owne
   return 0;
 }
 
-static int is_hop_or_framing(const char *name, size_t n) {
+int hg__http_is_hop_or_framing(const char *name, size_t n) {
   static const char *names[] = {"content-length", "transfer-encoding", "connection",
                                 "keep-alive", "date", "x-request-id", "upgrade"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -167,11 +173,11 @@ static int serialize_head(conn_t *c, const hg_response_t *res, int64_t clen) {
   hg_buf_t *o = &c->out;
   hg_buf_clear(o);
   int rc = hg_buf_printf(o, "HTTP/1.1 %d %s\r\nServer: hlsgate\r\nDate: %s\r\n", res->status,
-                         hg_http_reason(res->status), http_date(c->srv));
+                         hg_http_reason(res->status), hg__http_date(c->srv));
   int has_cc = 0;
   for (size_t i = 0; !rc && i < res->nheaders; i++) {
     const hg_header_t *h = &res->headers[i];
-    if (is_hop_or_framing(h->name, h->name_len)) continue;
+    if (hg__http_is_hop_or_framing(h->name, h->name_len)) continue;
     has_cc |= h->name_len == 13 && strncasecmp(h->name, "Cache-Control", 13) == 0;
     rc = hg_buf_append(o, h->name, h->name_len);
     if (!rc) rc = hg_buf_append(o, ": ", 2);
@@ -215,6 +221,7 @@ static void abandon(conn_t *c) {
 }
 
 int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res) {
+  if (txn->h2) return hg__h2_respond(txn, res);
   conn_t *c = txn->conn;
   if (begin_response(c, res->status)) {
     abandon(c);
@@ -240,6 +247,7 @@ int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res) {
 
 int hg_http_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t content_length,
                          hg_http_drain_cb drain, void *ud) {
+  if (txn->h2) return hg__h2_stream_start(txn, res, content_length, drain, ud);
   conn_t *c = txn->conn;
   c->drain = drain;
   c->drain_ud = ud;
@@ -257,6 +265,7 @@ int hg_http_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t c
 }
 
 int hg_http_stream_write(hg_http_txn_t *txn, char *data, size_t len) {
+  if (txn->h2) return hg__h2_stream_write(txn, data, len);
   conn_t *c = txn->conn;
   if (c->closing) {
     free(data);
@@ -270,9 +279,15 @@ int hg_http_stream_write(hg_http_txn_t *txn, char *data, size_t len) {
   return queue_write(c, data, 0, len, 1, c->chunked);
 }
 
-size_t hg_http_stream_queued(const hg_http_txn_t *txn) { return txn->conn->queued; }
+size_t hg_http_stream_queued(const hg_http_txn_t *txn) {
+  return txn->h2 ? hg__h2_stream_queued(txn) : txn->conn->queued;
+}
 
 void hg_http_stream_end(hg_http_txn_t *txn, int complete) {
+  if (txn->h2) {
+    hg__h2_stream_end(txn, complete);
+    return;
+  }
   conn_t *c = txn->conn;
   if (c->closing) {
     abandon(c);
