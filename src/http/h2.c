@@ -49,6 +49,7 @@ typedef struct h2_stream_s {
   int held;     /* a handler has the txn (until respond / stream_end) */
   int closed;   /* nghttp2 closed it, or the connection is gone */
   int ended, deferred, body_allowed, status;
+  int eof_sent; /* the response is complete on our side (END_STREAM submitted) */
   int want_drain, notify_gone;
   size_t body_bytes;
   ochunk_t *qhead, *qtail;
@@ -215,7 +216,9 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
   st->closed = 1;
   if (st->in_ready) return 0; /* dispatch frees it */
   if (st->held) {
-    if (st->drain && !st->ended) st->notify_gone = 1; /* told outside nghttp2 (notify) */
+    /* Closed before our response was complete: the client is gone (told outside nghttp2,
+     * in notify). Closed after it (a HEAD's head, a body's END_STREAM) is just done. */
+    if (st->drain && !st->ended && !st->eof_sent) st->notify_gone = 1;
     return 0;
   }
   free_stream(c, st);
@@ -246,6 +249,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
   if (st->qhead == NULL) {
     if (st->ended) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
+      st->eof_sent = 1;
     } else {
       if (st->drain) st->want_drain = 1; /* all taken: the producer may go on */
       if (n == 0) {
@@ -594,6 +598,7 @@ static int submit_head(conn_t *c, h2_stream_t *st, const hg_response_t *res, int
   prd.read_callback = read_body;
   /* nghttp2 copies the header fields. */
   int rc = nghttp2_submit_response(c->h2->sess, st->id, nv, n, body ? &prd : NULL);
+  if (!body) st->eof_sent = 1;
   return rc ? HG_ENOMEM : 0;
 }
 
@@ -637,7 +642,7 @@ int hg__h2_respond(hg_http_txn_t *txn, const hg_response_t *res) {
   if (!rc) rc = submit_head(c, st, res, (int64_t)blen, body);
   if (rc) nghttp2_submit_rst_stream(c->h2->sess, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
   hg__http_access_log(c->srv, &st->txn.req, rc ? 500 : res->status, body ? blen : 0);
-  release(c, st);
+  release(c, st); /* (the connection is open: release cannot free it) */
   flush(c);
   return rc;
 }
@@ -662,11 +667,11 @@ int hg__h2_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t cl
 int hg__h2_stream_write(hg_http_txn_t *txn, char *data, size_t len) {
   h2_stream_t *st = txn->h2;
   conn_t *c = txn->conn;
-  if (st->closed || c->closing || c->h2->dead) {
+  if ((st->closed && !st->eof_sent) || c->closing || c->h2->dead) {
     free(data);
     return UV_ECONNRESET;
   }
-  if (!st->body_allowed || len == 0) {
+  if (!st->body_allowed || len == 0 || st->eof_sent) {
     free(data);
     return 0;
   }
@@ -683,7 +688,7 @@ size_t hg__h2_stream_queued(const hg_http_txn_t *txn) { return txn->h2->queued; 
 void hg__h2_stream_end(hg_http_txn_t *txn, int complete) {
   h2_stream_t *st = txn->h2;
   conn_t *c = txn->conn;
-  if (st->closed || c->closing || c->h2->dead) {
+  if ((st->closed && !st->eof_sent) || c->closing || c->h2->dead) {
     hg__http_access_log(c->srv, &st->txn.req, 499, st->body_bytes);
     st->ended = 1;
     release(c, st);
@@ -691,10 +696,12 @@ void hg__h2_stream_end(hg_http_txn_t *txn, int complete) {
   }
   hg__http_access_log(c->srv, &st->txn.req, st->status, st->body_bytes);
   st->ended = 1;
-  if (!complete) /* a truncated body must not look complete: reset the stream */
+  if (st->closed) /* done already (HEAD) */
+    ;
+  else if (!complete) /* a truncated body must not look complete: reset the stream */
     nghttp2_submit_rst_stream(c->h2->sess, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
   else
     resume(c, st);
-  release(c, st);
+  release(c, st); /* (the connection is open: release cannot free it) */
   flush(c);
 }
