@@ -150,7 +150,7 @@ function M.new(opts)
     if not url or url == "" then return util.deny(400, "missing url parameter", h) end
     local origin = hg.url.origin(url)
     if not origin then return util.deny(400, "url must be an absolute http(s) URL", h) end
-    local base = opts.public_url or ("http://" .. (req.headers.host or "localhost"))
+    local base = opts.public_url or ((req.scheme or "http") .. "://" .. (req.headers.host or "localhost"))
     local u = hg.url.parse(url) -- parses: hg.url.origin accepted it
     local last = u and u.path:match("([^/]+)$") or "index" -- the last path segment
     return {

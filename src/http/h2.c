@@ -124,6 +124,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
   req->arena = a;
   req->start_ns = uv_hrtime();
   req->http_major = 2;
+  req->tls = 1;
   req->method = req->target = "-";
   req->target_len = req->path_len = 1;
   snprintf(req->client, sizeof(req->client), "%s", c->peer);

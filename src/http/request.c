@@ -45,6 +45,7 @@ void hg__http_txn_begin(conn_t *c) {
   memset(req, 0, sizeof(*req));
   req->arena = arena ? arena : hg_arena_new(4096);
   req->start_ns = uv_hrtime();
+  req->tls = c->tls != NULL;
   snprintf(req->client, sizeof(req->client), "%s", c->peer);
   req->method = "-";
   req->target = "-";

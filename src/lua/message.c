@@ -93,6 +93,8 @@ void hg__lua_push_request(lua_State *L, const hg_request_t *req) {
   lua_setfield(L, -2, "id");
   lua_pushfstring(L, "%d.%d", req->http_major, req->http_minor);
   lua_setfield(L, -2, "http_version");
+  lua_pushstring(L, req->tls ? "https" : "http");
+  lua_setfield(L, -2, "scheme");
 }
 
 /* Security: a header name must be a token and a value must not contain CR/LF/NUL, or a
