@@ -113,6 +113,10 @@ static void flush_tx(conn_t *c) {
 int hg__htls_write(conn_t *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n, char **ct, uv_write_cb cb) {
   tconn_t *t = c->tls;
   *ct = NULL;
+  /* One allocation for the records: the bytes plus each record's header, IV and tag. */
+  size_t total = 0;
+  for (unsigned i = 0; i < n; i++) total += bufs[i].len;
+  if (hg_buf_reserve(&t->tx, total + (total / 16384 + 1) * 64) != 0) return HG_ENOMEM;
   for (unsigned i = 0; i < n; i++) {
     const unsigned char *p = (const unsigned char *)bufs[i].base;
     size_t left = bufs[i].len;
