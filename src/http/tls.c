@@ -115,7 +115,7 @@ static hg__htls_gen_t *gen_new(const hg_http_tls_t *t, char *err, size_t errlen)
       mbed_err(err, errlen, "key", t->keys[i], rc);
       goto fail;
     }
-    if ((rc = mbedtls_pk_check_pair(&g->crt[i].pk, &g->key[i])) != 0) {
+    if (mbedtls_pk_check_pair(&g->crt[i].pk, &g->key[i]) != 0) {
       snprintf(err, errlen, "TLS: key %s does not match certificate %s", t->keys[i], t->certs[i]);
       goto fail;
     }
