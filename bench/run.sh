@@ -12,13 +12,19 @@
 #
 # Knobs (environment): BENCH_DURATION (10 s per measurement), BENCH_WARMUP (2 s),
 # BENCH_CONNS (32), BENCH_THREADS (1, wrk threads), BENCH_IDLE_CONNS (10000),
-# BENCH_PORT_BASE (18400: uses BASE+1..BASE+7), BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1,
+# BENCH_PORT_BASE (18400: uses BASE+1..BASE+12), BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1,
 # BENCH_REPEAT (1: runs per measurement, the median kept; 3 takes ~13 minutes),
 # BENCH_TOKENS (200000 viewer tokens), BENCH_IDLE_ROUNDS (3),
 # BENCH_KEEP_TMP=1 (keep the temp dir with logs and bodies), BENCH_QUIET_WAIT (90: total
 # seconds it may wait for other load on the machine to stop before measurements),
 # BENCH_ONLY=https (only the HTTPS scenario: hlsgate's TLS listener vs nginx with the same
-# certificate and cipher, HTTP/1.1 keep-alive with wrk; ~1 minute; docs/tls.md).
+# certificate and cipher, HTTP/1.1 keep-alive with wrk; ~1 minute; docs/tls.md),
+# BENCH_OR_REPEAT (3: runs of each hlsgate-vs-OpenResty measurement, the median kept),
+# BENCH_OR_CONNS (50: their connections).
+#
+# Access logs: every server that has one writes it to a file in the temp dir, buffered
+# 64 KiB (nginx and OpenResty `access_log … buffer=64k`, hlsgate's default
+# --access-log-buffer 64); the Flask and node peers keep their own logging.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,8 +43,11 @@ P_HG1=$((BASE + 4))      # hlsgate, 1 worker
 P_HGIDLE=$((BASE + 5))   # hlsgate, fresh process for the idle-connection test
 P_FLASK=$((BASE + 6))    # the seed article's Flask proxy
 P_HLSD=$((BASE + 7))     # @warren-bank/hls-proxy
-P_NGTLS=$((BASE + 8))    # nginx: static files over HTTPS (the HTTPS scenario)
-P_HGTLS=$((BASE + 9))    # hlsgate's TLS listener (same process as P_HG)
+P_OR1=$((BASE + 8))      # OpenResty peer (issue 13), 1 worker, pinned to CPU 0
+P_OR2=$((BASE + 9))      # OpenResty peer, 2 workers
+P_HGP=$((BASE + 10))     # hlsgate, 1 worker, pinned to CPU 0
+P_NGTLS=$((BASE + 11))   # nginx: static files over HTTPS (the HTTPS scenario)
+P_HGTLS=$((BASE + 12))   # hlsgate's TLS listener (same process as P_HG)
 ONLY=${BENCH_ONLY:-}
 PYTHON=/usr/bin/python3  # Debian's, with python3-flask (not a pyenv/venv one)
 SECRET=bench-jwt-secret-0123456789abcdef
@@ -108,6 +117,7 @@ wait_http() { # wait_http URL [any] — waits up to 10 s for a 2xx (or, with "an
 install_deps() {
   local need=()
   command -v nginx >/dev/null || need+=(nginx-light)
+  command -v taskset >/dev/null || need+=(util-linux)
   command -v wrk >/dev/null || need+=(wrk)
   command -v curl >/dev/null || need+=(curl)
   command -v cmake >/dev/null || need+=(cmake)
@@ -119,6 +129,7 @@ install_deps() {
   [[ -x $PYTHON ]] || need+=(python3)
   local p
   for p in liblua5.4-dev lua5.4 libuv1-dev node-llhttp libmbedtls-dev lua-cjson zlib1g-dev ca-certificates \
+           libnginx-mod-http-lua lua-resty-core lua-resty-lrucache \
            python3-flask python3-requests python3-m3u8 python3-cachetools python3-flask-cors; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
   done
@@ -194,7 +205,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyou
 chmod 644 "$TMP/tls.key" # nginx reads it as root; bench only
 sed -e "s#@TMP@#$TMP#g" -e "s#@TLS_PORT@#$P_NGTLS#g" -e "s#@TLS_CERT@#$TMP/tls.pem#g" -e "s#@TLS_KEY@#$TMP/tls.key#g" -e "s#@DATA@#$DATA#g" -e "s#@ORIGIN_PORT@#$P_ORIGIN#g" \
     -e "s#@PROXY_PORT@#$P_NGPROXY#g" -e "s#@WORKERS@#$NGWORKERS#g" \
-    -e "s#@ACCESS_LOG@#/dev/null#g" \
+    -e "s#@ACCESS_LOG@#$TMP/nginx-access.log buffer=64k#g" \
     "$BENCH/nginx.conf.in" >"$TMP/nginx.conf"
 log "starting nginx on 127.0.0.1:$P_ORIGIN (static) and :$P_NGPROXY (proxy_pass)"
 start nginx nginx -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf"
@@ -206,17 +217,19 @@ ORIGIN=http://127.0.0.1:$P_ORIGIN
 HG_ENV=(env "HLSGATE_JWT_SECRET=$SECRET" "S3_ENDPOINT=$ORIGIN" S3_BUCKET=bench S3_REGION=us-east-1
         AWS_ACCESS_KEY_ID=AKIABENCHEXAMPLE0000 AWS_SECRET_ACCESS_KEY=bench/secret/key/for/presign/only/000
         S3_PATH_STYLE=true HLSGATE_ALLOW_PRIVATE=1 HLSGATE_PRESIGN_TTL=86400)
-start_hlsgate() { # NAME PORT WORKERS
-  log "starting hlsgate ($3 worker(s)) on 127.0.0.1:$2"
-  # Access log (JSON, stdout) to /dev/null as nginx's: both still format and write() it.
-  "${HG_ENV[@]}" "$BIN" --listen "127.0.0.1:$2" --workers "$3" --policy "$BENCH/policies/bench.lua" \
-    "${@:4}" --drain-timeout 2 >/dev/null 2>"$TMP/$1.err" &
+start_hlsgate() { # NAME PORT WORKERS [CPUS [MORE ARGS…]]
+  log "starting hlsgate ($3 worker(s)) on 127.0.0.1:$2${4:+ (CPU $4)}"
+  # Access log (JSON, stdout) to a file, buffered 64 KiB (the default) as nginx's.
+  local pin=()
+  [[ -n ${4:-} ]] && pin=(taskset -c "$4")
+  "${pin[@]}" "${HG_ENV[@]}" "$BIN" --listen "127.0.0.1:$2" --workers "$3" --policy "$BENCH/policies/bench.lua" \
+    "${@:5}" --drain-timeout 2 --access-log-buffer 64 >"$TMP/$1-access.log" 2>"$TMP/$1.err" &
   PIDS+=("$!")
   LAST_PID=$!
   wait_http "http://127.0.0.1:$2/healthz"
   kill -0 "$LAST_PID" 2>/dev/null || die "hlsgate exited: $(cat "$TMP/$1.err")"
 }
-start_hlsgate hlsgate $P_HG 2 --listen "127.0.0.1:$P_HGTLS" --tls-cert "$TMP/tls.pem" --tls-key "$TMP/tls.key"
+start_hlsgate hlsgate $P_HG 2 "" --listen "127.0.0.1:$P_HGTLS" --tls-cert "$TMP/tls.pem" --tls-key "$TMP/tls.key"
 HG_PID=$LAST_PID
 TOKEN=$(HLSGATE_JWT_SECRET=$SECRET "$BIN" token --prefix vod --ttl 86400 | awk '/^token:/ {print $2}')
 [[ -n $TOKEN ]] || die "no token"
@@ -454,6 +467,69 @@ measure hg_w2_viewers_pinned "$HG$VIEWER2" "$HG_PID" 1 "$TMP/paths-w2"
 measure nginx_static_w2_pinned "$NG/static/w2.m3u8" "$NGINX_PID" 1
 kill -TERM "$HG1_PID" 2>/dev/null || true
 
+# ---- issue 13: the open proxy against OpenResty, caches warm ----
+# The same three workloads through hlsgate's open proxy and through OpenResty running
+# bench/peers/openresty (the proxy an operator would write: proxy_cache, one ngx.re.gsub
+# pass, lua_shared_dict + lrucache, sendfile for segments). One worker each pinned to
+# CPU 0 with wrk pinned to CPU 1; then two workers each (unpinned), wrk still on CPU 1.
+start_openresty() { # NAME PORT WORKERS [CPUS]
+  sed -e "s#@TMP@#$TMP#g" -e "s#@PORT@#$2#g" -e "s#@WORKERS@#$3#g" -e "s#@BENCH@#$BENCH#g" \
+      -e "s#@ACCESS_LOG@#$TMP/$1-access.log buffer=64k#g" \
+      "$BENCH/peers/openresty/nginx.conf.in" >"$TMP/$1.conf"
+  log "starting OpenResty ($3 worker(s)) on 127.0.0.1:$2${4:+ (CPU $4)}"
+  local pin=()
+  [[ -n ${4:-} ]] && pin=(taskset -c "$4")
+  start "$1" "${pin[@]}" nginx -p "$TMP" -e "$TMP/$1-error.log" -c "$TMP/$1.conf"
+  wait_http "http://127.0.0.1:$2/proxy?url=$(enc "$ORIGIN/bench/vod/master.m3u8")"
+}
+hwm_kb() { # summed VmHWM (peak RSS) of the given processes and their children
+  local total=0 pid kids s
+  for pid in "$@"; do
+    kids=$(pgrep -P "$pid" 2>/dev/null || true)
+    for s in $pid $kids; do
+      total=$((total + $(awk '/^VmHWM:/ {print $2}' "/proc/$s/status" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$total"
+}
+OR_WORKLOADS=(small:master.m3u8 big:media_1000.m3u8 seg:seg_2mb.ts)
+or_section() {
+  local saved_conns=$CONNS saved_repeat=$REPEAT w name file
+  CONNS=${BENCH_OR_CONNS:-50}
+  REPEAT=${BENCH_OR_REPEAT:-3}
+  start_openresty openresty1 $P_OR1 1 0
+  OR1_PID=$LAST_PID
+  start_openresty openresty2 $P_OR2 2
+  OR2_PID=$LAST_PID
+  start_hlsgate hlsgate_pinned $P_HGP 1 0
+  HGP_PID=$LAST_PID
+  for w in "${OR_WORKLOADS[@]}"; do
+    name=${w%%:*} file=${w#*:}
+    local q
+    q="/proxy?url=$(enc "$ORIGIN/bench/vod/$file")"
+    measure "or1_$name" "http://127.0.0.1:$P_OR1$q" "$OR1_PID" 1
+    measure "hg1_$name" "http://127.0.0.1:$P_HGP$q" "$HGP_PID" 1
+    measure "or2_$name" "http://127.0.0.1:$P_OR2$q" "$OR2_PID" 1
+    measure "hg2_$name" "$HG$q" "$HG_PID" 1
+    # every system's output checked: the same playlist (ports aside), the same segment
+    if [[ $name == seg ]]; then
+      for n in or1 hg1 or2 hg2; do cmp -s "$TMP/body-${n}_$name" "$VOD/seg_2mb.ts" || die "${n}_$name: segment bytes differ"; done
+    else
+      expect_count "hg1_$name" '/proxy?url=' 4
+      for n in or1 or2 hg2; do
+        cmp -s <(sed -E 's#127\.0\.0\.1:[0-9]+/proxy#P/proxy#g' "$TMP/body-${n}_$name") \
+               <(sed -E 's#127\.0\.0\.1:[0-9]+/proxy#P/proxy#g' "$TMP/body-hg1_$name") ||
+          die "${n}_$name: rewritten playlist differs from hlsgate's"
+      done
+    fi
+  done
+  OR_HWM_HG1=$(hwm_kb "$HGP_PID") OR_HWM_HG2=$(hwm_kb "$HG_PID")
+  OR_HWM_OR1=$(hwm_kb "$OR1_PID") OR_HWM_OR2=$(hwm_kb "$OR2_PID")
+  kill -TERM "$OR1_PID" "$OR2_PID" "$HGP_PID" 2>/dev/null || true
+  CONNS=$saved_conns REPEAT=$saved_repeat
+}
+or_section
+
 # ---- target 6: RSS under idle keep-alive connections ----
 IDLE_ROUNDS=${BENCH_IDLE_ROUNDS:-3}
 # idle_test NAME PORT PIDS: IDLE_ROUNDS rounds of IDLE_CONNS connections, opened (one
@@ -537,6 +613,16 @@ per_conn() { # "before during1 after1 duringN afterN alive1" [N] -> bytes per co
   echo "     2 workers / 1 worker, small multivariant (cheap, wrk needs a core too): $x  [>= 1.7: $(verdict "$x" 1.7)]"
   x=$(ratio hg_w2_viewers_pinned hg1_w2_viewers_pinned)
   echo "     same, wrk pinned to CPU 1 (taskset -c 1): $x  [$(verdict "$x" 1.7)]; then hlsgate 2 workers / nginx static: $(ratio hg_w2_viewers_pinned nginx_static_w2_pinned)"
+  echo "  issue 13, the open proxy against OpenResty (caches warm; wrk -c${BENCH_OR_CONNS:-50} on CPU 1; median of ${BENCH_OR_REPEAT:-3}):"
+  for w in "${OR_WORKLOADS[@]}"; do
+    n=${w%%:*}
+    echo "     $n: 1 worker (CPU 0) hlsgate ${RPS[hg1_$n]} / OpenResty ${RPS[or1_$n]} req/s = $(ratio "hg1_$n" "or1_$n") [>= 1.0: $(verdict "$(ratio "hg1_$n" "or1_$n")" 1.0)];" \
+         "2 workers ${RPS[hg2_$n]} / ${RPS[or2_$n]} = $(ratio "hg2_$n" "or2_$n") [$(verdict "$(ratio "hg2_$n" "or2_$n")" 1.0)]"
+  done
+  x=$(ratio hg2_small hg1_small)
+  echo "     hlsgate 2 workers / 1 worker, small playlist: $x [>= 1.7: $(verdict "$x" 1.7)] (OpenResty: $(ratio or2_small or1_small))"
+  echo "     peak RSS (VmHWM, kB): hlsgate 1 worker $OR_HWM_HG1, 2 workers $OR_HWM_HG2 (whole run; --cache-size 256 MiB, cached: ~2.3 MB);" \
+       "OpenResty 1 worker $OR_HWM_OR1, 2 workers $OR_HWM_OR2 (master + workers)"
   # shellcheck disable=SC2154
   echo "  6. idle keep-alive ($IDLE_CONNS connections, VmRSS kB before / with them / after close, round 1 then round $IDLE_ROUNDS):"
   # shellcheck disable=SC2154

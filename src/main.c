@@ -339,6 +339,7 @@ static int dispatch(app_t *app) {
   app->limits.memory = cfg->lua_memory;
   app->limits.budget = cfg->lua_budget;
   if (cfg->log_debug) hg_log_set_level(HG_LOG_DEBUG);
+  hg_log_access_buffer(cfg->access_log_buffer);
   switch (cfg->mode) {
   case HG_MODE_HELP:
     hg_config_usage(stdout);

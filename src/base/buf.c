@@ -34,7 +34,24 @@ int hg_buf_append(hg_buf_t *b, const void *p, size_t n) {
 
 int hg_buf_puts(hg_buf_t *b, const char *s) { return hg_buf_append(b, s, strlen(s)); }
 
-int hg_buf_putc(hg_buf_t *b, char c) { return hg_buf_append(b, &c, 1); }
+int hg_buf_putc(hg_buf_t *b, char c) {
+  if (b->err == 0 && b->len + 2 <= b->cap) { /* the common case: room, no call */
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+    return 0;
+  }
+  return hg_buf_append(b, &c, 1);
+}
+
+int hg_buf_put_u64(hg_buf_t *b, unsigned long long v) {
+  char d[24];
+  size_t i = sizeof(d);
+  do {
+    d[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return hg_buf_append(b, d + i, sizeof(d) - i);
+}
 
 int hg_buf_printf(hg_buf_t *b, const char *fmt, ...) {
   va_list ap;
@@ -57,27 +74,29 @@ int hg_buf_printf(hg_buf_t *b, const char *fmt, ...) {
 int hg_buf_json_escape(hg_buf_t *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   int rc = hg_buf_reserve(b, n);
-  if (rc) return rc;
-  for (size_t i = 0; i < n; i++) {
+  size_t run = 0; /* s[run..i) needs no escape: appended in one piece */
+  for (size_t i = 0; rc == 0 && i < n; i++) {
     unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) continue;
     char esc[6];
-    size_t k = 0;
+    size_t k = 2;
+    esc[0] = '\\';
     switch (c) {
-    case '"': esc[0] = '\\', esc[1] = '"', k = 2; break;
-    case '\\': esc[0] = '\\', esc[1] = '\\', k = 2; break;
-    case '\n': esc[0] = '\\', esc[1] = 'n', k = 2; break;
-    case '\r': esc[0] = '\\', esc[1] = 'r', k = 2; break;
-    case '\t': esc[0] = '\\', esc[1] = 't', k = 2; break;
+    case '"': esc[1] = '"'; break;
+    case '\\': esc[1] = '\\'; break;
+    case '\n': esc[1] = 'n'; break;
+    case '\r': esc[1] = 'r'; break;
+    case '\t': esc[1] = 't'; break;
     default:
-      if (c < 0x20 || c == 0x7f) {
-        memcpy(esc, "\\u00", 4);
-        esc[4] = hex[c >> 4], esc[5] = hex[c & 15], k = 6;
-      }
+      memcpy(esc, "\\u00", 4);
+      esc[4] = hex[c >> 4], esc[5] = hex[c & 15], k = 6;
     }
-    rc = k ? hg_buf_append(b, esc, k) : hg_buf_putc(b, (char)c);
-    if (rc) return rc;
+    rc = hg_buf_append(b, s + run, i - run);
+    if (rc == 0) rc = hg_buf_append(b, esc, k);
+    run = i + 1;
   }
-  return 0;
+  if (rc == 0) rc = hg_buf_append(b, s + run, n - run);
+  return rc;
 }
 
 void hg_buf_free(hg_buf_t *b) {

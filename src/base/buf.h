@@ -30,6 +30,8 @@ int hg_buf_append(hg_buf_t *b, const void *p, size_t n);
 int hg_buf_puts(hg_buf_t *b, const char *s);
 int hg_buf_putc(hg_buf_t *b, char c);
 int hg_buf_printf(hg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends v in decimal (the hot paths' printf-free "%llu"). */
+int hg_buf_put_u64(hg_buf_t *b, unsigned long long v);
 
 /* Appends `s` escaped as the inside of a JSON string (no surrounding quotes). */
 int hg_buf_json_escape(hg_buf_t *b, const char *s, size_t n);

@@ -4,6 +4,8 @@
 #include "base/error.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,13 +35,24 @@ static void write_all(int fd, const char *p, size_t n) {
 }
 
 int hg_log_timestamp(hg_buf_t *out) {
+  /* Every access-log line has one: the formatted second is kept per thread and only the
+   * milliseconds are written each time. */
+  static _Thread_local time_t sec = -1;
+  static _Thread_local char head[64]; /* "YYYY-MM-DDTHH:MM:SS." */
+  static _Thread_local size_t hlen;
   struct timeval tv;
-  struct tm tm;
   gettimeofday(&tv, NULL);
-  gmtime_r(&tv.tv_sec, &tm);
-  return hg_buf_printf(out, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                       (int)(tv.tv_usec / 1000));
+  if (tv.tv_sec != sec) {
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    int n = snprintf(head, sizeof(head), "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    hlen = n > 0 && (size_t)n < sizeof(head) ? (size_t)n : 0;
+    sec = tv.tv_sec;
+  }
+  int ms = (int)(tv.tv_usec / 1000);
+  char tail[5] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', 0};
+  return hg_buf_append(out, head, hlen) || hg_buf_append(out, tail, 4) ? HG_ENOMEM : 0;
 }
 
 void hg_log(hg_log_level_t level, const char *fmt, ...) {
@@ -76,16 +89,58 @@ void hg_log(hg_log_level_t level, const char *fmt, ...) {
   write_all(STDERR_FILENO, line, len);
 }
 
+/* Access-log buffering, like nginx's `access_log … buffer=`: each thread collects whole
+ * lines and writes them in one write when its buffer is full, when it calls
+ * hg_log_access_flush (the workers, every second and when they stop) — a write per line
+ * would be one system call per request. The flushes of all threads take turns (a
+ * write of more than PIPE_BUF bytes to a pipe could otherwise interleave with another
+ * thread's): lines are never cut or mixed. */
+static size_t abuf_size; /* 0: a write per line */
+static pthread_mutex_t aflush_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local char *abuf;
+static _Thread_local size_t alen;
+
+void hg_log_access_buffer(size_t bytes) { abuf_size = bytes; }
+
+static void write_lines(const char *p, size_t n) {
+  pthread_mutex_lock(&aflush_lock);
+  write_all(STDOUT_FILENO, p, n);
+  pthread_mutex_unlock(&aflush_lock);
+}
+
+void hg_log_access_flush(void) {
+  if (alen) write_lines(abuf, alen);
+  alen = 0;
+}
+
+void hg_log_access_end(void) {
+  hg_log_access_flush();
+  free(abuf);
+  abuf = NULL;
+}
+
 void hg_log_access(const char *line, size_t n) {
-  /* One write for line + newline: copy when small, else two writes (rare). */
+  if (abuf_size && abuf == NULL) abuf = malloc(abuf_size); /* NULL: unbuffered after all */
+  if (abuf && n < abuf_size) {
+    if (alen + n + 1 > abuf_size) hg_log_access_flush();
+    memcpy(abuf + alen, line, n);
+    abuf[alen + n] = '\n';
+    alen += n + 1;
+    return;
+  }
+  /* Unbuffered, or a line longer than the buffer: one write for line + newline (copied
+   * when small, else two writes under the lock). */
+  hg_log_access_flush(); /* what came before goes first */
   char tmp[2048];
   if (n < sizeof(tmp)) {
     memcpy(tmp, line, n);
     tmp[n] = '\n';
-    write_all(STDOUT_FILENO, tmp, n + 1);
+    write_lines(tmp, n + 1);
   } else {
+    pthread_mutex_lock(&aflush_lock);
     write_all(STDOUT_FILENO, line, n);
     write_all(STDOUT_FILENO, "\n", 1);
+    pthread_mutex_unlock(&aflush_lock);
   }
 }
 
@@ -121,6 +176,8 @@ static int hexval(int c) {
  * still holds a %XX escape (a value encoded twice). */
 static int decode_once(hg_buf_t *out, const char *s, size_t n, int *more) {
   *more = 0;
+  if (hg_buf_reserve(out, n)) return HG_ENOMEM; /* decoding never grows */
+  char *d = out->data + out->len;
   for (size_t i = 0; i < n; i++) {
     int hi, lo;
     char c = s[i];
@@ -131,9 +188,11 @@ static int decode_once(hg_buf_t *out, const char *s, size_t n, int *more) {
     } else if (c == '+') {
       c = ' ';
     }
-    if (hg_buf_putc(out, c)) return HG_ENOMEM;
+    *d++ = c;
   }
-  for (size_t i = 0; i + 2 < out->len; i++)
+  out->len = (size_t)(d - out->data);
+  out->data[out->len] = '\0';
+  for (size_t i = 0; i + 2 < out->len && !*more; i++)
     if (out->data[i] == '%' && hexval((unsigned char)out->data[i + 1]) >= 0 &&
         hexval((unsigned char)out->data[i + 2]) >= 0)
       *more = 1;

@@ -21,9 +21,18 @@ void hg_log_set_thread(const char *name);
 /* Writes "<UTC time> [<level>] <thread>: <message>\n" to stderr. Any thread. */
 void hg_log(hg_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Writes one access-log line (the caller's complete JSON, without newline) to stdout.
- * Any thread. */
+/* Writes one access-log line (the caller's complete JSON, without newline) to stdout,
+ * through the calling thread's buffer when buffering is on. Any thread. */
 void hg_log_access(const char *line, size_t n);
+
+/* Buffers access-log lines per thread, up to `bytes` each (0: a write per line). Call
+ * before the threads that log start. */
+void hg_log_access_buffer(size_t bytes);
+
+/* Writes out the calling thread's buffered lines (a timer's job: lines wait at most its
+ * interval). hg_log_access_end also frees the buffer: call it before the thread ends. */
+void hg_log_access_flush(void);
+void hg_log_access_end(void);
 
 /* Appends the request target s[0..n) to `out` with the values of secret-bearing query
  * parameters (token, signatures, credentials, keys) replaced by "REDACTED", so access

@@ -42,13 +42,26 @@ void hg__x_serve_obj(exchange_t *x, hg_cache_obj_t *o) {
   hg__x_feed_obj(x);
 }
 
-/* Feeds the cached object in 64 KiB pieces while the client keeps up (Memory: a viewer
- * that stops reading a cached 32 MiB object holds RELAY_HIGH, not a copy of it). Ends
- * with hg__x_src_done, which drops the source reference. */
+static void release_obj(void *o) { hg_cache_obj_release(o); }
+
+/* Feeds the cached object through sniffing in 64 KiB pieces; once it is being relayed,
+ * the rest goes to the server by reference (Memory: a viewer that stops reading a cached
+ * 32 MiB object holds a reference to it, not a copy). Ends with hg__x_src_done, which
+ * drops the source reference. */
 void hg__x_feed_obj(exchange_t *x) {
   x->feeding++; /* what it feeds may end the exchange: not under this loop */
   while (x->cobj && !x->paused && x->mode != M_DONE && x->coff < x->cobj->len) {
     size_t n = x->cobj->len - x->coff < 65536 ? x->cobj->len - x->coff : 65536;
+    if (x->mode == M_RELAY && !x->fill) {
+      /* Relaying: the rest is written from the object itself, no copy per viewer (the
+       * server holds a reference until it is written). */
+      n = x->cobj->len - x->coff;
+      hg_cache_obj_retain(x->cobj);
+      hg_http_stream_write_file(x->txn, x->cobj->body + x->coff, n, x->cobj->fd, (int64_t)x->coff,
+                                release_obj, x->cobj);
+      x->coff += n;
+      continue;
+    }
     char *p = malloc(n);
     if (p == NULL) break;
     memcpy(p, x->cobj->body + x->coff, n);
@@ -165,15 +178,16 @@ void hg__x_serve_output(exchange_t *x, hg_cache_obj_t *o) {
   hg_response_t res;
   memset(&res, 0, sizeof(res));
   res.status = 200;
-  res.body = ""; /* one copy, handed to the server by hg__x_respond (not arena + write buffer) */
-  int rc = hg_buf_append(&x->out_body, o->body, o->len);
+  /* Written from the cached object itself (no copy per viewer); the server releases it. */
+  res.body = o->body;
+  res.body_len = o->len;
+  res.body_release = release_obj;
+  res.body_ref = o;
   uint64_t now = uv_now(x->ctx->loop);
   uint64_t left = o->expires_ms > now ? o->expires_ms - now : 0;
-  hg_cache_obj_release(o);
   x->live &= ~(unsigned)X_SOURCE; /* no source will run */
   x->req->log_cache = "hit";
-  if (rc != 0) hg__x_respond_error(x, 500, "out of memory");
-  else hg__x_respond_playlist(x, &res, left);
+  hg__x_respond_playlist(x, &res, left);
 }
 
 /* The raw object: from the cache, from another request's fill, or from the origin. */

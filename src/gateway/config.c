@@ -37,6 +37,9 @@ void hg_config_usage(void *out_file) {
       "  --max-playlist MIB       largest playlist fetched for rewriting (default 16)\n"
       "  --cache-size MIB         object cache shared by the workers (default 256)\n"
       "  --cache-max-object MIB   larger objects are relayed, not cached (default 32)\n"
+      "  --access-log-buffer KIB  access-log lines buffered per worker, written when full\n"
+      "                           and every second [HLSGATE_ACCESS_LOG_BUFFER] (default 64;\n"
+      "                           0 writes each line at once)\n"
       "  --debug                  verbose operational log\n"
       "  --check [FILE]           load the policy as a reload would; exit 0 (OK) or 1\n"
       "  --probe                  with --check: also reach the S3 bucket (or demo directory) the\n"
@@ -138,6 +141,7 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
   c->max_playlist = (size_t)16 << 20;
   c->cache_size = (size_t)256 << 20;
   c->cache_max_object = (size_t)32 << 20;
+  c->access_log_buffer = (size_t)64 << 10;
   c->token_ttl = -1;
 
   /* Environment first; flags below override. HLSGATE_LISTEN may hold a comma list. */
@@ -152,6 +156,14 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
       return HG_EINVAL;
     }
     c->workers = (int)v;
+  }
+  if ((env = getenv("HLSGATE_ACCESS_LOG_BUFFER")) && *env) {
+    double v;
+    if (parse_num(env, 1 << 16, &v)) {
+      snprintf(err, errlen, "HLSGATE_ACCESS_LOG_BUFFER: expected KiB (0..65536), got '%s'", env);
+      return HG_EINVAL;
+    }
+    c->access_log_buffer = (size_t)(v * 1024.0);
   }
   if ((env = getenv("HLSGATE_LISTEN")) && *env) {
     char *save = NULL;
@@ -265,6 +277,8 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
       NUM_ARG(1 << 20, c->cache_size, (double)(1 << 20));
     } else if (strcmp(a, "--cache-max-object") == 0) {
       NUM_ARG(1 << 20, c->cache_max_object, (double)(1 << 20));
+    } else if (strcmp(a, "--access-log-buffer") == 0) {
+      NUM_ARG(1 << 16, c->access_log_buffer, 1024.0);
     } else if (strcmp(a, "--debug") == 0) {
       c->log_debug = 1;
     } else if (c->mode == HG_MODE_TOKEN && strcmp(a, "--prefix") == 0) {

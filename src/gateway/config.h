@@ -50,6 +50,7 @@ typedef struct hg_config_s {
   size_t max_playlist;      /* bytes; larger playlists are a 502 */
   size_t cache_size;        /* bytes of cached objects (all workers) */
   size_t cache_max_object;  /* larger objects are relayed but not cached */
+  size_t access_log_buffer; /* bytes of access-log lines buffered per worker (0: none) */
   /* token subcommand */
   const char *token_prefix;
   const char *token_path;

@@ -98,14 +98,12 @@ void hg__x_respond(exchange_t *x, hg_response_t *res) {
   hg_response_add_header(res, "X-Content-Type-Options", 22, "nosniff", 7);
   x->mode = M_DONE;
   if (x->out_body.len) { /* Memory: the rewritten playlist is handed over, never copied */
-    size_t n;
-    char *p = hg_buf_steal(&x->out_body, &n);
-    hg_http_stream_start(x->txn, res, (int64_t)n, NULL, NULL);
-    hg_http_stream_write(x->txn, p, n); /* (frees p if the client is gone) */
-    hg_http_stream_end(x->txn, 1);
-  } else {
-    hg_http_respond(x->txn, res);
+    char *p = hg_buf_steal(&x->out_body, &res->body_len);
+    res->body = p;
+    res->body_release = free;
+    res->body_ref = p;
   }
+  hg_http_respond(x->txn, res);
   hg__x_release(x, X_RESPONSE);
 }
 

@@ -30,6 +30,7 @@ struct hg_worker_s {
   uv_thread_t thread;
   uv_loop_t loop;
   uv_async_t async;
+  uv_timer_t log_timer;
   hg_http_server_t *http;
   hg_http_server_t *admin;
   int servers_open;
@@ -260,6 +261,11 @@ static int listen_all(hg_worker_t *w, hg_http_server_t *srv, int *fds, size_t n,
   return rc;
 }
 
+static void on_log_timer(uv_timer_t *t) {
+  (void)t;
+  hg_log_access_flush();
+}
+
 static void worker_main(void *arg) {
   hg_worker_t *w = arg;
   hg_log_set_thread(w->name);
@@ -302,7 +308,12 @@ static void worker_main(void *arg) {
     hg_log(HG_LOG_ERROR, "cannot listen: %s", hg_strerror(rc));
     hg_worker_stop(w);
   }
+  /* Buffered access-log lines wait at most a second (base/log.c). */
+  uv_timer_init(&w->loop, &w->log_timer);
+  uv_timer_start(&w->log_timer, on_log_timer, 1000, 1000);
+  uv_unref((uv_handle_t *)&w->log_timer); /* it never keeps the loop alive */
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&w->log_timer, NULL);
   hg_http_server_free(w->http);
   hg_http_server_free(w->admin);
   if (w->pipeline_ok) hg_pipeline_ctx_close(&w->pipeline);
@@ -310,6 +321,7 @@ static void worker_main(void *arg) {
   if (uv_loop_close(&w->loop) != 0) hg_log(HG_LOG_WARN, "loop closed with handles open");
   hg_policy_release(w->policy);
   w->policy = NULL;
+  hg_log_access_end(); /* the last lines, then the buffer */
 }
 
 hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, const hg_worker_shared_t *shared,

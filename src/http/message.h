@@ -41,8 +41,12 @@ typedef struct hg_response_s {
   int status;
   hg_header_t headers[32];
   size_t nheaders;
-  const char *body; /* arena-owned; NULL for none */
+  const char *body; /* arena-owned or static; NULL for none */
   size_t body_len;
+  /* Or a body the server borrows: it calls body_release(body_ref) once the body is
+   * written or dropped (hg_http_respond: exactly once, whatever happens). */
+  void (*body_release)(void *ref);
+  void *body_ref;
 } hg_response_t;
 
 /* Returns the first header named `name` (ASCII case-insensitive) or NULL. */

@@ -2,7 +2,9 @@
  * server_internal.h): heads (Cache-Control default, X-Request-Id, framing), buffered and
  * streamed bodies with chunked framing, backpressure accounting, the access log line.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <sys/sendfile.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -25,44 +27,92 @@ const char *hg__http_date(hg_http_server_t *s) {
 
 /* ---- writing ---- */
 
+/* Appends us microseconds as milliseconds with three decimals ("12.345"). */
+static void put_ms(hg_buf_t *b, uint64_t us) {
+  hg_buf_put_u64(b, us / 1000);
+  unsigned f = (unsigned)(us % 1000);
+  char d[4] = {'.', (char)('0' + f / 100), (char)('0' + f / 10 % 10), (char)('0' + f % 10)};
+  hg_buf_append(b, d, 4);
+}
+
+#define PUT(b, lit) hg_buf_append((b), lit, sizeof(lit) - 1)
+
+/* One JSON line per request, built without printf in the server's reused buffer (it is
+ * on every request's path: see bench/RESULTS.md). */
 static void access_log(conn_t *c, int status, size_t bytes) { hg__http_access_log(c->srv, &c->txn.req, status, bytes); }
 
 void hg__http_access_log(hg_http_server_t *s, hg_request_t *req, int status, size_t bytes) {
-  hg_buf_t b = HG_BUF_INIT;
-  double ms = (double)(uv_hrtime() - req->start_ns) / 1e6;
-  hg_buf_puts(&b, "{\"time\":\"");
-  hg_log_timestamp(&b);
-  hg_buf_printf(&b, "\",\"id\":\"%s\",\"client\":\"", req->id[0] ? req->id : "-");
-  hg_buf_json_escape(&b, req->client, strlen(req->client));
-  hg_buf_printf(&b, "\",\"method\":\"%s\",\"path\":\"", req->method);
-  hg_buf_t path = HG_BUF_INIT;
-  hg_log_redact_target(&path, req->target, req->target_len);
-  hg_buf_json_escape(&b, path.data ? path.data : "", path.len);
-  hg_buf_free(&path);
-  hg_buf_printf(&b, "\",\"protocol\":\"HTTP/%d.%d\",\"status\":%d,\"bytes\":%zu,\"duration_ms\":%.3f", req->http_major == 2 ? 2 : 1,
-                req->http_major == 2 ? 0 : req->http_minor, status, bytes, ms);
-  if (req->log_policy) hg_buf_printf(&b, ",\"policy\":\"%s\"", req->log_policy);
-  if (req->log_upstream_status)
-    hg_buf_printf(&b, ",\"upstream_status\":%d,\"upstream_ms\":%.3f", req->log_upstream_status,
-                  req->log_upstream_ms);
-  if (req->log_cache) hg_buf_printf(&b, ",\"cache\":\"%s\"", req->log_cache);
-  hg_buf_putc(&b, '}');
-  if (b.data && !hg_buf_error(&b)) hg_log_access(b.data, b.len); /* never a cut line */
-  hg_buf_free(&b);
+  hg_buf_t *b = &s->logline;
+  hg_buf_clear(b);
+  uint64_t us = (uv_hrtime() - req->start_ns) / 1000;
+  PUT(b, "{\"time\":\"");
+  hg_log_timestamp(b);
+  PUT(b, "\",\"id\":\"");
+  hg_buf_puts(b, req->id[0] ? req->id : "-");
+  PUT(b, "\",\"client\":\"");
+  hg_buf_json_escape(b, req->client, strlen(req->client));
+  PUT(b, "\",\"method\":\"");
+  hg_buf_puts(b, req->method);
+  PUT(b, "\",\"path\":\"");
+  /* Security: secrets in the target (tokens, signatures, nested URLs' ones) never reach
+   * the log: see hg_log_redact_target. */
+  hg_buf_t *path = &s->logpath;
+  hg_buf_clear(path);
+  hg_log_redact_target(path, req->target, req->target_len);
+  hg_buf_json_escape(b, path->data ? path->data : "", path->len);
+  { /* HTTP/1.0, HTTP/1.1 or HTTP/2.0 */
+    char v[8] = {(char)('0' + (req->http_major == 2 ? 2 : 1)), '.',
+                 (char)('0' + (req->http_major == 2 ? 0 : req->http_minor % 10)), 0};
+    PUT(b, "\",\"protocol\":\"HTTP/");
+    hg_buf_puts(b, v);
+  }
+  PUT(b, "\",\"status\":");
+  hg_buf_put_u64(b, (unsigned)status);
+  PUT(b, ",\"bytes\":");
+  hg_buf_put_u64(b, bytes);
+  PUT(b, ",\"duration_ms\":");
+  put_ms(b, us);
+  if (req->log_policy) {
+    PUT(b, ",\"policy\":\"");
+    hg_buf_puts(b, req->log_policy);
+    hg_buf_putc(b, '"');
+  }
+  if (req->log_upstream_status) {
+    PUT(b, ",\"upstream_status\":");
+    hg_buf_put_u64(b, (unsigned)req->log_upstream_status);
+    PUT(b, ",\"upstream_ms\":");
+    put_ms(b, (uint64_t)(req->log_upstream_ms * 1000.0));
+  }
+  if (req->log_cache) {
+    PUT(b, ",\"cache\":\"");
+    hg_buf_puts(b, req->log_cache);
+    hg_buf_putc(b, '"');
+  }
+  hg_buf_putc(b, '}');
+  if (b->data && !hg_buf_error(b)) hg_log_access(b->data, b->len); /* never a cut line */
+  /* Memory: a huge line (a long target) is not kept for the next request. */
+  if (b->cap > 16384 || hg_buf_error(b)) hg_buf_free(b);
+  if (path->cap > 16384 || hg_buf_error(path)) hg_buf_free(path);
   if (s->obs.request_done) s->obs.request_done(s->obs.ud, req, status, bytes);
 }
 
 
-/* A queued write: the bytes, plus the chunk-size line when chunked. */
-typedef struct wchunk_s {
+/* A write the socket did not take at once: what is left of it, and what to release
+ * once it is written (or dropped). */
+typedef struct wreq_s {
   uv_write_t req;
   conn_t *c;
-  char *data;
-  char *ct;        /* TLS: the records written (tls_conn.c) */
-  size_t len;      /* body bytes (0 for the head) */
-  int owned;       /* free(data) when done */
-  char prefix[24];
-} wchunk_t;
+  size_t blen;                /* body bytes in it (backpressure accounting) */
+  void (*release)(void *ref); /* of the body's memory, or NULL (arena, c->out, static) */
+  void *ref;
+  /* A file piece (send_file): after this write, sendfile goes on from file_off with
+   * file_left bytes, the same bytes as mem[file_off…] */
+  int fd;
+  int64_t file_off;
+  size_t file_left;
+  const char *mem;
+  char prefix[24];            /* the chunk-size line, when chunked */
+} wreq_t;
 
 
 /* The response is fully written: log nothing more, then go back to reading (keep-alive
@@ -83,13 +133,16 @@ static void txn_done(conn_t *c) {
     hg__http_conn_close(c);
     return;
   }
+  hg__http_timer_start(c, c->srv->lim.keepalive_timeout_ms);
+  /* Answered while hg__http_conn_process was handing the request over (a synchronous
+   * write): its loop goes on with any pipelined request, no recursion here. */
+  if (c->in_process) return;
   /* Compact the read buffer, then parse any pipelined request already received. */
   if (c->in_off > 0) {
     memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
     c->in.len -= c->in_off;
     c->in_off = 0;
   }
-  hg__http_timer_start(c, c->srv->lim.keepalive_timeout_ms);
   hg__http_conn_process(c);
   if (!c->closing && (c->state == S_IDLE || c->state == S_READING)) hg__http_start_reading(c);
 }
@@ -101,13 +154,18 @@ static void notify_gone(conn_t *c, int status) {
   c->drain(c->drain_ud, status < 0 ? status : UV_ECONNRESET);
 }
 
-static void on_chunk_write(uv_write_t *req, int status) {
-  wchunk_t *w = req->data;
+static int file_go(conn_t *c, wreq_t *w);
+
+static void on_write(uv_write_t *req, int status) {
+  wreq_t *w = req->data;
   conn_t *c = w->c;
+  if (status == 0 && w->file_left > 0 && !c->closing) {
+    /* A file piece: the socket took the bridging write, so it has room: sendfile on. */
+    if (file_go(c, w) == 0) return; /* waiting again (the same request, still pending) */
+  }
   c->pending--;
-  c->queued -= w->len;
-  if (w->owned) free(w->data);
-  free(w->ct);
+  c->queued -= w->blen;
+  if (w->release) w->release(w->ref);
   free(w);
   if (status < 0) {
     hg__http_conn_close(c);
@@ -125,30 +183,80 @@ static void on_chunk_write(uv_write_t *req, int status) {
   }
 }
 
-/* Queues one write (with chunk framing when `frame`). Returns 0 or a negative code (the
- * connection is then closing; owned data has been freed). */
-static int queue_write(conn_t *c, char *data, size_t hlen, size_t blen, int owned, int frame) {
-  wchunk_t *w = malloc(sizeof(*w));
+/* Sends the unsent head (if any) and one body piece (chunk-framed when chunked), holding
+ * release(ref) until the piece is written. The common case is one writev and nothing
+ * else: uv_try_write takes it all, with no write request, no allocation and no poll
+ * change (a finished uv_write makes libuv re-arm the poll: one epoll_ctl per response).
+ * Only what the socket did not take is queued. Returns 0 or a negative code (the
+ * connection is then closing; the piece has been released). */
+static int send_piece(conn_t *c, const char *data, size_t blen, void (*release)(void *), void *ref) {
+  uv_buf_t bufs[4];
+  unsigned n = 0;
+  char prefix[24];
+  int frame = c->chunked && blen > 0;
+  if (!c->head_sent) {
+    bufs[n++] = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    c->head_sent = 1;
+  }
+  if (frame) bufs[n++] = uv_buf_init(prefix, (unsigned)snprintf(prefix, sizeof(prefix), "%zx\r\n", blen));
+  if (blen) bufs[n++] = uv_buf_init((char *)data, (unsigned)blen);
+  if (frame) bufs[n++] = uv_buf_init("\r\n", 2);
+  if (n == 0) {
+    if (release) release(ref);
+    return 0;
+  }
+  if (c->tls) { /* TLS: the records replace the bytes, which go back to their owner now */
+    char *ct;
+    size_t ctlen;
+    int rc = hg__htls_encrypt(c, bufs, n, &ct, &ctlen);
+    if (release) release(ref);
+    if (rc) {
+      hg__http_conn_close(c);
+      return rc;
+    }
+    bufs[0] = uv_buf_init(ct, (unsigned)ctlen);
+    n = 1;
+    frame = 0;
+    release = free;
+    ref = ct;
+  }
+  unsigned i = 0;
+  if (c->pending == 0) { /* nothing queued ahead: bytes may go out now, in order */
+    int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (rc < 0 && rc != UV_EAGAIN) {
+      if (release) release(ref);
+      hg__http_conn_close(c);
+      return rc;
+    }
+    size_t done = rc > 0 ? (size_t)rc : 0;
+    while (i < n && done >= bufs[i].len) done -= bufs[i++].len;
+    if (i == n) {
+      if (release) release(ref);
+      return 0;
+    }
+    bufs[i].base += done;
+    bufs[i].len -= done;
+  }
+  wreq_t *w = malloc(sizeof(*w));
   if (w == NULL) {
-    if (owned) free(data);
+    if (release) release(ref);
     hg__http_conn_close(c);
     return UV_ENOMEM;
   }
   w->c = c;
-  w->data = data;
-  w->len = blen;
-  w->owned = owned;
-  w->ct = NULL;
+  w->blen = blen;
+  w->release = release;
+  w->ref = ref;
+  w->file_left = 0;
   w->req.data = w;
-  uv_buf_t bufs[3];
-  unsigned n = 0;
-  if (frame) bufs[n++] = uv_buf_init(w->prefix, (unsigned)snprintf(w->prefix, sizeof(w->prefix), "%zx\r\n", blen));
-  bufs[n++] = uv_buf_init(data, (unsigned)(hlen + blen));
-  if (frame) bufs[n++] = uv_buf_init("\r\n", 2);
-  int rc = c->tls ? hg__htls_write(c, &w->req, bufs, n, &w->ct, on_chunk_write)
-                  : uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_chunk_write);
+  if (frame && bufs[i].base >= prefix && bufs[i].base < prefix + sizeof(prefix)) {
+    /* the rest of the chunk-size line lives on this stack: keep a copy */
+    memcpy(w->prefix, bufs[i].base, bufs[i].len);
+    bufs[i].base = w->prefix;
+  }
+  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs + i, n - i, on_write);
   if (rc < 0) {
-    if (owned) free(data);
+    if (release) release(ref);
     free(w);
     hg__http_conn_close(c);
     return rc;
@@ -172,8 +280,11 @@ int hg__http_is_hop_or_framing(const char *name, size_t n) {
 static int serialize_head(conn_t *c, const hg_response_t *res, int64_t clen) {
   hg_buf_t *o = &c->out;
   hg_buf_clear(o);
-  int rc = hg_buf_printf(o, "HTTP/1.1 %d %s\r\nServer: hlsgate\r\nDate: %s\r\n", res->status,
-                         hg_http_reason(res->status), hg__http_date(c->srv));
+  /* Sized once for a typical head: the appends below then never reallocate. */
+  int rc = hg_buf_reserve(o, 512);
+  if (!rc) rc = PUT(o, "HTTP/1.1 ") || hg_buf_put_u64(o, (unsigned)res->status) || hg_buf_putc(o, ' ') ||
+                hg_buf_puts(o, hg_http_reason(res->status)) || PUT(o, "\r\nServer: hlsgate\r\nDate: ") ||
+                hg_buf_puts(o, hg__http_date(c->srv)) || PUT(o, "\r\n");
   int has_cc = 0;
   for (size_t i = 0; !rc && i < res->nheaders; i++) {
     const hg_header_t *h = &res->headers[i];
@@ -188,12 +299,12 @@ static int serialize_head(conn_t *c, const hg_response_t *res, int64_t clen) {
    * nothing (errors, core endpoints, policy answers) is not to be stored. */
   if (!rc && !has_cc) rc = hg_buf_puts(o, "Cache-Control: no-store\r\n");
   if (!rc && res->status >= 200 && res->status != 204 && res->status != 304) {
-    if (clen >= 0) rc = hg_buf_printf(o, "Content-Length: %lld\r\n", (long long)clen);
+    if (clen >= 0) rc = PUT(o, "Content-Length: ") || hg_buf_put_u64(o, (unsigned long long)clen) || PUT(o, "\r\n");
     else if (c->chunked) rc = hg_buf_puts(o, "Transfer-Encoding: chunked\r\n");
   }
   if (!rc)
-    rc = hg_buf_printf(o, "X-Request-Id: %s\r\nConnection: %s\r\n\r\n", c->txn.req.id,
-                       c->close_after ? "close" : "keep-alive");
+    rc = PUT(o, "X-Request-Id: ") || hg_buf_puts(o, c->txn.req.id) ||
+         (c->close_after ? PUT(o, "\r\nConnection: close\r\n\r\n") : PUT(o, "\r\nConnection: keep-alive\r\n\r\n"));
   return rc;
 }
 
@@ -207,6 +318,7 @@ static int begin_response(conn_t *c, int status) {
   c->ended = 0;
   c->gone_notified = 0;
   c->chunked = 0;
+  c->head_sent = 0;
   hg__http_ensure_id(c); /* every answer carries an id, early errors included */
   if (c->srv->draining) c->close_after = 1;
   return c->closing;
@@ -220,21 +332,113 @@ static void abandon(conn_t *c) {
   hg__http_conn_maybe_free(c);
 }
 
+/* Sends w's file range with sendfile(2) until it is all sent (returns 1: the caller
+ * finishes w) or the socket is full (returns 0: a bridging write of the next bytes from
+ * memory is queued with w, whose callback comes back here; the kernel copies only those)
+ * or fails (returns 1 with the connection closing). Zero-copy: the pages of the cached
+ * object's memfd go to the socket by reference. */
+#define FILE_BRIDGE 16384
+static int file_go(conn_t *c, wreq_t *w) {
+  int sock;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
+    hg__http_conn_close(c);
+    return 1;
+  }
+  while (w->file_left > 0) {
+    off_t off = (off_t)w->file_off;
+    ssize_t n = sendfile(sock, w->fd, &off, w->file_left);
+    if (n > 0) {
+      w->file_off += n;
+      w->file_left -= (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) {
+      hg__http_conn_close(c);
+      return 1;
+    }
+    /* Full (or sendfile sent nothing): let libuv wait for room with a small write. */
+    size_t k = w->file_left < FILE_BRIDGE ? w->file_left : FILE_BRIDGE;
+    uv_buf_t b = uv_buf_init((char *)w->mem + w->file_off, (unsigned)k);
+    w->file_off += (int64_t)k;
+    w->file_left -= k;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+      hg__http_conn_close(c);
+      return 1;
+    }
+    return 0;
+  }
+  return 1;
+}
+
+int hg_http_stream_write_file(hg_http_txn_t *txn, const char *data, size_t len, int fd, int64_t off,
+                              void (*release)(void *ref), void *ref) {
+  if (txn->h2) return hg__h2_stream_write_ref(txn, data, len, release, ref);
+  conn_t *c = txn->conn;
+  /* sendfile needs the bytes unframed on a plain socket, after everything queued. */
+  if (fd < 0 || c->chunked || c->closing || !c->body_allowed || len == 0 || c->pending > 0 ||
+      c->no_sendfile)
+    return hg_http_stream_write_ref(txn, data, len, release, ref);
+  if (!c->head_sent) { /* the head first, then the file */
+    int rc = send_piece(c, NULL, 0, NULL, NULL);
+    if (rc < 0 || c->pending > 0) {
+      if (rc < 0) {
+        if (release) release(ref);
+        return rc;
+      }
+      return hg_http_stream_write_ref(txn, data, len, release, ref);
+    }
+  }
+  wreq_t *w = malloc(sizeof(*w));
+  if (w == NULL) {
+    if (release) release(ref);
+    hg__http_conn_close(c);
+    return UV_ENOMEM;
+  }
+  w->c = c;
+  w->blen = len;
+  w->release = release;
+  w->ref = ref;
+  w->fd = fd;
+  w->file_off = off;
+  w->file_left = len;
+  w->mem = data - off;
+  w->req.data = w;
+  c->body_bytes += len;
+  c->pending++;
+  c->queued += len;
+  if (file_go(c, w) == 0) { /* waiting for room */
+    hg__http_timer_start(c, c->srv->lim.send_timeout_ms);
+    return 0;
+  }
+  c->pending--;
+  c->queued -= len;
+  if (release) release(ref);
+  free(w);
+  return c->closing ? UV_ECONNRESET : 0;
+}
+
+/* A piece whose memory is not the server's goes back to its owner when the response
+ * will not carry it. */
+static void drop_body(const hg_response_t *res) {
+  if (res->body_release) res->body_release(res->body_ref);
+}
+
 int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res) {
   if (txn->h2) return hg__h2_respond(txn, res);
   conn_t *c = txn->conn;
   if (begin_response(c, res->status)) {
+    drop_body(res);
     abandon(c);
     return UV_ECONNRESET;
   }
   size_t body_len = res->body ? res->body_len : 0;
   int rc = serialize_head(c, res, (int64_t)body_len);
-  size_t hlen = c->out.len;
   if (!c->body_allowed) body_len = 0;
-  if (!rc && body_len) rc = hg_buf_append(&c->out, res->body, body_len);
   c->body_bytes = body_len;
   c->ended = 1;
   if (rc) { /* out of memory while serializing: drop the connection */
+    drop_body(res);
     access_log(c, 500, 0);
     c->state = S_IDLE;
     hg__http_conn_close(c);
@@ -242,7 +446,11 @@ int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res) {
   }
   access_log(c, res->status, body_len);
   c->state = S_WRITING;
-  return queue_write(c, c->out.data, hlen, body_len, 0, 0);
+  /* Head and body in one writev; the body is written from where it is (arena, static,
+   * or a reference such as a cached object), never copied. */
+  rc = send_piece(c, res->body, body_len, res->body_release, res->body_ref);
+  if (rc == 0 && c->pending == 0 && c->state == S_WRITING) txn_done(c);
+  return rc;
 }
 
 int hg_http_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t content_length,
@@ -260,23 +468,29 @@ int hg_http_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t c
     hg__http_conn_close(c);
     return HG_ENOMEM;
   }
-  /* c->out stays untouched until txn_done, so the head can be written from it. */
-  return queue_write(c, c->out.data, c->out.len, 0, 0, 0);
+  /* The head waits in c->out (untouched until txn_done) for the first body piece or the
+   * end, and goes out in the same writev. */
+  return 0;
 }
 
-int hg_http_stream_write(hg_http_txn_t *txn, char *data, size_t len) {
-  if (txn->h2) return hg__h2_stream_write(txn, data, len);
+int hg_http_stream_write_ref(hg_http_txn_t *txn, const char *data, size_t len,
+                             void (*release)(void *ref), void *ref) {
+  if (txn->h2) return hg__h2_stream_write_ref(txn, data, len, release, ref);
   conn_t *c = txn->conn;
   if (c->closing) {
-    free(data);
+    if (release) release(ref);
     return UV_ECONNRESET;
   }
   if (!c->body_allowed || len == 0) {
-    free(data);
+    if (release) release(ref);
     return 0;
   }
   c->body_bytes += len;
-  return queue_write(c, data, 0, len, 1, c->chunked);
+  return send_piece(c, data, len, release, ref);
+}
+
+int hg_http_stream_write(hg_http_txn_t *txn, char *data, size_t len) {
+  return hg_http_stream_write_ref(txn, data, len, free, data);
 }
 
 size_t hg_http_stream_queued(const hg_http_txn_t *txn) {
@@ -301,8 +515,13 @@ void hg_http_stream_end(hg_http_txn_t *txn, int complete) {
     return;
   }
   c->state = S_WRITING;
-  if (c->chunked) queue_write(c, "0\r\n\r\n", 5, 0, 0, 0);
-  else if (c->pending == 0) txn_done(c);
+  if (c->chunked) {
+    c->chunked = 0; /* the last chunk is written as is */
+    send_piece(c, "0\r\n\r\n", 5, NULL, NULL);
+  } else {
+    send_piece(c, NULL, 0, NULL, NULL); /* the head, if no body piece carried it */
+  }
+  if (!c->closing && c->pending == 0 && c->state == S_WRITING) txn_done(c);
 }
 
 /* Answers a request the server itself rejects (parse errors, limits, timeouts) and

@@ -71,6 +71,7 @@ void hg__http_start_reading(conn_t *c);
 /* Parses buffered input until a request is complete (then hands it over), the input
  * runs out, or an error answers and closes. */
 void hg__http_conn_process(conn_t *c) {
+  c->in_process = 1;
   while (!c->closing && (c->state == S_IDLE || c->state == S_READING) && c->in_off < c->in.len) {
     if (c->state == S_IDLE) {
       c->state = S_READING;
@@ -102,7 +103,7 @@ void hg__http_conn_process(conn_t *c) {
       c->state = S_BUSY;
       uv_timer_stop(&c->timer);
       c->srv->cb(c->srv->ud, &c->txn, &c->txn.req);
-      break;
+      continue; /* answered at once (state S_IDLE): parse the next pipelined request */
     }
     const char *msg;
     int status = hg__http_error_status(c, err, &msg);
@@ -110,10 +111,14 @@ void hg__http_conn_process(conn_t *c) {
     hg__http_respond_error(c, status, msg);
     break;
   }
+  c->in_process = 0;
   if (c->in_off == c->in.len) { /* all parsed: keep no buffer */
     hg_buf_free(&c->in);
     c->in_off = 0;
   }
+  /* Answered at once after reading was paused (MAX_PIPELINED): resume it. */
+  if (!c->closing && !c->reading && (c->state == S_IDLE || c->state == S_READING))
+    hg__http_start_reading(c);
   /* While a request is being answered, reading goes on (no epoll churn per request, and
    * a client that leaves is noticed), but a pipelining client that piles up more than
    * MAX_PIPELINED unparsed bytes is paused until we catch up: memory stays bounded. */
@@ -281,11 +286,17 @@ static void on_drain_timeout(uv_timer_t *t) {
   for (conn_t *c = s->conns; c; c = c->next) hg__http_conn_close(c);
 }
 
+static void server_free(hg_http_server_t *s) {
+  free(s->rbuf);
+  hg_buf_free(&s->logline);
+  hg_buf_free(&s->logpath);
+  free(s);
+}
+
 static void on_drain_timer_close(uv_handle_t *h) {
   hg_http_server_t *s = h->data;
   s->drain_timer_open = 0;
-  free(s->rbuf);
-  free(s);
+  server_free(s);
 }
 
 void hg_http_server_drain(hg_http_server_t *s, uint64_t timeout_ms, void (*done)(void *),
@@ -315,8 +326,7 @@ void hg_http_server_free(hg_http_server_t *s) {
   if (s->drain_timer_open) {
     uv_close((uv_handle_t *)&s->drain_timer, on_drain_timer_close);
   } else {
-    free(s->rbuf);
-    free(s);
+    server_free(s);
   }
 }
 

@@ -92,7 +92,8 @@ int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res);
  * over without a copy). */
 typedef void (*hg_http_drain_cb)(void *ud, int status);
 
-/* Sends the status line and headers of `res` (its body is ignored). `content_length` >= 0
+/* Makes the status line and headers of `res` (its body is ignored); they go out with the
+ * first body piece or at stream_end, in one write. `content_length` >= 0
  * frames the body with Content-Length; -1 streams it chunked (close-delimited for
  * HTTP/1.0 clients). Returns 0 or a negative code (client gone; still call stream_end). */
 int hg_http_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t content_length,
@@ -101,6 +102,19 @@ int hg_http_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t c
 /* Queues `data` (malloc'd; the server owns and frees it from now on). Returns 0, or a
  * negative code when the client is gone (data is freed anyway). */
 int hg_http_stream_write(hg_http_txn_t *txn, char *data, size_t len);
+
+/* Like hg_http_stream_write for bytes the caller's object owns (a cached object): they are
+ * written from where they are, and release(ref) runs once they are written or dropped —
+ * also when this fails. Returns 0 or a negative code (client gone). */
+int hg_http_stream_write_ref(hg_http_txn_t *txn, const char *data, size_t len,
+                             void (*release)(void *ref), void *ref);
+
+/* Like hg_http_stream_write_ref for bytes that are also the range [off, off+len) of file
+ * `fd` (a cached object's memfd): on a plain connection they are sent with sendfile(2),
+ * without a copy; otherwise (chunked, TLS, writes queued ahead) written from `data`.
+ * release(ref) runs once they are sent or dropped. Returns 0 or a negative code. */
+int hg_http_stream_write_file(hg_http_txn_t *txn, const char *data, size_t len, int fd, int64_t off,
+                              void (*release)(void *ref), void *ref);
 
 /* Bytes queued but not yet written to the client. */
 size_t hg_http_stream_queued(const hg_http_txn_t *txn);

@@ -47,6 +47,9 @@ typedef struct conn_s {
   int pending;     /* uv_write requests in flight */
   size_t queued;   /* body bytes in flight */
   int ended;       /* the handler finished the response */
+  int head_sent;   /* the head in c->out went out (with the first body piece) */
+  int in_process;  /* inside hg__http_conn_process: a synchronous answer does not recurse */
+  int no_sendfile; /* the transport is not a plain socket (TLS): bodies are written */
   int chunked;     /* body framed with chunked encoding */
   int body_allowed;
   int gone_notified;
@@ -100,6 +103,7 @@ struct hg_http_server_s {
   char date[40];
   hg_http_observer_t obs;
   char *rbuf; /* every read lands here first: idle connections hold no buffer */
+  hg_buf_t logline, logpath; /* the access-log line being built, reused */
 };
 
 /* request.c */

@@ -154,6 +154,8 @@ static int l_request(lua_State *L) {
     lua_pop(L, 1);
   }
   hg__lua_push_request(L, req);
+  hg__lua_request_materialize(L, -1); /* the table outlives this call's host */
+  hg__lua_request_end(L, -1);
   return 1;
 }
 

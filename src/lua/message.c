@@ -44,33 +44,40 @@ static void push_query(lua_State *L, const char *q, size_t n) {
   hg_buf_free(&b);
 }
 
-/* Pushes the request table given to on_request. */
-void hg__lua_push_request(lua_State *L, const hg_request_t *req) {
-  lua_createtable(L, 0, 12);
-  lua_pushstring(L, req->method);
-  lua_setfield(L, -2, "method");
-  lua_pushlstring(L, req->target, req->target_len);
-  lua_setfield(L, -2, "target");
-  lua_pushlstring(L, req->target, req->path_len);
-  lua_setfield(L, -2, "path");
-  const char *q = req->target + req->path_len;
-  size_t qlen = req->target_len - req->path_len;
-  if (qlen > 0) q++, qlen--; /* skip '?' */
-  lua_pushlstring(L, q, qlen);
-  lua_setfield(L, -2, "raw_query");
-  push_query(L, q, qlen);
-  lua_setfield(L, -2, "query");
+/* The request table is lazy: `method`, `path` and `target` are set at once (every
+ * policy routes on them); the other fields (query, raw_query, headers, body, client, id,
+ * http_version) are made on first use by __index and kept in the table, so a policy that
+ * never reads the headers never pays for them (docs/policy-api.md lists the fields; pairs
+ * sees them all). The table points at the C request through a light userdata under a key
+ * Lua code cannot name; hg__lua_request_end clears it when the request is done with
+ * Lua, so a table a policy kept answers nil for what it had not read, never stale memory. */
+static const char REQ_KEY = 'r';  /* its address: the key of the C request pointer */
+static const char REQ_META = 'm'; /* its address: the registry key of the metatable */
+
+static const char *const LAZY[] = {"query", "raw_query", "headers", "body", "client", "id", "http_version", "scheme"};
+#define NLAZY (sizeof(LAZY) / sizeof(LAZY[0]))
+
+static void push_headers(lua_State *L, const hg_request_t *req) {
   /* headers: lower-case names; repeated headers joined with ", " (RFC 9110 §5.3). */
   lua_createtable(L, 0, (int)req->nheaders);
   for (size_t i = 0; i < req->nheaders; i++) {
     const hg_header_t *h = &req->headers[i];
+    char small[64];
     luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t k = 0; k < h->name_len; k++) {
-      char c = h->name[k];
-      luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c);
+    if (h->name_len <= sizeof(small)) {
+      for (size_t k = 0; k < h->name_len; k++) {
+        char c = h->name[k];
+        small[k] = (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c;
+      }
+      lua_pushlstring(L, small, h->name_len);
+    } else {
+      luaL_buffinit(L, &b);
+      for (size_t k = 0; k < h->name_len; k++) {
+        char c = h->name[k];
+        luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c);
+      }
+      luaL_pushresult(&b);
     }
-    luaL_pushresult(&b);
     lua_pushvalue(L, -1);
     if (lua_rawget(L, -3) == LUA_TSTRING) {
       lua_pushliteral(L, ", ");
@@ -82,19 +89,126 @@ void hg__lua_push_request(lua_State *L, const hg_request_t *req) {
     }
     lua_rawset(L, -3);
   }
-  lua_setfield(L, -2, "headers");
-  if (req->body) {
-    lua_pushlstring(L, req->body, req->body_len);
-    lua_setfield(L, -2, "body");
+}
+
+/* Pushes the value of lazy field `i` of `req` (nil when it has none). */
+static void push_lazy(lua_State *L, const hg_request_t *req, size_t i) {
+  const char *q = req->target + req->path_len;
+  size_t qlen = req->target_len - req->path_len;
+  if (qlen > 0) q++, qlen--; /* skip '?' */
+  switch (i) {
+  case 0: push_query(L, q, qlen); break;
+  case 1: lua_pushlstring(L, q, qlen); break;
+  case 2: push_headers(L, req); break;
+  case 3:
+    if (req->body) lua_pushlstring(L, req->body, req->body_len);
+    else lua_pushnil(L);
+    break;
+  case 4: lua_pushstring(L, req->client); break;
+  case 5: lua_pushstring(L, req->id); break;
+  case 6: {
+    char v[8] = {(char)('0' + req->http_major % 10), '.', (char)('0' + req->http_minor % 10), 0};
+    lua_pushstring(L, v);
+    break;
   }
-  lua_pushstring(L, req->client);
-  lua_setfield(L, -2, "client");
-  lua_pushstring(L, req->id);
-  lua_setfield(L, -2, "id");
-  lua_pushfstring(L, "%d.%d", req->http_major, req->http_minor);
-  lua_setfield(L, -2, "http_version");
-  lua_pushstring(L, req->tls ? "https" : "http");
-  lua_setfield(L, -2, "scheme");
+  default: /* scheme: of the URLs made for this client (docs/tls.md) */
+    lua_pushstring(L, req->tls ? "https" : "http");
+    break;
+  }
+}
+
+static const hg_request_t *req_of(lua_State *L, int t) {
+  lua_rawgetp(L, t, &REQ_KEY);
+  const hg_request_t *req = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return req;
+}
+
+/* Sets every lazy field not set yet (a field the policy assigned stays as it is). */
+static void materialize(lua_State *L, int t, const hg_request_t *req) {
+  for (size_t i = 0; i < NLAZY; i++) {
+    lua_pushstring(L, LAZY[i]);
+    if (lua_rawget(L, t) != LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pop(L, 1);
+    push_lazy(L, req, i);
+    lua_setfield(L, t, LAZY[i]);
+  }
+}
+
+/* __index(t, k): a lazy field, made once and kept. */
+static int req_index(lua_State *L) {
+  const hg_request_t *req = req_of(L, 1);
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+  if (req == NULL || k == NULL) return 0;
+  for (size_t i = 0; i < NLAZY; i++) {
+    if (strcmp(k, LAZY[i]) != 0) continue;
+    push_lazy(L, req, i);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, k); /* rawset in effect: the metatable has no __newindex */
+    return 1;
+  }
+  return 0;
+}
+
+static int req_next(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  return lua_next(L, 1) ? 2 : (lua_pushnil(L), 1);
+}
+
+/* __pairs(t): every field, as an eager table would have them (the hidden pointer is
+ * dropped first: pairs is for reading, the request is materialized). */
+static int req_pairs(lua_State *L) {
+  const hg_request_t *req = req_of(L, 1);
+  if (req) materialize(L, 1, req);
+  lua_pushnil(L);
+  lua_rawsetp(L, 1, &REQ_KEY);
+  lua_pushcfunction(L, req_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* Pushes the request table given to on_request. */
+void hg__lua_push_request(lua_State *L, const hg_request_t *req) {
+  lua_createtable(L, 0, 4 + (int)NLAZY);
+  lua_pushstring(L, req->method);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, req->target, req->target_len);
+  lua_setfield(L, -2, "target");
+  lua_pushlstring(L, req->target, req->path_len);
+  lua_setfield(L, -2, "path");
+  lua_pushlightuserdata(L, (void *)req);
+  lua_rawsetp(L, -2, &REQ_KEY);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &REQ_META) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 3);
+    lua_pushcfunction(L, req_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, req_pairs);
+    lua_setfield(L, -2, "__pairs");
+    /* Security: the metatable stays ours (getmetatable/setmetatable cannot reach it). */
+    lua_pushliteral(L, "request");
+    lua_setfield(L, -2, "__metatable");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &REQ_META);
+  }
+  lua_setmetatable(L, -2);
+}
+
+void hg__lua_request_materialize(lua_State *L, int t) {
+  t = lua_absindex(L, t);
+  const hg_request_t *req = req_of(L, t);
+  if (req) materialize(L, t, req);
+}
+
+void hg__lua_request_end(lua_State *L, int t) {
+  t = lua_absindex(L, t);
+  lua_pushnil(L);
+  lua_rawsetp(L, t, &REQ_KEY);
 }
 
 /* Security: a header name must be a token and a value must not contain CR/LF/NUL, or a

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "base/slab.h"
 #include "base/log.h"
 #include "lua/lapi.h"
 #include "lua/policy_internal.h"
@@ -47,6 +48,7 @@ struct hg_policy_s {
   size_t mem, mem_limit;
   hg_lua_meter_t meter; /* the budget of the current hook call (lapi.h) */
   int in_call;          /* allocations are charged to the meter */
+  hg_slab_t slab;       /* small blocks: what Lua allocates most (base/slab.h) */
 };
 
 /* ---- sources ---- */
@@ -108,7 +110,7 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   hg_policy_t *p = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
-    free(ptr);
+    hg_slab_realloc(&p->slab, ptr, old, 0);
     p->mem -= old;
     return NULL;
   }
@@ -125,7 +127,9 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     /* Small blocks stay allowed so the error and its traceback can still be built. */
     if (p->meter.exceeded && grow > 4096) return NULL;
   }
-  void *n = realloc(ptr, nsize);
+  /* Small blocks from free lists: glibc's malloc/free were a tenth of a cached playlist
+   * answer's instructions (bench/RESULTS.md). */
+  void *n = hg_slab_realloc(&p->slab, ptr, old, nsize);
   if (n == NULL) return NULL;
   p->mem = p->mem - old + nsize;
   return n;
@@ -360,6 +364,7 @@ void hg_policy_retain(hg_policy_t *p) { p->refs++; }
 void hg_policy_release(hg_policy_t *p) {
   if (p == NULL || --p->refs > 0) return;
   if (p->L) lua_close(p->L);
+  hg_slab_free(&p->slab); /* after lua_close: its last frees land in the slab */
   hg_policy_src_release(p->src);
   free(p);
 }
@@ -389,11 +394,16 @@ static int call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int bas
 int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res, hg_plan_t *plan) {
   lua_State *L = p->L;
   lua_settop(L, 0);
+  hg__lua_push_request(L, req); /* 1: kept, to be ended below */
   lua_pushcfunction(L, msgh);
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->on_request);
-  hg__lua_push_request(L, req);
-  int rc = call_hook(p, req, 1, 0);
-  if (rc < 0) return rc;
+  lua_pushvalue(L, 1);
+  int rc = call_hook(p, req, 1, 1);
+  if (rc < 0) {
+    hg__lua_request_end(L, 1);
+    lua_settop(L, 0);
+    return rc;
+  }
   int result, is_plan = 0;
   if (lua_istable(L, -1)) {
     is_plan = lua_getfield(L, -1, "origin") != LUA_TNIL; /* a plan, not a response */
@@ -419,6 +429,10 @@ int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res, 
     }
   }
   if (result == HG_EPOLICY) hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
+  /* The table stops reading the request now; an on_uri hook of the plan (called during
+   * this request's rewrite, maybe a closure over req) sees it whole. */
+  if (result == HG_PLAN_FETCH && plan->hook_ref >= 0) hg__lua_request_materialize(L, 1);
+  hg__lua_request_end(L, 1);
   lua_settop(L, 0);
   return result;
 }

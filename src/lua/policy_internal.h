@@ -15,7 +15,13 @@
 #define HG_PLAN_MAX_REDIRECTS 5 /* origin.max_redirects when absent (docs/policy-api.md) */
 #define HG_POLICY_MAX_HEADER_BYTES 16384 /* a policy response's headers, names and values */
 
+/* Pushes the lazy `req` table of `req` (message.c): it reads `req` until
+ * hg__lua_request_end(L, t), which the host calls once Lua is done with the request;
+ * hg__lua_request_materialize(L, t) sets every field at once (a table that outlives the
+ * request, e.g. the busted host's). */
 void hg__lua_push_request(lua_State *L, const hg_request_t *req);
+void hg__lua_request_materialize(lua_State *L, int t);
+void hg__lua_request_end(lua_State *L, int t);
 int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res);
 int hg__lua_valid_header(const char *name, size_t nlen, const char *value, size_t vlen);
 int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan);

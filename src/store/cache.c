@@ -5,9 +5,13 @@
  * one until the new one arrives). All structure changes happen under the mutex;
  * objects are reference-counted so they outlive eviction while in use.
  */
+#define _GNU_SOURCE /* memfd_create */
 #include "store/cache.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +54,29 @@ hg_cache_t *hg_cache_new(size_t max_bytes, size_t max_object) {
 
 size_t hg_cache_max_object(const hg_cache_t *c) { return c->max_object; }
 
+/* Moves a large body into an anonymous file mapped read-only where it was: one copy when
+ * the object is made, none per response (the server sends it with sendfile). Kept in
+ * memory as it was when any step fails. */
+static void to_file(hg_cache_obj_t *o) {
+  int fd = memfd_create("hlsgate-cache", MFD_CLOEXEC);
+  if (fd < 0) return;
+  size_t done = 0;
+  while (done < o->len) {
+    ssize_t w = write(fd, o->body + done, o->len - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    done += (size_t)w;
+  }
+  void *m = done == o->len ? mmap(NULL, o->len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+  if (m == MAP_FAILED) {
+    close(fd);
+    return;
+  }
+  free(o->body);
+  o->body = m;
+  o->fd = fd;
+}
+
 hg_cache_obj_t *hg_cache_obj_new(char *body, size_t len, const char *content_type,
                                  const char *etag, const char *last_modified,
                                  const char *final_url) {
@@ -61,6 +88,8 @@ hg_cache_obj_t *hg_cache_obj_new(char *body, size_t len, const char *content_typ
   o->body = body;
   o->len = len;
   o->refs = 1;
+  o->fd = -1;
+  if (len >= HG_CACHE_FILE_MIN) to_file(o);
   int fail = 0;
 #define DUP(field, s) if ((s) && !(o->field = strdup(s))) fail = 1
   DUP(content_type, content_type);
@@ -79,7 +108,12 @@ void hg_cache_obj_retain(hg_cache_obj_t *o) { __atomic_add_fetch(&o->refs, 1, __
 
 void hg_cache_obj_release(hg_cache_obj_t *o) {
   if (o == NULL || __atomic_sub_fetch(&o->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-  free(o->body);
+  if (o->fd >= 0) {
+    munmap(o->body, o->len);
+    close(o->fd);
+  } else {
+    free(o->body);
+  }
   free(o->content_type);
   free(o->etag);
   free(o->last_modified);

@@ -23,6 +23,10 @@ typedef struct hg_cache_obj_s {
   char *etag;         /* or NULL */
   char *last_modified;/* or NULL */
   char *final_url;    /* after redirects */
+  /* A body of HG_CACHE_FILE_MIN bytes or more lives in an anonymous file (memfd) mapped
+   * at `body`: readers use the memory, the server may sendfile(2) from `fd` instead of
+   * copying it into every response. -1 otherwise. */
+  int fd;
   /* private */
   int refs;
   uint64_t expires_ms, stale_ms;
@@ -77,8 +81,11 @@ void hg_cache_put(hg_cache_t *c, const char *key, size_t klen, hg_cache_obj_t *o
 hg_cache_obj_t *hg_cache_fill_end(hg_cache_t *c, hg_cache_fill_t *fill, hg_cache_obj_t *obj,
                                   uint64_t now_ms, uint64_t ttl_ms, uint64_t stale_ms);
 
+#define HG_CACHE_FILE_MIN (256 << 10)
+
 /* Returns a new object with copies of the strings (NULLs allowed) and `body` adopted
- * (malloc'd; the object frees it), or NULL on OOM (body freed). */
+ * (malloc'd; the object frees it — or, HG_CACHE_FILE_MIN bytes and more, moves it into a
+ * memfd, see `fd`), or NULL on OOM (body freed). */
 hg_cache_obj_t *hg_cache_obj_new(char *body, size_t len, const char *content_type,
                                  const char *etag, const char *last_modified,
                                  const char *final_url);

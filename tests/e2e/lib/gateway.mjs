@@ -45,7 +45,9 @@ export async function startGateway({ policy, policyFile, args = [], env = {}, wo
   const proc = spawn(BIN, ['--listen', '127.0.0.1:0', '--workers', String(workers),
                            '--policy', file, ...args], {
     cwd: ROOT,
-    env: { ...process.env, ASAN_OPTIONS: 'abort_on_error=0:detect_leaks=1', ...env },
+    // Access-log lines at once (a test reads them right after its requests); the
+    // default buffering has its own test (hot_paths.test.mjs).
+    env: { ...process.env, ASAN_OPTIONS: 'abort_on_error=0:detect_leaks=1', HLSGATE_ACCESS_LOG_BUFFER: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const gw = {

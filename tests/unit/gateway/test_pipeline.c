@@ -37,6 +37,7 @@ static void record_head(hg_http_txn_t *t, const hg_response_t *res) {
 int hg_http_respond(hg_http_txn_t *t, const hg_response_t *res) {
   record_head(t, res);
   if (res->body) hg_buf_append(&t->body, res->body, res->body_len);
+  if (res->body_release) res->body_release(res->body_ref); /* the server's promise */
   t->done = t->complete = 1;
   return 0;
 }
@@ -48,10 +49,21 @@ int hg_http_stream_start(hg_http_txn_t *t, const hg_response_t *res, int64_t cle
   return 0;
 }
 
-int hg_http_stream_write(hg_http_txn_t *t, char *data, size_t len) {
+int hg_http_stream_write_ref(hg_http_txn_t *t, const char *data, size_t len, void (*release)(void *),
+                             void *ref) {
   hg_buf_append(&t->body, data, len);
-  free(data);
+  if (release) release(ref);
   return 0;
+}
+
+int hg_http_stream_write_file(hg_http_txn_t *t, const char *data, size_t len, int fd, int64_t off,
+                              void (*release)(void *), void *ref) {
+  (void)fd, (void)off;
+  return hg_http_stream_write_ref(t, data, len, release, ref);
+}
+
+int hg_http_stream_write(hg_http_txn_t *t, char *data, size_t len) {
+  return hg_http_stream_write_ref(t, data, len, free, data);
 }
 
 size_t hg_http_stream_queued(const hg_http_txn_t *t) {
