@@ -28,8 +28,10 @@
 
 typedef struct ochunk_s {
   struct ochunk_s *next;
-  char *data;
+  const char *data;
   size_t len, off;
+  void (*release)(void *ref); /* of data, once taken (or dropped); NULL: arena or static */
+  void *ref;
 } ochunk_t;
 
 typedef struct h2_stream_s {
@@ -82,7 +84,7 @@ static void free_stream(conn_t *c, h2_stream_t *st) {
   h->nstreams--;
   for (ochunk_t *k = st->qhead, *n; k; k = n) {
     n = k->next;
-    free(k->data);
+    if (k->release) k->release(k->ref);
     free(k);
   }
   hg_buf_free(&st->body);
@@ -242,7 +244,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     if (k->off == k->len) {
       st->qhead = k->next;
       if (st->qhead == NULL) st->qtail = NULL;
-      free(k->data);
+      if (k->release) k->release(k->ref);
       free(k);
     }
   }
@@ -354,8 +356,12 @@ static void flush(conn_t *c) {
     }
     w->c = c;
     uv_buf_t b = uv_buf_init(out.data, (unsigned)out.len);
-    int rc = hg__htls_write(c, &w->req, &b, 1, &w->ct, on_write);
+    size_t ctlen;
+    int rc = hg__htls_encrypt(c, &b, 1, &w->ct, &ctlen);
+    uv_buf_t cb = uv_buf_init(w->ct, (unsigned)ctlen);
+    if (rc == 0) rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &cb, 1, on_write);
     if (rc) {
+      free(w->ct);
       free(w);
       hg__http_conn_close(c);
       break;
@@ -432,6 +438,12 @@ static void dispatch_one(conn_t *c, h2_stream_t *st) {
     req->headers = st->hdrs;
     req->nheaders = st->nhdrs = 1;
     host = st->hdrs;
+  }
+  /* RFC 9113 §8.3.1: a Host that names another entity than :authority is malformed. */
+  if (host && st->authority &&
+      (strlen(st->authority) != host->value_len || strncasecmp(st->authority, host->value, host->value_len) != 0)) {
+    respond_error(c, st, 400, "Host and :authority differ");
+    return;
   }
   if (host == NULL || !hg__http_valid_host(host->value, host->value_len)) {
     respond_error(c, st, 400, host ? "invalid Host header" : "missing :authority");
@@ -603,13 +615,14 @@ static int submit_head(conn_t *c, h2_stream_t *st, const hg_response_t *res, int
   return rc ? HG_ENOMEM : 0;
 }
 
-static int enqueue(h2_stream_t *st, char *data, size_t len) {
+/* Queues a body piece; rel(ref) runs once nghttp2 took it, or when it is dropped. */
+static int enqueue(h2_stream_t *st, const char *data, size_t len, void (*rel)(void *), void *ref) {
   ochunk_t *k = malloc(sizeof(*k));
   if (k == NULL) {
-    free(data);
+    if (rel) rel(ref);
     return HG_ENOMEM;
   }
-  *k = (ochunk_t){NULL, data, len, 0};
+  *k = (ochunk_t){NULL, data, len, 0, rel, ref};
   if (st->qtail) st->qtail->next = k;
   else st->qhead = k;
   st->qtail = k;
@@ -627,6 +640,7 @@ int hg__h2_respond(hg_http_txn_t *txn, const hg_response_t *res) {
   h2_stream_t *st = txn->h2;
   conn_t *c = txn->conn;
   if (begin(st, res->status)) {
+    if (res->body_release) res->body_release(res->body_ref);
     hg__http_access_log(c->srv, &st->txn.req, 499, 0);
     release(c, st);
     return UV_ECONNRESET;
@@ -634,11 +648,10 @@ int hg__h2_respond(hg_http_txn_t *txn, const hg_response_t *res) {
   size_t blen = res->body ? res->body_len : 0;
   int rc = 0;
   int body = st->body_allowed && blen > 0;
-  if (body) { /* the body may live in a cache entry released on return: copy it */
-    char *p = malloc(blen);
-    rc = p ? enqueue(st, p, blen) : HG_ENOMEM;
-    if (p && !rc) memcpy(p, res->body, blen);
-  }
+  /* Written from where it is: the stream's arena (which lives as long as the stream),
+   * static memory, or a reference (a cached object) released once taken. */
+  if (body) rc = enqueue(st, res->body, blen, res->body_release, res->body_ref);
+  else if (res->body_release) res->body_release(res->body_ref);
   st->ended = 1;
   if (!rc) rc = submit_head(c, st, res, (int64_t)blen, body);
   if (rc) nghttp2_submit_rst_stream(c->h2->sess, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
@@ -665,18 +678,19 @@ int hg__h2_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t cl
   return 0;
 }
 
-int hg__h2_stream_write(hg_http_txn_t *txn, char *data, size_t len) {
+int hg__h2_stream_write_ref(hg_http_txn_t *txn, const char *data, size_t len, void (*rel)(void *ref),
+                            void *ref) {
   h2_stream_t *st = txn->h2;
   conn_t *c = txn->conn;
   if ((st->closed && !st->eof_sent) || c->closing || c->h2->dead) {
-    free(data);
+    if (rel) rel(ref);
     return UV_ECONNRESET;
   }
   if (!st->body_allowed || len == 0 || st->eof_sent) {
-    free(data);
+    if (rel) rel(ref);
     return 0;
   }
-  int rc = enqueue(st, data, len);
+  int rc = enqueue(st, data, len, rel, ref);
   if (rc) return rc;
   st->body_bytes += len;
   resume(c, st);

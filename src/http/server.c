@@ -222,6 +222,7 @@ static void on_connection(uv_stream_t *server, int status) {
     hg__http_conn_close(c);
     return;
   }
+  c->no_sendfile = tls != NULL; /* the bytes must go through the record layer */
   c->state = S_IDLE;
   hg__http_timer_start(c, s->lim.header_timeout_ms);
   hg__http_start_reading(c);

@@ -132,9 +132,9 @@ int hg__http_is_hop_or_framing(const char *name, size_t n);
 int hg__htls_conn_new(conn_t *c, hg_http_tls_t *t); /* 0 or HG_ENOMEM */
 void hg__htls_conn_free(conn_t *c);
 void hg__htls_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-/* Encrypts bufs[0..n) and writes the records with `req` (cb as uv_write's); *ct is the
- * ciphertext the caller frees once cb ran (NULL if none). 0 or a negative code. */
-int hg__htls_write(conn_t *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n, char **ct, uv_write_cb cb);
+/* Encrypts bufs[0..n) into TLS records: *out (malloc'd, the caller writes and frees it)
+ * of *outlen bytes. 0 or a negative code. */
+int hg__htls_encrypt(conn_t *c, const uv_buf_t *bufs, unsigned n, char **out, size_t *outlen);
 
 /* h2.c: HTTP/2 connections (nghttp2), entered after ALPN "h2". */
 int hg__h2_start(conn_t *c);                          /* 0 or a negative code */
@@ -147,7 +147,8 @@ void hg__h2_free(conn_t *c);
 int hg__h2_respond(hg_http_txn_t *txn, const hg_response_t *res);
 int hg__h2_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t clen, hg_http_drain_cb drain,
                         void *ud);
-int hg__h2_stream_write(hg_http_txn_t *txn, char *data, size_t len);
+int hg__h2_stream_write_ref(hg_http_txn_t *txn, const char *data, size_t len, void (*release)(void *ref),
+                            void *ref);
 size_t hg__h2_stream_queued(const hg_http_txn_t *txn);
 void hg__h2_stream_end(hg_http_txn_t *txn, int complete);
 

@@ -110,9 +110,9 @@ static void flush_tx(conn_t *c) {
   }
 }
 
-int hg__htls_write(conn_t *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n, char **ct, uv_write_cb cb) {
+int hg__htls_encrypt(conn_t *c, const uv_buf_t *bufs, unsigned n, char **out, size_t *outlen) {
   tconn_t *t = c->tls;
-  *ct = NULL;
+  *out = NULL;
   /* One allocation for the records: the bytes plus each record's header, IV and tag. */
   size_t total = 0;
   for (unsigned i = 0; i < n; i++) total += bufs[i].len;
@@ -130,14 +130,8 @@ int hg__htls_write(conn_t *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
       left -= (size_t)r;
     }
   }
-  size_t len;
-  char *data = hg_buf_steal(&t->tx, &len);
-  if (data == NULL) return HG_ENOMEM;
-  uv_buf_t b = uv_buf_init(data, (unsigned)len);
-  int rc = uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, cb);
-  if (rc) free(data);
-  else *ct = data;
-  return rc;
+  *out = hg_buf_steal(&t->tx, outlen);
+  return *out ? 0 : HG_ENOMEM;
 }
 
 /* The peer is gone or broke the protocol: as plain on_read's EOF. */
@@ -202,7 +196,9 @@ void hg__htls_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       }
       hg__http_conn_process(c);
     }
-    if (c->closing || !c->reading) break;
+    /* (Even when reading paused for pipelined input: what the record layer already
+     * holds is decrypted now, or nothing would wake us for it.) */
+    if (c->closing) break;
   }
   flush_tx(c);
 }

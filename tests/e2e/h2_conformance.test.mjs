@@ -207,6 +207,23 @@ describe('HTTP/2 (RFC 9113) on the TLS listener', () => {
     c.sock.destroy();
   });
 
+  it('§8.3.1: a Host naming another entity than :authority is 400; a :path with a space is malformed', async () => {
+    const c = await raw(port, ca);
+    const status = async (id) => (await c.wait((f) => f.type === T.HEADERS && f.id === id, `response on ${id}`)).payload[0];
+    // HPACK static table: 0x88 is ":status 200", 0x8c ":status 400" (the first field).
+    c.send(frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, 1, get('/healthz', [['host', 'evil.example']])));
+    assert.equal(await status(1), 0x8c);
+    const body = await c.wait((f) => f.type === T.DATA && f.id === 1, 'the error body');
+    assert.match(body.payload.toString(), /Host and :authority differ/);
+    c.send(frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, 3, get('/healthz', [['host', 'LOCALHOST']])));
+    assert.equal(await status(3), 0x88, 'the same entity is fine');
+    // A space in :path: malformed (nghttp2 checks every byte), the stream is reset.
+    c.send(frame(T.HEADERS, F.END_HEADERS | F.END_STREAM, 5, get('/healthz x')));
+    const rst = await c.wait((f) => f.type === T.RST_STREAM && f.id === 5, 'RST_STREAM on 5');
+    assert.equal(errorCode(rst), E.PROTOCOL_ERROR);
+    c.sock.destroy();
+  });
+
   it('header lists past the 16 KiB limit get 431, split over CONTINUATION frames too', async () => {
     const c = await raw(port, ca);
     const big = get('/healthz', [['x-big', 'a'.repeat(17000)]]);
