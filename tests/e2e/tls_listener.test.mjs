@@ -67,6 +67,14 @@ describe('TLS listener', () => {
     const head = curl(port, `/stream/hls/v0/seg000.ts${q}`, { ca, extra: ['-I'] });
     assert.equal(head.status, 200);
     assert.match(head.body.toString(), /content-length: \d+/);
+    // HEAD of an object nobody fetched yet (relayed from the origin, not the cache): the
+    // stream closes with the head, which is the end of the answer, not a client gone.
+    const fresh = curl(port, `/stream/hls/v1/seg002.ts${q}`, { ca, extra: ['-I'] });
+    assert.equal(fresh.status, 200);
+    await waitFor(() => gw.accessLog().some((l) => l.path.startsWith('/stream/hls/v1/seg002.ts')), 3000, 'no HEAD log line');
+    const headLine = gw.accessLog().find((l) => l.path.startsWith('/stream/hls/v1/seg002.ts'));
+    assert.equal(headLine.method, 'HEAD');
+    assert.equal(headLine.status, 200, JSON.stringify(headLine));
     // The access log names the protocol of each request.
     await waitFor(() => gw.accessLog().filter((l) => l.path.startsWith('/stream/hls/v1/seg001.ts')).length >= 3,
                   3000, 'no access log lines');
