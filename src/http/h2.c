@@ -273,8 +273,8 @@ typedef struct {
 
 static void on_timer(uv_timer_t *t) {
   conn_t *c = t->data;
-  if (c->h2->inflight > 0) hg_log(HG_LOG_DEBUG, "%s: h2 send timeout, closing", c->peer);
-  hg__http_conn_close(c); /* idle (no stream) or no write progress */
+  hg_log(HG_LOG_DEBUG, "%s: h2 %s, closing", c->peer, c->h2->nstreams ? "timeout" : "idle");
+  hg__http_conn_close(c); /* idle, an unfinished request, or no progress of an answer */
 }
 
 /* Closes a connection that has nothing left to do; arms the idle or send timer. */
@@ -286,9 +286,28 @@ static void check_idle(conn_t *c) {
     hg__http_conn_close(c);
     return;
   }
-  if (h->inflight > 0) uv_timer_start(&c->timer, on_timer, c->srv->lim.send_timeout_ms, 0);
-  else if (h->nstreams == 0) uv_timer_start(&c->timer, on_timer, c->srv->lim.keepalive_timeout_ms, 0);
-  else uv_timer_stop(&c->timer);
+  if (h->inflight > 0) {
+    uv_timer_start(&c->timer, on_timer, c->srv->lim.send_timeout_ms, 0);
+    return;
+  }
+  if (h->nstreams == 0) {
+    uv_timer_start(&c->timer, on_timer, c->srv->lim.keepalive_timeout_ms, 0);
+    return;
+  }
+  /* Streams, nothing in flight: a handler at work has its own deadlines; otherwise the
+   * client owes us something. Security: a request it never finishes (HTTP/1.1's header
+   * timeout) or windows it never opens for an answer (the send timeout) would otherwise
+   * hold the connection and its streams forever. */
+  int answering = 0;
+  for (h2_stream_t *st = h->streams; st; st = st->next) {
+    if (st->held || st->in_ready) {
+      uv_timer_stop(&c->timer);
+      return;
+    }
+    answering |= st->status != 0;
+  }
+  uv_timer_start(&c->timer, on_timer,
+                 answering ? c->srv->lim.send_timeout_ms : c->srv->lim.header_timeout_ms, 0);
 }
 
 static void on_write(uv_write_t *req, int status) {

@@ -292,6 +292,24 @@ describe('HTTP/2 (RFC 9113) on the TLS listener', () => {
     s.close();
   });
 
+  it('a request never finished, or an answer whose window never opens, is cut at the timeouts', async () => {
+    const c0 = makeCert(dir, 'srv3', ['localhost']);
+    const g = await startGateway({
+      policyFile: path.join(ROOT, 'policies/policy.lua'), env: { HLSGATE_JWT_SECRET: 'x' },
+      args: ['--listen', '127.0.0.1:0', '--tls-cert', c0.cert, '--tls-key', c0.key, '--header-timeout', '1'],
+    });
+    try {
+      const c = await raw(tlsPort(g), ca);
+      const t0 = Date.now();
+      c.send(frame(T.HEADERS, F.END_HEADERS, 1, get('/healthz', [['content-length', '5']]))); // no body follows
+      await waitFor(() => c.closed, 5000, 'the connection outlived the header timeout');
+      const ms = Date.now() - t0;
+      assert.ok(ms >= 900 && ms < 4000, `closed after ${ms} ms`);
+    } finally {
+      assert.equal((await g.stop()).code, 0);
+    }
+  });
+
   it('§6.8: draining sends GOAWAY (NO_ERROR); a request in flight still completes', async () => {
     const c0 = makeCert(dir, 'srv2', ['localhost']);
     const g = await startGateway({
