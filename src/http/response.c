@@ -60,18 +60,19 @@ void hg__http_access_log(hg_http_server_t *s, hg_request_t *req, int status, siz
   hg_buf_clear(path);
   hg_log_redact_target(path, req->target, req->target_len);
   hg_buf_json_escape(b, path->data ? path->data : "", path->len);
-  { /* HTTP/1.0, HTTP/1.1 or HTTP/2.0 */
-    char v[8] = {(char)('0' + (req->http_major == 2 ? 2 : 1)), '.',
-                 (char)('0' + (req->http_major == 2 ? 0 : req->http_minor % 10)), 0};
-    PUT(b, "\",\"protocol\":\"HTTP/");
-    hg_buf_puts(b, v);
-  }
   PUT(b, "\",\"status\":");
   hg_buf_put_u64(b, (unsigned)status);
   PUT(b, ",\"bytes\":");
   hg_buf_put_u64(b, bytes);
   PUT(b, ",\"duration_ms\":");
   put_ms(b, us);
+  { /* HTTP/1.0, HTTP/1.1 or HTTP/2.0 (after the fields log tools match by position) */
+    char v[4] = {(char)('0' + (req->http_major == 2 ? 2 : 1)), '.',
+                 (char)('0' + (req->http_major == 2 ? 0 : req->http_minor % 10)), 0};
+    PUT(b, ",\"protocol\":\"HTTP/");
+    hg_buf_puts(b, v);
+    hg_buf_putc(b, '"');
+  }
   if (req->log_policy) {
     PUT(b, ",\"policy\":\"");
     hg_buf_puts(b, req->log_policy);
