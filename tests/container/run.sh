@@ -272,9 +272,14 @@ play() {
 }
 segs_ok() { # every segment of both renditions fetched, each 200/206; no other status
   local got
-  got=$(podman logs "$gw" 2>/dev/null |
-        grep -o '"path":"/stream/hls/v[01]/seg[0-9]*\.ts[^"]*","status":20[06]' |
-        sed 's/?.*//' | sort -u | wc -l)
+  # (the access log is buffered and flushed every second: give it two)
+  for _ in $(seq 1 20); do
+    got=$(podman logs "$gw" 2>/dev/null |
+          grep -o '"path":"/stream/hls/v[01]/seg[0-9]*\.ts[^"]*","status":20[06]' |
+          sed 's/?.*//' | sort -u | wc -l)
+    [ "$got" -eq "$1" ] && break
+    sleep 0.1
+  done
   [ "$got" -eq "$1" ] || { say "distinct segments served with 200/206: $got, expected $1"; return 1; }
   ! podman logs "$gw" 2>/dev/null | grep '"path":"/stream/hls/' | grep -Evq '"status":20[06]'
 }
