@@ -205,7 +205,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyou
 chmod 644 "$TMP/tls.key" # nginx reads it as root; bench only
 sed -e "s#@TMP@#$TMP#g" -e "s#@TLS_PORT@#$P_NGTLS#g" -e "s#@TLS_CERT@#$TMP/tls.pem#g" -e "s#@TLS_KEY@#$TMP/tls.key#g" -e "s#@DATA@#$DATA#g" -e "s#@ORIGIN_PORT@#$P_ORIGIN#g" \
     -e "s#@PROXY_PORT@#$P_NGPROXY#g" -e "s#@WORKERS@#$NGWORKERS#g" \
-    -e "s#@ACCESS_LOG@#$TMP/nginx-access.log buffer=64k#g" \
+    -e "s#@ACCESS_LOG@#$TMP/nginx-access.log combined buffer=64k#g" \
     "$BENCH/nginx.conf.in" >"$TMP/nginx.conf"
 log "starting nginx on 127.0.0.1:$P_ORIGIN (static) and :$P_NGPROXY (proxy_pass)"
 start nginx nginx -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf"
@@ -474,7 +474,7 @@ kill -TERM "$HG1_PID" 2>/dev/null || true
 # CPU 0 with wrk pinned to CPU 1; then two workers each (unpinned), wrk still on CPU 1.
 start_openresty() { # NAME PORT WORKERS [CPUS]
   sed -e "s#@TMP@#$TMP#g" -e "s#@PORT@#$2#g" -e "s#@WORKERS@#$3#g" -e "s#@BENCH@#$BENCH#g" \
-      -e "s#@ACCESS_LOG@#$TMP/$1-access.log buffer=64k#g" \
+      -e "s#@ACCESS_LOG@#$TMP/$1-access.log combined buffer=64k#g" \
       "$BENCH/peers/openresty/nginx.conf.in" >"$TMP/$1.conf"
   log "starting OpenResty ($3 worker(s)) on 127.0.0.1:$2${4:+ (CPU $4)}"
   local pin=()

@@ -152,7 +152,9 @@ function M.new(opts)
     if not origin then return util.deny(400, "url must be an absolute http(s) URL", h) end
     local base = opts.public_url or ((req.scheme or "http") .. "://" .. (req.headers.host or "localhost"))
     local u = hg.url.parse(url) -- parses: hg.url.origin accepted it
-    local last = u and u.path:match("([^/]+)$") or "index" -- the last path segment
+    -- the last path segment ("^.*/" backtracks once: linear, where "([^/]+)$" retries
+    -- from every position)
+    local last = u and u.path:match("^.*/([^/]+)$") or "index"
     return {
       origin = { type = "http", url = url, headers = up, allow_private = opts.allow_private,
                  allow_hosts = opts.allow_hosts, max_redirects = 5 },

@@ -3,6 +3,7 @@
  * (woken on this worker's loop), and feeding a cached object through the same path as a
  * fetched one, in pieces, with backpressure.
  */
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,17 @@
 #include "url/url.h"
 
 static void cache_key(exchange_t *x, hg_buf_t *k);
+
+/* Appends the NULL-terminated list of strings (the keys are built on every request:
+ * no printf). A NULL inside the list cannot be told from the end, so callers pass "" for
+ * an absent value (see S). */
+#define S(v) ((v) ? (v) : "")
+static void put_strs(hg_buf_t *k, const char *s, ...) {
+  va_list ap;
+  va_start(ap, s);
+  for (; s; s = va_arg(ap, const char *)) hg_buf_puts(k, s);
+  va_end(ap);
+}
 
 /* Feeds a cached object through the same path as a fetched one (hg__x_sniff → rewrite or
  * relay). Uses the exchange's source reference; releases `o`. */
@@ -118,17 +130,17 @@ static void cache_key(exchange_t *x, hg_buf_t *k) {
   hg_plan_t *p = &x->plan;
   if (hg_request_header(x->req, "Range")) return;
   if (p->origin == HG_ORIGIN_S3) {
-    hg_buf_printf(k, "s3\n%s\n%s\n%s", p->s3.endpoint, p->s3.bucket, p->s3_key);
+    put_strs(k, "s3\n", S(p->s3.endpoint), "\n", S(p->s3.bucket), "\n", S(p->s3_key), NULL);
   } else if (p->origin == HG_ORIGIN_HTTP) {
-    hg_buf_printf(k, "http\n%s", p->url);
+    put_strs(k, "http\n", S(p->url), NULL);
     for (size_t i = 0; i < p->nreq_headers; i++)
-      hg_buf_printf(k, "\n%s:%s", p->req_headers[i].name, p->req_headers[i].value);
+      put_strs(k, "\n", S(p->req_headers[i].name), ":", S(p->req_headers[i].value), NULL);
   } else {
     return;
   }
   /* SPEC §5: a directed or delta reply has its own key, never the plain URL's; equal
    * directed requests share it, so they wait on one upstream request. */
-  if (x->dir.n) hg_buf_printf(k, "\n?%s", x->dir.query);
+  if (x->dir.n) put_strs(k, "\n?", S(x->dir.query), NULL);
   if (hg_buf_error(k)) hg_buf_clear(k); /* a half-built key would merge objects: no caching */
 }
 
@@ -150,21 +162,22 @@ void hg__x_output_key(exchange_t *x, hg_buf_t *k) {
   }
   hg_buf_puts(k, "\nrewritten\n");
   for (int i = 0; i < HG_HLS_CLASS_COUNT; i++) hg_buf_putc(k, (char)('0' + p->actions[i]));
-  hg_buf_printf(k, "%d\n%s\n%s\n%s\n", p->default_action, p->proxy_from ? p->proxy_from : "",
-                p->proxy_to ? p->proxy_to : "", p->proxy_prefix ? p->proxy_prefix : "");
+  hg_buf_put_u64(k, (unsigned)p->default_action);
+  put_strs(k, "\n", S(p->proxy_from), "\n", S(p->proxy_to), "\n", S(p->proxy_prefix), "\n", NULL);
   if (p->has_s3)
     hg_buf_printf(k, "%s\n%s\n%s\n%s\n%d\n", p->s3.public_endpoint ? p->s3.public_endpoint : p->s3.endpoint,
                   p->s3.bucket, p->s3.access_key, p->s3.region, p->s3.path_style);
   /* The presign time bucket only when URIs may be presigned: otherwise it would make a
    * new key (a new copy of the output) every second. */
-  hg_buf_printf(k, "%u\n%s\n%lld", p->presign_ttl, p->presign_prefix ? p->presign_prefix : "",
-                p->has_s3 ? (long long)x->act.presign_at : 0LL);
+  hg_buf_put_u64(k, p->presign_ttl);
+  put_strs(k, "\n", S(p->presign_prefix), "\n", NULL);
+  hg_buf_put_u64(k, p->has_s3 && x->act.presign_at > 0 ? (unsigned long long)x->act.presign_at : 0ULL);
   /* The viewer-independent key stops here; the per-viewer one adds the proxy params. */
   hg_buf_clear(&x->shared_key);
   hg_buf_append(&x->shared_key, k->data, k->len);
   hg_buf_puts(&x->shared_key, "\nshared");
   for (size_t i = 0; i < p->nproxy_params; i++)
-    hg_buf_printf(k, "\n%s=%s", p->proxy_params[i].name, p->proxy_params[i].value);
+    put_strs(k, "\n", S(p->proxy_params[i].name), "=", S(p->proxy_params[i].value), NULL);
   /* Security: a key cut short by a failed append could be another viewer's (their token
    * is in the proxy params): any failure means no output caching at all. */
   if (hg_buf_error(k) || hg_buf_error(&x->shared_key)) {

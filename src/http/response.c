@@ -163,6 +163,7 @@ static void on_write(uv_write_t *req, int status) {
   if (status == 0 && w->file_left > 0 && !c->closing) {
     /* A file piece: the socket took the bridging write, so it has room: sendfile on. */
     if (file_go(c, w) == 0) return; /* waiting again (the same request, still pending) */
+    if (c->closing) status = UV_EPIPE; /* sendfile failed: the client is gone */
   }
   c->pending--;
   c->queued -= w->blen;

@@ -348,6 +348,10 @@ hg_policy_t *hg_policy_new(hg_policy_src_t *src, const hg_policy_limits_t *lim, 
   }
   *(hg_policy_t **)lua_getextraspace(p->L) = p;
   luaL_openlibs(p->L);
+  /* Generational GC: a request leaves short-lived tables and strings behind; the
+   * generational mode collects them young, for fewer instructions per request than the
+   * incremental one (bench/RESULTS.md). */
+  lua_gc(p->L, LUA_GCGEN, 0, 0);
   hg__lua_sandbox(p->L, &p->meter);
   lua_register(p->L, "print", l_print);
   lua_sethook(p->L, count_hook, LUA_MASKCOUNT, HOOK_STEP);
