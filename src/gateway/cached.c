@@ -63,7 +63,10 @@ static void release_obj(void *o) { hg_cache_obj_release(o); }
 void hg__x_feed_obj(exchange_t *x) {
   x->feeding++; /* what it feeds may end the exchange: not under this loop */
   while (x->cobj && !x->paused && x->mode != M_DONE && x->coff < x->cobj->len) {
-    size_t n = x->cobj->len - x->coff < 65536 ? x->cobj->len - x->coff : 65536;
+    /* Sniffing needs the first bytes only (SNIFF_MAX): a big object is copied no more
+     * than that before it is relayed by reference. */
+    size_t piece = x->mode == M_SNIFF && x->cobj->len >= HG_CACHE_FILE_MIN ? 4096 : 65536;
+    size_t n = x->cobj->len - x->coff < piece ? x->cobj->len - x->coff : piece;
     if (x->mode == M_RELAY && !x->fill) {
       /* Relaying: the rest is written from the object itself, no copy per viewer (the
        * server holds a reference until it is written). */
