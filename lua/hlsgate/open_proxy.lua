@@ -150,7 +150,7 @@ function M.new(opts)
     end
     local url = req.query.url
     if not url or url == "" then return util.deny(400, "missing url parameter", h) end
-    local base = opts.public_url or ("http://" .. (req.headers.host or "localhost"))
+    local base = opts.public_url or ((req.scheme or "http") .. "://" .. (req.headers.host or "localhost"))
     -- A hot URL's plan is made once: everything in it follows from the URL, the base and
     -- the CORS answer (the checks above still ran for this request). Per-stream headers
     -- vary it: not memoized.

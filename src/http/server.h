@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "http/message.h"
+#include "http/tls.h"
 
 typedef struct hg_http_server_s hg_http_server_t;
 typedef struct hg_http_txn_s hg_http_txn_t;
@@ -41,6 +42,15 @@ hg_http_server_t *hg_http_server_new(uv_loop_t *loop, const hg_http_limits_t *li
  * code (the fd is closed on failure too). */
 int hg_http_server_listen_fd(hg_http_server_t *srv, int fd);
 
+/* Like hg_http_server_listen_fd, serving TLS (HTTP/1.1 or HTTP/2 by ALPN) with `tls`,
+ * which the server owns from now on (freed with the listener, on failure too). */
+int hg_http_server_listen_tls(hg_http_server_t *srv, int fd, hg_http_tls_t *tls);
+
+/* Reloads the certificates of every TLS listener (hg_http_tls_reload): new handshakes
+ * use them, open connections keep theirs. Returns 0, or the first failure's code with
+ * its message in err (that listener keeps its previous certificates). */
+int hg_http_server_reload_tls(hg_http_server_t *srv, char *err, size_t errlen);
+
 /* Graceful stop: closes the listeners, closes idle connections, lets in-flight requests
  * finish (their responses carry Connection: close), and calls `done` once no connection
  * is left. After `timeout_ms` the remaining connections are closed forcibly. */
@@ -66,6 +76,9 @@ void hg_http_server_observe(hg_http_server_t *srv, const hg_http_observer_t *obs
  * Ends the transaction: the request and its arena are gone after this returns.
  * Returns 0, or a negative code when the client is already gone (the txn still ends). */
 int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res);
+
+/* The same calls serve HTTP/1.1 and HTTP/2 (then a txn is a stream, and backpressure is
+ * the stream's: its flow-control window and the connection's writes). */
 
 /* ---- streamed responses (relays) ----
  * stream_start sends the head; stream_write queues body chunks; stream_end finishes.
