@@ -13,7 +13,8 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config ca-certificates \
-      liblua5.4-dev lua5.4 lua-cjson libuv1-dev node-llhttp libmbedtls-dev zlib1g-dev libhiredis-dev \
+      liblua5.4-dev lua5.4 lua-cjson libuv1-dev node-llhttp libmbedtls-dev libnghttp2-dev zlib1g-dev \
+      libhiredis-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole tree (minus .dockerignore): CMakeLists.txt also configures tests/unit and bench.
@@ -28,7 +29,8 @@ FROM debian:bookworm-slim
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libuv1 liblua5.4-0 libmbedtls14 libmbedx509-1 libmbedcrypto7 lua-cjson zlib1g libhiredis0.14 \
+      libuv1 liblua5.4-0 libmbedtls14 libmbedx509-1 libmbedcrypto7 libnghttp2-14 lua-cjson zlib1g \
+      libhiredis0.14 \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && groupadd --system --gid 10001 hlsgate \
@@ -54,7 +56,8 @@ ENV HLSGATE_POLICY=/etc/hlsgate/policy.lua \
 # Numeric, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
 USER 10001:10001
 WORKDIR /srv/hlsgate
-EXPOSE 8080
+# 8443: the TLS listener when HLSGATE_TLS_LISTEN (and a certificate) is given (docs/tls.md).
+EXPOSE 8080 8443
 
 # Health: `hlsgate --health` GETs /healthz on the admin listener, or on the first address
 # of HLSGATE_LISTEN / --listen (reached on loopback when it is a wildcard), with a 2 s

@@ -14,11 +14,13 @@
 #
 # Knobs (environment): BENCH_DURATION (10 s per measurement), BENCH_WARMUP (2 s),
 # BENCH_CONNS (32), BENCH_THREADS (1, wrk threads), BENCH_IDLE_CONNS (10000),
-# BENCH_PORT_BASE (18400: uses BASE+1..BASE+7), BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1,
+# BENCH_PORT_BASE (18400: uses BASE+1..BASE+12), BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1,
 # BENCH_REPEAT (1: runs per measurement, the median kept; 3 takes ~13 minutes),
 # BENCH_TOKENS (200000 viewer tokens), BENCH_IDLE_ROUNDS (3),
 # BENCH_KEEP_TMP=1 (keep the temp dir with logs and bodies), BENCH_QUIET_WAIT (90: total
 # seconds it may wait for other load on the machine to stop before measurements),
+# BENCH_ONLY=https (only the HTTPS scenario: hlsgate's TLS listener vs nginx with the same
+# certificate and cipher, HTTP/1.1 keep-alive with wrk; ~1 minute; docs/tls.md),
 # BENCH_OR_REPEAT (3: runs of each hlsgate-vs-OpenResty measurement, the median kept),
 # BENCH_OR_CONNS (50: their connections).
 #
@@ -48,6 +50,9 @@ P_HLSD=$((BASE + 7))     # @warren-bank/hls-proxy
 P_OR1=$((BASE + 8))      # OpenResty peer (issue 13), 1 worker, pinned to CPU 0
 P_OR2=$((BASE + 9))      # OpenResty peer, 2 workers
 P_HGP=$((BASE + 10))     # hlsgate, 1 worker, pinned to CPU 0
+P_NGTLS=$((BASE + 11))   # nginx: static files over HTTPS (the HTTPS scenario)
+P_HGTLS=$((BASE + 12))   # hlsgate's TLS listener (same process as P_HG)
+ONLY=${BENCH_ONLY:-}
 PYTHON=/usr/bin/python3  # Debian's, with python3-flask (not a pyenv/venv one)
 SECRET=bench-jwt-secret-0123456789abcdef
 
@@ -157,10 +162,12 @@ fi
 TMP=$(mktemp -d /tmp/hlsgate-bench.XXXXXX)
 
 # ---- micro-benchmarks (single thread: per core) ----
-wait_quiet
-log "micro-benchmarks: bench_presign, bench_rewrite (100,000 segments)"
-"$ROOT/build/release/bench/bench_presign" 1 | tee "$TMP/micro.txt"
-"$ROOT/build/release/bench/bench_rewrite" 100000 1 | tee -a "$TMP/micro.txt"
+if [[ -z $ONLY ]]; then
+  wait_quiet
+  log "micro-benchmarks: bench_presign, bench_rewrite (100,000 segments)"
+  "$ROOT/build/release/bench/bench_presign" 1 | tee "$TMP/micro.txt"
+  "$ROOT/build/release/bench/bench_rewrite" 100000 1 | tee -a "$TMP/micro.txt"
+fi
 
 chmod 755 "$TMP" # nginx workers run as nobody
 cc -O2 -o "$TMP/idle_conns" "$BENCH/idle_conns.c"
@@ -197,7 +204,11 @@ chmod -R a+rX "$DATA"
 
 # ---- 4. servers ----
 NGWORKERS=2 # hlsgate's default is one worker per CPU: same for nginx
-sed -e "s#@TMP@#$TMP#g" -e "s#@DATA@#$DATA#g" -e "s#@ORIGIN_PORT@#$P_ORIGIN#g" \
+# One certificate for both TLS servers (P-256: what a current CA issues by default).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/tls.key" \
+  -out "$TMP/tls.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+chmod 644 "$TMP/tls.key" # nginx reads it as root; bench only
+sed -e "s#@TMP@#$TMP#g" -e "s#@TLS_PORT@#$P_NGTLS#g" -e "s#@TLS_CERT@#$TMP/tls.pem#g" -e "s#@TLS_KEY@#$TMP/tls.key#g" -e "s#@DATA@#$DATA#g" -e "s#@ORIGIN_PORT@#$P_ORIGIN#g" \
     -e "s#@PROXY_PORT@#$P_NGPROXY#g" -e "s#@WORKERS@#$NGWORKERS#g" \
     -e "s#@ACCESS_LOG@#$TMP/nginx-access.log combined buffer=64k#g" \
     "$BENCH/nginx.conf.in" >"$TMP/nginx.conf"
@@ -211,19 +222,19 @@ ORIGIN=http://127.0.0.1:$P_ORIGIN
 HG_ENV=(env "HLSGATE_JWT_SECRET=$SECRET" "S3_ENDPOINT=$ORIGIN" S3_BUCKET=bench S3_REGION=us-east-1
         AWS_ACCESS_KEY_ID=AKIABENCHEXAMPLE0000 AWS_SECRET_ACCESS_KEY=bench/secret/key/for/presign/only/000
         S3_PATH_STYLE=true HLSGATE_ALLOW_PRIVATE=1 HLSGATE_PRESIGN_TTL=86400)
-start_hlsgate() { # NAME PORT WORKERS [CPUS]
+start_hlsgate() { # NAME PORT WORKERS [CPUS [MORE ARGS…]]
   log "starting hlsgate ($3 worker(s)) on 127.0.0.1:$2${4:+ (CPU $4)}"
   # Access log (JSON, stdout) to a file, buffered 64 KiB (the default) as nginx's.
   local pin=()
   [[ -n ${4:-} ]] && pin=(taskset -c "$4")
   "${pin[@]}" "${HG_ENV[@]}" "$BIN" --listen "127.0.0.1:$2" --workers "$3" --policy "$BENCH/policies/bench.lua" \
-    --drain-timeout 2 --access-log-buffer 64 >"$TMP/$1-access.log" 2>"$TMP/$1.err" &
+    "${@:5}" --drain-timeout 2 --access-log-buffer 64 >"$TMP/$1-access.log" 2>"$TMP/$1.err" &
   PIDS+=("$!")
   LAST_PID=$!
   wait_http "http://127.0.0.1:$2/healthz"
   kill -0 "$LAST_PID" 2>/dev/null || die "hlsgate exited: $(cat "$TMP/$1.err")"
 }
-start_hlsgate hlsgate $P_HG 2
+start_hlsgate hlsgate $P_HG 2 "" --listen "127.0.0.1:$P_HGTLS" --tls-cert "$TMP/tls.pem" --tls-key "$TMP/tls.key"
 HG_PID=$LAST_PID
 TOKEN=$(HLSGATE_JWT_SECRET=$SECRET "$BIN" token --prefix vod --ttl 86400 | awk '/^token:/ {print $2}')
 [[ -n $TOKEN ]] || die "no token"
@@ -245,15 +256,17 @@ with open(tmp + "/paths-w1", "w") as w1, open(tmp + "/paths-w2", "w") as w2:
         w2.write("/stream/hls/master.m3u8?token=%s\n" % tok)
 PY
 
-log "starting the Flask proxy (seed article) on 127.0.0.1:$P_FLASK"
-start flask env PROXY_BASE_URL="http://127.0.0.1:$P_FLASK/proxy" FLASK_PROXY_PORT=$P_FLASK \
-  "$PYTHON" "$BENCH/peers/flask_proxy.py"
-FLASK_PID=$LAST_PID
-log "starting @warren-bank/hls-proxy on 127.0.0.1:$P_HLSD"
-start hlsd node "$BENCH/peers/node/run-hlsd.cjs" --port "$P_HLSD"
-HLSD_PID=$LAST_PID
-wait_http "http://127.0.0.1:$P_FLASK/proxy" any
-wait_http "http://127.0.0.1:$P_HLSD/" any
+if [[ -z $ONLY ]]; then
+  log "starting the Flask proxy (seed article) on 127.0.0.1:$P_FLASK"
+  start flask env PROXY_BASE_URL="http://127.0.0.1:$P_FLASK/proxy" FLASK_PROXY_PORT=$P_FLASK \
+    "$PYTHON" "$BENCH/peers/flask_proxy.py"
+  FLASK_PID=$LAST_PID
+  log "starting @warren-bank/hls-proxy on 127.0.0.1:$P_HLSD"
+  start hlsd node "$BENCH/peers/node/run-hlsd.cjs" --port "$P_HLSD"
+  HLSD_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$P_FLASK/proxy" any
+  wait_http "http://127.0.0.1:$P_HLSD/" any
+fi
 
 # ---- 5. measurement helpers ----
 HZ=$(getconf CLK_TCK)
@@ -290,7 +303,7 @@ REPEAT=${BENCH_REPEAT:-1}
 measure() {
   local name=$1 url=$2 pids=$3 pin=${4:-} paths=${5:-}
   local code k
-  code=$(curl -s -o "$TMP/body-$name" -w '%{http_code}' --max-time 10 "$url") || true
+  code=$(curl -s -k -o "$TMP/body-$name" -w '%{http_code}' --max-time 10 "$url") || true
   [[ $code == 200 ]] || die "$name: $url answered $code: $(head -c 300 "$TMP/body-$name")"
   local runs=()
   for k in $(seq "$REPEAT"); do
@@ -369,6 +382,49 @@ chmod a+r "$DATA"/static/*
 
 log "wrk -t$THREADS -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up) per measurement"
 # ---- target 1: 1,000-segment playlist, every segment presigned ----
+ratio() { awk -v a="${RPS[$1]}" -v b="${RPS[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
+mbratio() { awk -v a="${MBS[$1]}" -v b="${MBS[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN {print (r >= t) ? "met" : "NOT met"}'; }
+# ---- HTTPS (issue 16): hlsgate's TLS listener / nginx, same certificate, cipher, workload ----
+# wrk speaks HTTP/1.1 over TLS with keep-alive: this measures the record layer and the
+# server around it, not handshakes. Target: hlsgate >= 0.8 x nginx.
+NGT=https://127.0.0.1:$P_NGTLS # (the certificate names 127.0.0.1 too)
+HGT=https://127.0.0.1:$P_HGTLS
+tls_scenario() {
+  curl -sf --cacert "$TMP/tls.pem" "$NGT/static/w2.m3u8" -o /dev/null || die "nginx TLS does not answer"
+  curl -sf --http2 --cacert "$TMP/tls.pem" "$HGT/healthz" -o /dev/null || die "hlsgate TLS does not answer"
+  # (wrk does not verify certificates; measure's first fetch uses -k)
+  measure nginx_tls_w2 "$NGT/static/w2.m3u8" "$NGINX_PID"
+  measure hg_tls_w2_one_viewer "$HGT$W2_PATH" "$HG_PID"
+  expect_count hg_tls_w2_one_viewer "token=$TOKEN" 5
+  measure hg_tls_w2_viewers "$HGT$(head -1 "$TMP/paths-w2")" "$HG_PID" "" "$TMP/paths-w2"
+  measure nginx_tls_seg "$NGT/bench/vod/seg_2mb.ts" "$NGINX_PID"
+  measure hg_tls_relay_seg "$HGT/relay?url=$(enc "$SEG_URL")" "$HG_PID $NGINX_PID"
+  cmp -s "$TMP/body-hg_tls_relay_seg" "$VOD/seg_2mb.ts" || die "hg_tls_relay_seg: segment bytes differ"
+}
+tls_ratios() {
+  local x
+  x=$(ratio hg_tls_w2_one_viewer nginx_tls_w2)
+  echo "  HTTPS. small multivariant playlist over TLS 1.2 (HTTP/1.1 keep-alive), hlsgate (output cache) / nginx static: $x  [>= 0.80: $(verdict "$x" 0.8)];" \
+       "a new viewer per request: $(ratio hg_tls_w2_viewers nginx_tls_w2)"
+  x=$(mbratio hg_tls_relay_seg nginx_tls_seg)
+  echo "         2 MiB segment over TLS, hlsgate relay / nginx static: $x (MB/s)"
+}
+if [[ $ONLY == https ]]; then
+  tls_scenario
+  {
+    echo
+    echo "hlsgate bench (BENCH_ONLY=https) — $(date -u '+%Y-%m-%d %H:%M UTC'), wrk -t$THREADS -c$CONNS -d${DURATION}s"
+    for n in "${ORDER[@]}"; do
+      printf '| %-22s | %9s req/s | %8s MB/s | server CPU %4s%% | p99 %6s ms | errors %s |\n' "$n" "${RPS[$n]}" \
+        "${MBS[$n]}" "${CPU[$n]}" "${P99[$n]}" "${NOTE[$n]}"
+    done
+    tls_ratios
+  } | tee "$TMP/table.txt"
+  exit 0
+fi
+[[ -n $ONLY ]] && die "BENCH_ONLY=$ONLY: only 'https' is known"
+
 VIEWER1=$(head -1 "$TMP/paths-w1")
 measure nginx_static_w1 "$NG/static/w1.m3u8" "$NGINX_PID"
 measure hg_w1_viewers "$HG$VIEWER1" "$HG_PID" "" "$TMP/paths-w1"
@@ -402,6 +458,7 @@ for n in hg_relay_seg hg_open_seg flask_seg hlsd_seg; do
   cmp -s "$TMP/body-$n" "$VOD/seg_2mb.ts" || die "$n: segment bytes differ from the origin's"
 done
 kill -TERM "$FLASK_PID" "$HLSD_PID" 2>/dev/null || true # free their memory and CPU
+tls_scenario
 
 # ---- target 5: 1 worker vs 2 workers (many viewers: every request does the work) ----
 start_hlsgate hlsgate1 $P_HG1 1
@@ -512,9 +569,6 @@ idle_test hlsgate "$P_HGIDLE" "$HGI_PID"
 idle_test nginx "$P_ORIGIN" "$NGINX_PID"
 
 # ---- 6. the table ----
-ratio() { awk -v a="${RPS[$1]}" -v b="${RPS[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
-mbratio() { awk -v a="${MBS[$1]}" -v b="${MBS[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
-verdict() { awk -v r="$1" -v t="$2" 'BEGIN {print (r >= t) ? "met" : "NOT met"}'; }
 per_conn() { # "before during1 after1 duringN afterN alive1" [N] -> bytes per connection
   awk -v s="$1" -v k="${2:-2}" -v n="$IDLE_CONNS" 'BEGIN {split(s, v, " "); printf "%.0f", (v[k] - v[1]) * 1024 / n}'
 }
@@ -557,6 +611,7 @@ per_conn() { # "before during1 after1 duringN afterN alive1" [N] -> bytes per co
   x=$(ratio hg_open_seg flask_seg); x2=$(ratio hg_relay_seg hlsd_seg)
   echo "     open-proxy 2 MiB segment, hlsgate / Flask (both from cache): $x [>= 10: $(verdict "$x" 10)];" \
        "hlsgate /relay / hls-proxy (both stream from the origin): $x2 [>= 10: $(verdict "$x2" 10)]"
+  tls_ratios
   x=$(ratio hg_w1_viewers hg1_w1_viewers)
   echo "  5. 2 workers / 1 worker, 1,000-segment presign per request (CPU-heavy, wrk nearly idle): $x  [>= 1.7: $(verdict "$x" 1.7)]"
   x=$(ratio hg_w2_viewers hg1_w2_viewers)

@@ -9,7 +9,7 @@ set -euo pipefail
 # only: it depends on Node.js. To build and run, its .deb is unpacked into var/llhttp
 # instead (below), so the run command installs no Node.js.
 run_pkgs=(build-essential cmake pkg-config ca-certificates liblua5.4-dev lua5.4 lua-cjson
-          libuv1-dev libmbedtls-dev zlib1g-dev libhiredis-dev curl openssl ffmpeg)
+          libuv1-dev libmbedtls-dev libnghttp2-dev zlib1g-dev libhiredis-dev curl openssl ffmpeg)
 # The container suite (tests/container/run.sh) needs podman, runc and, for its base image,
 # debootstrap; it installs them itself when missing, and they are listed here so that
 # `install-deps.sh test` says everything the test command installs.

@@ -23,6 +23,7 @@
 #include "gateway/metrics.h"
 #include "gateway/probe.h"
 #include "gateway/worker.h"
+#include "http/tls.h"
 #include "crypto/jwt.h"
 #include "lua/policy.h"
 #include "url/url.h"
@@ -41,7 +42,13 @@ typedef struct app_s {
  * listener (a wildcard address is reached on loopback), with a 2 s deadline. What a
  * container HEALTHCHECK runs: no shell, no curl, follows HLSGATE_LISTEN by itself. */
 static int health_probe(const hg_config_t *cfg) {
-  const char *hp = cfg->admin_listen ? cfg->admin_listen : cfg->listen[0];
+  const char *hp = cfg->admin_listen;
+  for (size_t i = 0; hp == NULL && i < cfg->nlisten; i++) /* a plain listener: no TLS client here */
+    if (cfg->tls[i].n == 0) hp = cfg->listen[i];
+  if (hp == NULL) {
+    fprintf(stderr, "hlsgate --health: every listener is TLS; give an --admin-listen\n");
+    return 1;
+  }
   const char *colon = strrchr(hp, ':');
   char host[128];
   snprintf(host, sizeof(host), "%.*s", (int)(colon - hp), hp);
@@ -88,10 +95,32 @@ static hg_policy_src_t *load_checked(const hg_config_t *cfg, const hg_policy_lim
   return src;
 }
 
+/* HUP, certificates: every TLS listener's files are loaded here first, so a bad file is
+ * reported once and no worker switches (all keep the current certificates). */
+static void reload_tls(app_t *app) {
+  const hg_config_t *cfg = &app->cfg;
+  int any = 0;
+  for (size_t i = 0; i < cfg->nlisten; i++) {
+    if (cfg->tls[i].n == 0) continue;
+    char err[512];
+    hg_http_tls_t *t = hg_http_tls_new(cfg->tls[i].cert, cfg->tls[i].key, cfg->tls[i].n, err, sizeof(err));
+    if (t == NULL) {
+      hg_log(HG_LOG_ERROR, "TLS reload failed, keeping the current certificates: %s", err);
+      return;
+    }
+    hg_http_tls_free(t);
+    any = 1;
+  }
+  if (!any) return;
+  hg_log(HG_LOG_INFO, "reloading TLS certificates");
+  for (int i = 0; i < app->nworkers; i++) hg_worker_reload_tls(app->workers[i]);
+}
+
 static void on_hup(uv_signal_t *h, int signum) {
   (void)signum;
   app_t *app = h->data;
   char err[512];
+  reload_tls(app);
   hg_policy_src_t *src = load_checked(&app->cfg, &app->limits, err, sizeof(err));
   if (src == NULL) {
     hg_metrics_reload(0);
@@ -130,7 +159,8 @@ static void on_stop(uv_signal_t *h, int signum) {
  * SO_REUSEPORT would otherwise let a second hlsgate of the same user join silently and
  * the kernel split the traffic between two policies. Returns 0 or an error code
  * (logged); fds opened so far are left for the caller to close. */
-static int open_sockets(const char **addrs, size_t n, int nworkers, int reuseport, int *fds) {
+static int open_sockets(const char **addrs, const hg_config_tls_t *tls, size_t n, int nworkers, int reuseport,
+                        int *fds) {
   for (size_t a = 0; a < n; a++) {
     int port = 0;
     int rc = hg_listen_probe(addrs[a], &port);
@@ -161,7 +191,7 @@ static int open_sockets(const char **addrs, size_t n, int nworkers, int reusepor
     char shown[160];
     const char *colon = strrchr(addrs[a], ':');
     snprintf(shown, sizeof(shown), "%.*s:%d", (int)(colon - addrs[a]), addrs[a], port);
-    hg_log(HG_LOG_INFO, "listening on %s", shown);
+    hg_log(HG_LOG_INFO, "listening on %s%s", shown, tls && tls[a].n ? " (TLS: h2, http/1.1)" : "");
   }
   return 0;
 }
@@ -198,7 +228,7 @@ static int run(app_t *app) {
              admin_port);
     }
   }
-  if (!rc) rc = open_sockets(cfg->listen, cfg->nlisten, nw, 1, fds);
+  if (!rc) rc = open_sockets(cfg->listen, cfg->tls, cfg->nlisten, nw, 1, fds);
   for (int i = 0; !rc && i < nw; i++) {
     app->workers[i] = hg_worker_new(i + 1, cfg, &app->shared, fds + i * HG_MAX_LISTEN, cfg->nlisten,
                                     &admin_fd, i == 0 && admin_fd >= 0 ? 1 : 0);

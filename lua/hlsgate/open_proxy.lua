@@ -101,6 +101,8 @@ function M.new(opts)
   if opts.sign_key then cache_ttl = math.min(cache_ttl, sign_ttl // 2) end
   warn_if_exposed(opts)
   local cors = opts.cors or util.cors("*")
+  -- Plans of hot URLs, reused as they are (the host only reads a plan): per worker.
+  local memo, memo_n, MEMO_MAX = {}, 0, 512
   local handle
   -- Every answer of this recipe counts under the "proxy" route in /metrics.
   local function handler(req)
@@ -148,14 +150,20 @@ function M.new(opts)
     end
     local url = req.query.url
     if not url or url == "" then return util.deny(400, "missing url parameter", h) end
+    local base = opts.public_url or ((req.scheme or "http") .. "://" .. (req.headers.host or "localhost"))
+    -- A hot URL's plan is made once: everything in it follows from the URL, the base and
+    -- the CORS answer (the checks above still ran for this request). Per-stream headers
+    -- vary it: not memoized.
+    local mkey = not sh and (url .. "\n" .. base .. "\n" .. (h["Access-Control-Allow-Origin"] or ""))
+    local plan = mkey and memo[mkey]
+    if plan then return plan end
     local origin = hg.url.origin(url)
     if not origin then return util.deny(400, "url must be an absolute http(s) URL", h) end
-    local base = opts.public_url or ("http://" .. (req.headers.host or "localhost"))
     local u = hg.url.parse(url) -- parses: hg.url.origin accepted it
     -- the last path segment ("^.*/" backtracks once: linear, where "([^/]+)$" retries
     -- from every position)
     local last = u and u.path:match("^.*/([^/]+)$") or "index"
-    return {
+    plan = {
       origin = { type = "http", url = url, headers = up, allow_private = opts.allow_private,
                  allow_hosts = opts.allow_hosts, max_redirects = 5 },
       rewrite = { default = "proxy" },
@@ -166,7 +174,13 @@ function M.new(opts)
       headers = h,
       filename = hg.url.decode(last) or last,
       timeout = opts.timeout,
+      route = "proxy",
     }
+    if mkey then
+      if memo_n >= MEMO_MAX then memo, memo_n = {}, 0 end -- bounded: start over when full
+      memo[mkey], memo_n = plan, memo_n + 1
+    end
+    return plan
   end
   return handler
 end

@@ -21,6 +21,10 @@ void hg_config_usage(void *out_file) {
       "options (environment equivalent in brackets; flags win):\n"
       "  --listen HOST:PORT       listen address, repeatable [HLSGATE_LISTEN, comma list]\n"
       "                           (default 0.0.0.0:8080; port 0 picks a free port)\n"
+      "  --tls-cert FILE          the --listen before it terminates TLS with this PEM certificate\n"
+      "                           chain; repeat (each with its --tls-key) for SNI [HLSGATE_TLS_CERT]\n"
+      "  --tls-key FILE           the PEM private key of the --tls-cert before it [HLSGATE_TLS_KEY]\n"
+      "                           (HLSGATE_TLS_LISTEN: comma list of TLS addresses; docs/tls.md)\n"
       "  --admin-listen HOST:PORT serve /metrics, /healthz, /readyz there [HLSGATE_ADMIN_LISTEN]\n"
       "  --policy FILE            policy script [HLSGATE_POLICY] (default policies/policy.lua)\n"
       "  --workers N              worker threads [HLSGATE_WORKERS] (default: one per CPU)\n"
@@ -42,7 +46,7 @@ void hg_config_usage(void *out_file) {
       "                           shipped policy is configured for, and say what works\n"
       "  --version, --help\n"
       "\n"
-      "signals: HUP reloads the policy, TERM/INT drain and exit 0.\n",
+      "signals: HUP reloads the policy and the TLS certificates, TERM/INT drain and exit 0.\n",
       (FILE *)out_file);
 }
 
@@ -78,6 +82,49 @@ static long ncpu(void) {
 void hg_config_free(hg_config_t *c) {
   free(c->owned);
   c->owned = NULL;
+  for (size_t i = 0; i < 3; i++) {
+    free(c->owned_tls[i]);
+    c->owned_tls[i] = NULL;
+  }
+}
+
+/* Splits a copy of `env` at commas into out[0..max); returns the count (0 on OOM). */
+static size_t split_list(const char *env, char **owned, const char **out, size_t max) {
+  char *save = NULL;
+  size_t n = 0;
+  *owned = strdup(env);
+  for (char *tok = *owned ? strtok_r(*owned, ",", &save) : NULL; tok && n < max; tok = strtok_r(NULL, ",", &save))
+    out[n++] = tok;
+  return n;
+}
+
+/* HLSGATE_TLS_LISTEN / _CERT / _KEY: TLS addresses appended to the listen list, all
+ * with the same certificate pairs (comma lists, matched by position). */
+static int env_tls(hg_config_t *c, char *err, size_t errlen) {
+  const char *l = getenv("HLSGATE_TLS_LISTEN"), *ce = getenv("HLSGATE_TLS_CERT"), *ke = getenv("HLSGATE_TLS_KEY");
+  if (!(l && *l)) {
+    if ((ce && *ce) || (ke && *ke)) {
+      snprintf(err, errlen, "HLSGATE_TLS_CERT/HLSGATE_TLS_KEY need HLSGATE_TLS_LISTEN");
+      return HG_EINVAL;
+    }
+    return 0;
+  }
+  hg_config_tls_t t;
+  memset(&t, 0, sizeof(t));
+  const char *addrs[HG_MAX_LISTEN];
+  size_t na = split_list(l, &c->owned_tls[0], addrs, HG_MAX_LISTEN);
+  size_t nc = ce && *ce ? split_list(ce, &c->owned_tls[1], t.cert, HG_MAX_CERTS) : 0;
+  size_t nk = ke && *ke ? split_list(ke, &c->owned_tls[2], t.key, HG_MAX_CERTS) : 0;
+  if (nc == 0 || nc != nk) {
+    snprintf(err, errlen, "HLSGATE_TLS_LISTEN needs as many HLSGATE_TLS_CERT as HLSGATE_TLS_KEY files (at least one)");
+    return HG_EINVAL;
+  }
+  t.n = nc;
+  for (size_t i = 0; i < na && c->nlisten < HG_MAX_LISTEN; i++) {
+    c->tls[c->nlisten] = t;
+    c->listen[c->nlisten++] = addrs[i];
+  }
+  return 0;
 }
 
 int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t errlen) {
@@ -125,6 +172,7 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
          tok = strtok_r(NULL, ",", &save))
       c->listen[c->nlisten++] = tok;
   }
+  if (env_tls(c, err, errlen)) return HG_EINVAL;
 
   int flag_listen = 0, i = 1;
   if (argc > 1 && strcmp(argv[1], "token") == 0) {
@@ -166,13 +214,37 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
       if (next && next[0] != '-') c->policy_path = argv[++i];
     } else if (strcmp(a, "--listen") == 0) {
       NEED_ARG();
-      if (!flag_listen) c->nlisten = 0; /* flags replace the environment's list */
+      if (!flag_listen) { /* flags replace the environment's lists */
+        c->nlisten = 0;
+        memset(c->tls, 0, sizeof(c->tls));
+      }
       flag_listen = 1;
       if (c->nlisten == HG_MAX_LISTEN) {
         snprintf(err, errlen, "--listen: at most %d addresses", HG_MAX_LISTEN);
         return HG_EINVAL;
       }
       c->listen[c->nlisten++] = next;
+    } else if (strcmp(a, "--tls-cert") == 0 || strcmp(a, "--tls-key") == 0) {
+      NEED_ARG();
+      /* TLS options belong to the --listen they follow (docs/tls.md). */
+      hg_config_tls_t *t = flag_listen ? &c->tls[c->nlisten - 1] : NULL;
+      int cert = a[6] == 'c';
+      if (t == NULL) {
+        snprintf(err, errlen, "%s must follow the --listen it applies to", a);
+        return HG_EINVAL;
+      }
+      if (cert) {
+        if (t->n == HG_MAX_CERTS) {
+          snprintf(err, errlen, "--tls-cert: at most %d certificates per listener", HG_MAX_CERTS);
+          return HG_EINVAL;
+        }
+        t->cert[t->n++] = next;
+      } else if (t->n == 0 || t->key[t->n - 1] != NULL) {
+        snprintf(err, errlen, "--tls-key must follow its --tls-cert");
+        return HG_EINVAL;
+      } else {
+        t->key[t->n - 1] = next;
+      }
     } else if (strcmp(a, "--admin-listen") == 0) {
       NEED_ARG();
       c->admin_listen = next;
@@ -225,6 +297,12 @@ int hg_config_parse(hg_config_t *c, int argc, char **argv, char *err, size_t err
 #undef NUM_ARG
   }
   if (c->nlisten == 0) c->listen[c->nlisten++] = "0.0.0.0:8080";
+  for (size_t k = 0; k < c->nlisten; k++)
+    for (size_t j = 0; j < c->tls[k].n; j++)
+      if (c->tls[k].key[j] == NULL) {
+        snprintf(err, errlen, "--tls-cert %s (listen %s): missing its --tls-key", c->tls[k].cert[j], c->listen[k]);
+        return HG_EINVAL;
+      }
   /* Addresses are checked here, before any policy is loaded, so a typo is named at once. */
   for (size_t k = 0; k < c->nlisten + (c->admin_listen != NULL); k++) {
     const char *hp = k < c->nlisten ? c->listen[k] : c->admin_listen;

@@ -10,6 +10,15 @@
 #include <stdint.h>
 
 #define HG_MAX_LISTEN 16
+#define HG_MAX_CERTS 8 /* certificate/key pairs per TLS listener (SNI) */
+
+/* The TLS of one listener: certificate chain and key files, the first the default, the
+ * others chosen by SNI (docs/tls.md). n == 0: plain HTTP. */
+typedef struct hg_config_tls_s {
+  const char *cert[HG_MAX_CERTS];
+  const char *key[HG_MAX_CERTS];
+  size_t n;
+} hg_config_tls_t;
 
 typedef enum {
   HG_MODE_RUN,
@@ -24,6 +33,7 @@ typedef struct hg_config_s {
   hg_mode_t mode;
   const char *listen[HG_MAX_LISTEN]; /* "HOST:PORT" */
   size_t nlisten;
+  hg_config_tls_t tls[HG_MAX_LISTEN]; /* tls[i] for listen[i] */
   const char *admin_listen; /* NULL: /metrics on the main listeners */
   const char *policy_path;
   int workers;
@@ -46,6 +56,7 @@ typedef struct hg_config_s {
   const char *token_path;
   long token_ttl;
   char *owned; /* copy of HLSGATE_LISTEN that listen[] may point into */
+  char *owned_tls[3]; /* copies of HLSGATE_TLS_LISTEN, _CERT, _KEY */
 } hg_config_t;
 
 /* Fills `c` from argv and the environment. Returns 0, or HG_EINVAL with a message in

@@ -48,6 +48,7 @@ struct hg_worker_s {
   /* mailbox (main → worker) */
   uv_mutex_t lock;
   hg_policy_src_t *pending; /* newest source to switch to */
+  int tls_reload;           /* reload the listeners' certificates */
   int stop;
 };
 
@@ -275,10 +276,17 @@ static void on_async(uv_async_t *a) {
   hg_worker_t *w = a->data;
   uv_mutex_lock(&w->lock);
   hg_policy_src_t *src = w->pending;
-  int stop = w->stop;
+  int stop = w->stop, tls = w->tls_reload;
   w->pending = NULL;
+  w->tls_reload = 0;
   uv_mutex_unlock(&w->lock);
   if (src) switch_policy(w, src);
+  if (tls && w->http && !w->draining) {
+    char err[512];
+    /* New handshakes get the new certificates; open connections keep theirs. */
+    if (hg_http_server_reload_tls(w->http, err, sizeof(err)) != 0)
+      hg_log(HG_LOG_ERROR, "TLS reload failed, keeping the current certificates: %s", err);
+  }
   if (stop && !w->draining) {
     w->draining = 1;
     w->servers_open = 1 + (w->admin != NULL);
@@ -287,14 +295,26 @@ static void on_async(uv_async_t *a) {
   }
 }
 
-static int listen_all(hg_worker_t *w, hg_http_server_t *srv, int *fds, size_t n) {
+static int listen_all(hg_worker_t *w, hg_http_server_t *srv, int *fds, size_t n, int admin) {
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
-    int r = hg_http_server_listen_fd(srv, fds[i]);
+    const hg_config_tls_t *t = admin ? NULL : &w->cfg->tls[i];
+    hg_http_tls_t *tls = NULL;
+    if (t && t->n > 0) {
+      char err[512];
+      tls = hg_http_tls_new(t->cert, t->key, t->n, err, sizeof(err));
+      if (tls == NULL) {
+        hg_log(HG_LOG_ERROR, "%s", err);
+        close(fds[i]);
+        fds[i] = -1;
+        if (!rc) rc = HG_EINVAL;
+        continue;
+      }
+    }
+    int r = tls ? hg_http_server_listen_tls(srv, fds[i], tls) : hg_http_server_listen_fd(srv, fds[i]);
     fds[i] = -1; /* owned by the server now, even on failure */
     if (r && !rc) rc = r;
   }
-  (void)w;
   return rc;
 }
 
@@ -343,8 +363,8 @@ static void worker_main(void *arg) {
   hg_http_observer_t obs = {on_request_done, on_connection, w};
   if (w->http) hg_http_server_observe(w->http, &obs);
   if (w->admin) hg_http_server_observe(w->admin, &obs);
-  if (!rc) rc = listen_all(w, w->http, w->fds, w->nfds);
-  if (!rc && w->admin) rc = listen_all(w, w->admin, w->admin_fds, w->nadmin);
+  if (!rc) rc = listen_all(w, w->http, w->fds, w->nfds, 0);
+  if (!rc && w->admin) rc = listen_all(w, w->admin, w->admin_fds, w->nadmin, 1);
   w->start_rc = rc;
   uv_sem_post(&w->started);
   if (rc) {
@@ -407,6 +427,13 @@ void hg_worker_reload(hg_worker_t *w, hg_policy_src_t *src) {
   w->pending = src;
   uv_mutex_unlock(&w->lock);
   if (old) hg_policy_src_release(old);
+  uv_async_send(&w->async);
+}
+
+void hg_worker_reload_tls(hg_worker_t *w) {
+  uv_mutex_lock(&w->lock);
+  w->tls_reload = 1;
+  uv_mutex_unlock(&w->lock);
   uv_async_send(&w->async);
 }
 

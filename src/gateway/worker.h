@@ -38,6 +38,10 @@ int hg_worker_start(hg_worker_t *w, hg_policy_src_t *src);
  * Any thread. */
 void hg_worker_reload(hg_worker_t *w, hg_policy_src_t *src);
 
+/* Asks the worker to reload its TLS listeners' certificates from their files (a failure
+ * is logged and the worker keeps the previous ones). Returns at once. Any thread. */
+void hg_worker_reload_tls(hg_worker_t *w);
+
 /* Asks the worker to drain and exit (graceful: in-flight requests complete within the
  * drain timeout). Returns at once. Any thread. */
 void hg_worker_stop(hg_worker_t *w);

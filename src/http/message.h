@@ -26,7 +26,8 @@ typedef struct hg_request_s {
   size_t body_len;
   char id[33];           /* X-Request-Id: received if sane, else 16 random hex bytes */
   char client[64];       /* peer address, no port */
-  int http_major, http_minor;
+  int http_major, http_minor; /* 2.0 for HTTP/2 */
+  int tls;               /* received over TLS (the scheme of URLs made for it: https) */
   uint64_t start_ns;     /* hrtime at the first byte */
   /* Set by handlers for the access log and metrics (NULL / 0 when not applicable). */
   const char *route;        /* route name ("stream", "proxy", "healthz", …) */

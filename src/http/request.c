@@ -24,7 +24,7 @@ static uint64_t rng_next(hg_http_server_t *s) {
 
 
 /* A received X-Request-Id is reused only if it is short and harmless in logs. */
-static int sane_request_id(const char *v, size_t n) {
+int hg__http_sane_request_id(const char *v, size_t n) {
   if (n == 0 || n > 32) return 0;
   for (size_t i = 0; i < n; i++) {
     char ch = v[i];
@@ -45,6 +45,7 @@ void hg__http_txn_begin(conn_t *c) {
   memset(req, 0, sizeof(*req));
   req->arena = arena ? arena : hg_arena_new(4096);
   req->start_ns = uv_hrtime();
+  req->tls = c->tls != NULL;
   snprintf(req->client, sizeof(req->client), "%s", c->peer);
   req->method = "-";
   req->target = "-";
@@ -76,9 +77,11 @@ static int fail(conn_t *c, int status, const char *msg) {
 /* A fresh request id: random, or kept when one was already chosen. */
 void hg__http_ensure_id(conn_t *c) {
   hg_request_t *req = &c->txn.req;
-  if (req->id[0] == '\0')
-    snprintf(req->id, sizeof(req->id), "%016llx%016llx", (unsigned long long)rng_next(c->srv),
-             (unsigned long long)rng_next(c->srv));
+  if (req->id[0] == '\0') hg__http_new_id(c->srv, req->id);
+}
+
+void hg__http_new_id(hg_http_server_t *s, char id[33]) {
+  snprintf(id, 33, "%016llx%016llx", (unsigned long long)rng_next(s), (unsigned long long)rng_next(s));
 }
 
 /* ---- strict framing (RFC 9112) ----
@@ -153,7 +156,7 @@ llhttp_errno_t hg__http_execute(conn_t *c, const char *p, size_t n) {
 /* RFC 3986 host [":" port]: reg-name / IPv4 / IP-literal. Security: the Host ends up in
  * rewritten playlist URLs (open proxy without public_url), so nothing beyond these
  * characters may get there. */
-static int valid_host(const char *v, size_t n) {
+int hg__http_valid_host(const char *v, size_t n) {
   if (n == 0 || n > 255) return 0;
   size_t i = 0;
   if (v[0] == '[') {
@@ -208,7 +211,7 @@ static int check_head(conn_t *c, llhttp_t *p, hg_request_t *req) {
   if (tl >= 7 && (strncasecmp(t, "http://", 7) == 0 || (tl >= 8 && strncasecmp(t, "https://", 8) == 0))) {
     size_t s = t[4] == ':' ? 7 : 8, e = s;
     while (e < tl && t[e] != '/' && t[e] != '?') e++;
-    if (!valid_host(t + s, e - s)) return fail(c, 400, "invalid authority in the request target");
+    if (!hg__http_valid_host(t + s, e - s)) return fail(c, 400, "invalid authority in the request target");
     hg_header_t *host = NULL;
     for (size_t i = 0; i < c->nhdrs; i++)
       if (c->hdrs[i].name_len == 4 && strncasecmp(c->hdrs[i].name, "Host", 4) == 0) host = &c->hdrs[i];
@@ -229,7 +232,7 @@ static int check_head(conn_t *c, llhttp_t *p, hg_request_t *req) {
     return fail(c, 400, "invalid request target");
   }
   const hg_header_t *host = hg_request_header(req, "Host");
-  if (host && !valid_host(host->value, host->value_len)) return fail(c, 400, "invalid Host header");
+  if (host && !hg__http_valid_host(host->value, host->value_len)) return fail(c, 400, "invalid Host header");
   return 0;
 }
 
@@ -310,7 +313,7 @@ static int on_headers_complete(llhttp_t *p) {
   req->http_major = p->http_major;
   req->http_minor = p->http_minor;
   const hg_header_t *rid = hg_request_header(req, "X-Request-Id");
-  if (rid && sane_request_id(rid->value, rid->value_len)) {
+  if (rid && hg__http_sane_request_id(rid->value, rid->value_len)) {
     memcpy(req->id, rid->value, rid->value_len);
     req->id[rid->value_len] = '\0';
   } else {
@@ -322,7 +325,8 @@ static int on_headers_complete(llhttp_t *p) {
   /* Expect: 100-continue — tell the client to send the body we are willing to take. */
   const hg_header_t *exp = hg_request_header(req, "Expect");
   if (exp && exp->value_len == 12 && strncasecmp(exp->value, "100-continue", 12) == 0 &&
-      p->http_minor >= 1 && c->srv->loop /* NULL in hg__http_parse: no socket */) {
+      p->http_minor >= 1 && c->srv->loop /* NULL in hg__http_parse: no socket */ &&
+      c->tls == NULL /* not worth a TLS record: the client sends the body after its wait */) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
     uv_try_write((uv_stream_t *)&c->tcp, &b, 1);

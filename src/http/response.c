@@ -13,7 +13,7 @@
 #include "base/log.h"
 #include "http/server_internal.h"
 
-static const char *http_date(hg_http_server_t *s) {
+const char *hg__http_date(hg_http_server_t *s) {
   time_t now = time(NULL);
   if (now != s->date_sec) {
     struct tm tm;
@@ -39,9 +39,10 @@ static void put_ms(hg_buf_t *b, uint64_t us) {
 
 /* One JSON line per request, built without printf in the server's reused buffer (it is
  * on every request's path: see bench/RESULTS.md). */
-static void access_log(conn_t *c, int status, size_t bytes) {
-  hg_request_t *req = &c->txn.req;
-  hg_buf_t *b = &c->srv->logline;
+static void access_log(conn_t *c, int status, size_t bytes) { hg__http_access_log(c->srv, &c->txn.req, status, bytes); }
+
+void hg__http_access_log(hg_http_server_t *s, hg_request_t *req, int status, size_t bytes) {
+  hg_buf_t *b = &s->logline;
   hg_buf_clear(b);
   uint64_t us = (uv_hrtime() - req->start_ns) / 1000;
   PUT(b, "{\"time\":\"");
@@ -55,7 +56,7 @@ static void access_log(conn_t *c, int status, size_t bytes) {
   PUT(b, "\",\"path\":\"");
   /* Security: secrets in the target (tokens, signatures, nested URLs' ones) never reach
    * the log: see hg_log_redact_target. */
-  hg_buf_t *path = &c->srv->logpath;
+  hg_buf_t *path = &s->logpath;
   hg_buf_clear(path);
   hg_log_redact_target(path, req->target, req->target_len);
   hg_buf_json_escape(b, path->data ? path->data : "", path->len);
@@ -65,6 +66,13 @@ static void access_log(conn_t *c, int status, size_t bytes) {
   hg_buf_put_u64(b, bytes);
   PUT(b, ",\"duration_ms\":");
   put_ms(b, us);
+  { /* HTTP/1.0, HTTP/1.1 or HTTP/2.0 (after the fields log tools match by position) */
+    char v[4] = {(char)('0' + (req->http_major == 2 ? 2 : 1)), '.',
+                 (char)('0' + (req->http_major == 2 ? 0 : req->http_minor % 10)), 0};
+    PUT(b, ",\"protocol\":\"HTTP/");
+    hg_buf_puts(b, v);
+    hg_buf_putc(b, '"');
+  }
   if (req->log_policy) {
     PUT(b, ",\"policy\":\"");
     hg_buf_puts(b, req->log_policy);
@@ -86,7 +94,7 @@ static void access_log(conn_t *c, int status, size_t bytes) {
   /* Memory: a huge line (a long target) is not kept for the next request. */
   if (b->cap > 16384 || hg_buf_error(b)) hg_buf_free(b);
   if (path->cap > 16384 || hg_buf_error(path)) hg_buf_free(path);
-  if (c->srv->obs.request_done) c->srv->obs.request_done(c->srv->obs.ud, req, status, bytes);
+  if (s->obs.request_done) s->obs.request_done(s->obs.ud, req, status, bytes);
 }
 
 
@@ -199,6 +207,21 @@ static int send_piece(conn_t *c, const char *data, size_t blen, void (*release)(
     if (release) release(ref);
     return 0;
   }
+  if (c->tls) { /* TLS: the records replace the bytes, which go back to their owner now */
+    char *ct;
+    size_t ctlen;
+    int rc = hg__htls_encrypt(c, bufs, n, &ct, &ctlen);
+    if (release) release(ref);
+    if (rc) {
+      hg__http_conn_close(c);
+      return rc;
+    }
+    bufs[0] = uv_buf_init(ct, (unsigned)ctlen);
+    n = 1;
+    frame = 0;
+    release = free;
+    ref = ct;
+  }
   unsigned i = 0;
   if (c->pending == 0) { /* nothing queued ahead: bytes may go out now, in order */
     int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
@@ -246,7 +269,7 @@ static int send_piece(conn_t *c, const char *data, size_t blen, void (*release)(
   return 0;
 }
 
-static int is_hop_or_framing(const char *name, size_t n) {
+int hg__http_is_hop_or_framing(const char *name, size_t n) {
   static const char *names[] = {"content-length", "transfer-encoding", "connection",
                                 "keep-alive", "date", "x-request-id", "upgrade"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -263,11 +286,11 @@ static int serialize_head(conn_t *c, const hg_response_t *res, int64_t clen) {
   int rc = hg_buf_reserve(o, 512);
   if (!rc) rc = PUT(o, "HTTP/1.1 ") || hg_buf_put_u64(o, (unsigned)res->status) || hg_buf_putc(o, ' ') ||
                 hg_buf_puts(o, hg_http_reason(res->status)) || PUT(o, "\r\nServer: hlsgate\r\nDate: ") ||
-                hg_buf_puts(o, http_date(c->srv)) || PUT(o, "\r\n");
+                hg_buf_puts(o, hg__http_date(c->srv)) || PUT(o, "\r\n");
   int has_cc = 0;
   for (size_t i = 0; !rc && i < res->nheaders; i++) {
     const hg_header_t *h = &res->headers[i];
-    if (is_hop_or_framing(h->name, h->name_len)) continue;
+    if (hg__http_is_hop_or_framing(h->name, h->name_len)) continue;
     has_cc |= h->name_len == 13 && strncasecmp(h->name, "Cache-Control", 13) == 0;
     rc = hg_buf_append(o, h->name, h->name_len);
     if (!rc) rc = hg_buf_append(o, ": ", 2);
@@ -352,6 +375,7 @@ static int file_go(conn_t *c, wreq_t *w) {
 
 int hg_http_stream_write_file(hg_http_txn_t *txn, const char *data, size_t len, int fd, int64_t off,
                               void (*release)(void *ref), void *ref) {
+  if (txn->h2) return hg__h2_stream_write_ref(txn, data, len, release, ref);
   conn_t *c = txn->conn;
   /* sendfile needs the bytes unframed on a plain socket, after everything queued. */
   if (fd < 0 || c->chunked || c->closing || !c->body_allowed || len == 0 || c->pending > 0 ||
@@ -403,6 +427,7 @@ static void drop_body(const hg_response_t *res) {
 }
 
 int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res) {
+  if (txn->h2) return hg__h2_respond(txn, res);
   conn_t *c = txn->conn;
   if (begin_response(c, res->status)) {
     drop_body(res);
@@ -432,6 +457,7 @@ int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res) {
 
 int hg_http_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t content_length,
                          hg_http_drain_cb drain, void *ud) {
+  if (txn->h2) return hg__h2_stream_start(txn, res, content_length, drain, ud);
   conn_t *c = txn->conn;
   c->drain = drain;
   c->drain_ud = ud;
@@ -451,6 +477,7 @@ int hg_http_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t c
 
 int hg_http_stream_write_ref(hg_http_txn_t *txn, const char *data, size_t len,
                              void (*release)(void *ref), void *ref) {
+  if (txn->h2) return hg__h2_stream_write_ref(txn, data, len, release, ref);
   conn_t *c = txn->conn;
   if (c->closing) {
     if (release) release(ref);
@@ -468,9 +495,15 @@ int hg_http_stream_write(hg_http_txn_t *txn, char *data, size_t len) {
   return hg_http_stream_write_ref(txn, data, len, free, data);
 }
 
-size_t hg_http_stream_queued(const hg_http_txn_t *txn) { return txn->conn->queued; }
+size_t hg_http_stream_queued(const hg_http_txn_t *txn) {
+  return txn->h2 ? hg__h2_stream_queued(txn) : txn->conn->queued;
+}
 
 void hg_http_stream_end(hg_http_txn_t *txn, int complete) {
+  if (txn->h2) {
+    hg__h2_stream_end(txn, complete);
+    return;
+  }
   conn_t *c = txn->conn;
   if (c->closing) {
     abandon(c);

@@ -31,13 +31,15 @@ static void check_drained(hg_http_server_t *s) {
 
 /* Frees the connection once nothing refers to it any more. */
 void hg__http_conn_maybe_free(conn_t *c) {
-  if (c->handles > 0 || c->state == S_BUSY) return;
+  if (c->handles > 0 || c->state == S_BUSY || (c->h2 && hg__h2_held(c))) return;
   hg_http_server_t *s = c->srv;
   if (c->prev) c->prev->next = c->next;
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   s->nconns--;
   if (c->accepted && s->obs.connection) s->obs.connection(s->obs.ud, -1);
+  if (c->h2) hg__h2_free(c);
+  if (c->tls) hg__htls_conn_free(c);
   hg_arena_free(c->txn.req.arena);
   hg_buf_free(&c->in);
   hg_buf_free(&c->out);
@@ -52,6 +54,7 @@ void hg__http_conn_maybe_free(conn_t *c) {
 static void on_handle_close(uv_handle_t *h) {
   conn_t *c = h->data;
   c->handles--;
+  if (c->handles == 0 && c->h2) hg__h2_closed(c); /* streams still handled learn it */
   hg__http_conn_maybe_free(c);
 }
 
@@ -72,6 +75,10 @@ void hg__http_conn_close(conn_t *c) {
 }
 
 void hg_http_txn_on_gone(hg_http_txn_t *txn, void (*cb)(void *ud), void *ud) {
+  if (txn->h2) { /* a stream of an HTTP/2 connection: told per stream (h2.c) */
+    hg__h2_on_gone(txn, cb, ud);
+    return;
+  }
   txn->conn->gone_cb = cb;
   txn->conn->gone_ud = ud;
 }
@@ -170,7 +177,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 
 void hg__http_start_reading(conn_t *c) {
   if (c->reading || c->closing) return;
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, c->tls ? hg__htls_on_read : on_read) == 0) c->reading = 1;
   else hg__http_conn_close(c);
 }
 
@@ -229,6 +236,12 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
   c->parser.data = c;
+  hg_http_tls_t *tls = ((hg__listener_t *)server)->tls;
+  if (tls && hg__htls_conn_new(c, tls) != 0) {
+    hg__http_conn_close(c);
+    return;
+  }
+  c->no_sendfile = tls != NULL; /* the bytes must go through the record layer */
   c->state = S_IDLE;
   hg__http_timer_start(c, s->lim.header_timeout_ms);
   hg__http_start_reading(c);
@@ -254,27 +267,34 @@ hg_http_server_t *hg_http_server_new(uv_loop_t *loop, const hg_http_limits_t *li
 }
 
 
-int hg_http_server_listen_fd(hg_http_server_t *s, int fd) {
+int hg_http_server_listen_fd(hg_http_server_t *s, int fd) { return hg_http_server_listen_tls(s, fd, NULL); }
+
+int hg_http_server_listen_tls(hg_http_server_t *s, int fd, hg_http_tls_t *tls) {
   if (s->nlisteners == sizeof(s->listeners) / sizeof(s->listeners[0])) {
     close(fd);
+    hg_http_tls_free(tls);
     return UV_EINVAL;
   }
-  uv_tcp_t *t = malloc(sizeof(*t));
-  if (t == NULL) {
+  hg__listener_t *l = malloc(sizeof(*l));
+  if (l == NULL) {
     close(fd);
+    hg_http_tls_free(tls);
     return UV_ENOMEM;
   }
+  uv_tcp_t *t = &l->tcp;
+  l->tls = tls;
   uv_tcp_init(s->loop, t);
   t->data = s;
   int rc = uv_tcp_open(t, fd);
   if (rc == 0) rc = uv_listen((uv_stream_t *)t, 511, on_connection);
-  s->listeners[s->nlisteners++] = t;
+  s->listeners[s->nlisteners++] = l;
   s->nopen_listeners++;
   return rc;
 }
 
 static void on_listener_close(uv_handle_t *h) {
   hg_http_server_t *s = h->data;
+  hg_http_tls_free(((hg__listener_t *)h)->tls);
   free(h);
   s->nopen_listeners--;
   check_drained(s);
@@ -314,7 +334,8 @@ void hg_http_server_drain(hg_http_server_t *s, uint64_t timeout_ms, void (*done)
   conn_t *next;
   for (conn_t *c = s->conns; c; c = next) {
     next = c->next;
-    if (c->state == S_IDLE && c->in.len == c->in_off) hg__http_conn_close(c);
+    if (c->h2) hg__h2_drain(c); /* GOAWAY; closes once its streams are done */
+    else if (c->state == S_IDLE && c->in.len == c->in_off) hg__http_conn_close(c);
     else c->close_after = 1;
   }
   check_drained(s);
@@ -327,6 +348,16 @@ void hg_http_server_free(hg_http_server_t *s) {
   } else {
     server_free(s);
   }
+}
+
+int hg_http_server_reload_tls(hg_http_server_t *s, char *err, size_t errlen) {
+  int rc = 0;
+  for (size_t i = 0; i < s->nlisteners; i++) {
+    if (s->listeners[i]->tls == NULL) continue;
+    int r = hg_http_tls_reload(s->listeners[i]->tls, err, errlen);
+    if (r && !rc) rc = r;
+  }
+  return rc;
 }
 
 void hg_http_server_observe(hg_http_server_t *s, const hg_http_observer_t *obs) { s->obs = *obs; }

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "http/message.h"
+#include "http/tls.h"
 
 typedef struct hg_http_server_s hg_http_server_t;
 typedef struct hg_http_txn_s hg_http_txn_t;
@@ -40,6 +41,15 @@ hg_http_server_t *hg_http_server_new(uv_loop_t *loop, const hg_http_limits_t *li
 /* Adopts `fd`, a bound TCP socket, and starts accepting on it. Returns 0 or a UV_E*
  * code (the fd is closed on failure too). */
 int hg_http_server_listen_fd(hg_http_server_t *srv, int fd);
+
+/* Like hg_http_server_listen_fd, serving TLS (HTTP/1.1 or HTTP/2 by ALPN) with `tls`,
+ * which the server owns from now on (freed with the listener, on failure too). */
+int hg_http_server_listen_tls(hg_http_server_t *srv, int fd, hg_http_tls_t *tls);
+
+/* Reloads the certificates of every TLS listener (hg_http_tls_reload): new handshakes
+ * use them, open connections keep theirs. Returns 0, or the first failure's code with
+ * its message in err (that listener keeps its previous certificates). */
+int hg_http_server_reload_tls(hg_http_server_t *srv, char *err, size_t errlen);
 
 /* Graceful stop: closes the listeners, closes idle connections, lets in-flight requests
  * finish (their responses carry Connection: close), and calls `done` once no connection
@@ -67,8 +77,11 @@ void hg_http_server_observe(hg_http_server_t *srv, const hg_http_observer_t *obs
  * Returns 0, or a negative code when the client is already gone (the txn still ends). */
 int hg_http_respond(hg_http_txn_t *txn, const hg_response_t *res);
 
-/* Asks to be told, once, when the client goes away (EOF, a read error, a forced close)
- * before the request is answered: `cb(ud)` runs on the loop; the handler must still end
+/* The same calls serve HTTP/1.1 and HTTP/2 (then a txn is a stream, and backpressure is
+ * the stream's: its flow-control window and the connection's writes). */
+
+/* Asks to be told, once, when the client goes away (EOF, a read error, a forced close;
+ * on HTTP/2: the stream reset or the connection closed) before the request is answered: `cb(ud)` runs on the loop; the handler must still end
  * the txn (hg_http_respond then sends nothing and logs 499). NULL clears it. For handlers
  * that wait before answering (a policy suspended on a callout). Loop thread. */
 void hg_http_txn_on_gone(hg_http_txn_t *txn, void (*cb)(void *ud), void *ud);

@@ -13,6 +13,7 @@
 
 #include "base/buf.h"
 #include "http/server.h"
+#include "http/tls.h"
 
 #define READ_CHUNK 65536 /* the loop's shared read buffer */
 #define MAX_HEADERS 100
@@ -23,6 +24,7 @@ enum { S_IDLE, S_READING, S_BUSY, S_WRITING };
 
 struct hg_http_txn_s {
   struct conn_s *conn;
+  struct h2_stream_s *h2; /* NULL on HTTP/1.x: the txn is the connection's (h2.c) */
   hg_request_t req;
 };
 
@@ -71,7 +73,16 @@ typedef struct conn_s {
   int ext_quoted;  /* the current chunk-extension value has a '"' in it */
   int nhost;       /* Host header fields seen */
   char peer[64];
+  /* TLS and HTTP/2 connections only (NULL on plain HTTP/1.1: its path never looks further) */
+  struct hg__htls_conn_s *tls; /* tls_conn.c */
+  struct hg__h2_s *h2;         /* h2.c, once ALPN chose h2 */
 } conn_t;
+
+/* A listening socket; `tls` NULL for plain HTTP. */
+typedef struct hg__listener_s {
+  uv_tcp_t tcp; /* first: the handle is the listener */
+  hg_http_tls_t *tls;
+} hg__listener_t;
 
 struct hg_http_server_s {
   uv_loop_t *loop;
@@ -79,7 +90,7 @@ struct hg_http_server_s {
   hg_http_request_cb cb;
   void *ud;
   llhttp_settings_t settings;
-  uv_tcp_t *listeners[16];
+  hg__listener_t *listeners[16];
   size_t nlisteners;
   size_t nopen_listeners;
   conn_t *conns;
@@ -107,8 +118,42 @@ llhttp_errno_t hg__http_execute(conn_t *c, const char *p, size_t n);
 int hg__http_error_status(conn_t *c, llhttp_errno_t err, const char **msg);
 void hg__http_settings_init(llhttp_settings_t *st);
 
+int hg__http_valid_host(const char *v, size_t n);
+int hg__http_sane_request_id(const char *v, size_t n);
+void hg__http_new_id(hg_http_server_t *s, char id[33]);
+
 /* response.c */
 void hg__http_respond_error(conn_t *c, int status, const char *msg); /* and close after */
+/* The access-log line of `req` (with its protocol) and the observer's request_done. */
+void hg__http_access_log(hg_http_server_t *s, hg_request_t *req, int status, size_t bytes);
+const char *hg__http_date(hg_http_server_t *s);
+/* Response headers a handler may not set: the server's framing and hop-by-hop ones. */
+int hg__http_is_hop_or_framing(const char *name, size_t n);
+
+/* tls_conn.c: TLS connections. Reads decrypt into the HTTP/1.1 parser or HTTP/2. */
+int hg__htls_conn_new(conn_t *c, hg_http_tls_t *t); /* 0 or HG_ENOMEM */
+void hg__htls_conn_free(conn_t *c);
+void hg__htls_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+/* Encrypts bufs[0..n) into TLS records: *out (malloc'd, the caller writes and frees it)
+ * of *outlen bytes. 0 or a negative code. */
+int hg__htls_encrypt(conn_t *c, const uv_buf_t *bufs, unsigned n, char **out, size_t *outlen);
+
+/* h2.c: HTTP/2 connections (nghttp2), entered after ALPN "h2". */
+int hg__h2_start(conn_t *c);                          /* 0 or a negative code */
+void hg__h2_recv(conn_t *c, const char *p, size_t n); /* decrypted input */
+void hg__h2_eof(conn_t *c);
+void hg__h2_drain(conn_t *c);                         /* GOAWAY, close when idle */
+void hg__h2_closed(conn_t *c);                        /* the socket closed */
+int hg__h2_held(const conn_t *c);                     /* streams a handler still holds */
+void hg__h2_free(conn_t *c);
+int hg__h2_respond(hg_http_txn_t *txn, const hg_response_t *res);
+void hg__h2_on_gone(hg_http_txn_t *txn, void (*cb)(void *ud), void *ud); /* hg_http_txn_on_gone */
+int hg__h2_stream_start(hg_http_txn_t *txn, const hg_response_t *res, int64_t clen, hg_http_drain_cb drain,
+                        void *ud);
+int hg__h2_stream_write_ref(hg_http_txn_t *txn, const char *data, size_t len, void (*release)(void *ref),
+                            void *ref);
+size_t hg__h2_stream_queued(const hg_http_txn_t *txn);
+void hg__h2_stream_end(hg_http_txn_t *txn, int complete);
 
 /* server.c */
 void hg__http_conn_close(conn_t *c);

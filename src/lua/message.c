@@ -54,7 +54,7 @@ static void push_query(lua_State *L, const char *q, size_t n) {
 static const char REQ_KEY = 'r';  /* its address: the key of the C request pointer */
 static const char REQ_META = 'm'; /* its address: the registry key of the metatable */
 
-static const char *const LAZY[] = {"query", "raw_query", "headers", "body", "client", "id", "http_version"};
+static const char *const LAZY[] = {"query", "raw_query", "headers", "body", "client", "id", "http_version", "scheme"};
 #define NLAZY (sizeof(LAZY) / sizeof(LAZY[0]))
 
 static void push_headers(lua_State *L, const hg_request_t *req) {
@@ -106,10 +106,14 @@ static void push_lazy(lua_State *L, const hg_request_t *req, size_t i) {
     break;
   case 4: lua_pushstring(L, req->client); break;
   case 5: lua_pushstring(L, req->id); break;
-  default: {
+  case 6: {
     char v[8] = {(char)('0' + req->http_major % 10), '.', (char)('0' + req->http_minor % 10), 0};
     lua_pushstring(L, v);
+    break;
   }
+  default: /* scheme: of the URLs made for this client (docs/tls.md) */
+    lua_pushstring(L, req->tls ? "https" : "http");
+    break;
   }
 }
 

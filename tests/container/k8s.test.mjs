@@ -227,3 +227,74 @@ test('kustomization lists every manifest', () => {
   assert.equal(k.kind, 'Kustomization');
   assert.deepEqual([...k.resources].sort(), files);
 });
+
+// ---- the TLS overlay (deploy/kubernetes/tls, docs/tls.md) ----
+// kustomize's strategic merge for what the patches use: maps merge, lists of named items
+// (containers, ports, env, volumeMounts, volumes) merge by name, other values replace.
+function merge(base, patch) {
+  if (Array.isArray(base) && Array.isArray(patch) && patch.every((x) => x && x.name)) {
+    const out = base.map((x) => ({ ...x }));
+    for (const p of patch) {
+      const i = out.findIndex((x) => x.name === p.name);
+      if (i >= 0) out[i] = merge(out[i], p);
+      else out.push(p);
+    }
+    return out;
+  }
+  if (base && patch && typeof base === 'object' && typeof patch === 'object' && !Array.isArray(patch)) {
+    const out = { ...base };
+    for (const [k, v] of Object.entries(patch)) out[k] = k in base ? merge(base[k], v) : v;
+    return out;
+  }
+  return patch;
+}
+
+const tlsDir = path.join(dir, 'tls');
+test('TLS overlay: kustomization, patches, and the merged objects are valid', async () => {
+  const k = YAML.parse(fs.readFileSync(path.join(tlsDir, 'kustomization.yaml'), 'utf8'));
+  assert.deepEqual(k.resources, ['..']);
+  const merged = [];
+  for (const { path: p } of k.patches) {
+    const patch = YAML.parse(fs.readFileSync(path.join(tlsDir, p), 'utf8'), { uniqueKeys: true });
+    const target = find(patch.kind, patch.metadata.name);
+    assert.ok(target, `${p} patches an existing ${patch.kind} ${patch.metadata.name}`);
+    merged.push(merge(target, patch));
+  }
+  for (const obj of merged) {
+    const Model = (await import(KINDS[key(obj)][0]))[obj.kind];
+    try {
+      new Model(obj).validate();
+    } catch (e) {
+      assert.fail(`tls: ${obj.kind}: ${e.message} ${(e.errors || []).map((x) => `${x.instancePath} ${x.message}`).join('; ')}`);
+    }
+  }
+  const d = merged.find((o) => o.kind === 'Deployment');
+  const s = merged.find((o) => o.kind === 'Service');
+  const spec = d.spec.template.spec;
+  const gw = spec.containers.find((c) => c.name === 'hlsgate');
+  const rl = spec.containers.find((c) => c.name === 'policy-reloader');
+  const env = (c, n) => c.env.find((e) => e.name === n)?.value;
+  // The listener, the container port and the Service agree.
+  const https = gw.ports.find((p) => p.name === 'https');
+  assert.equal(Number(env(gw, 'HLSGATE_TLS_LISTEN').split(':').pop()), https.containerPort);
+  assert.ok(gw.ports.some((p) => p.name === 'http'), 'the plain port stays (probes, metrics)');
+  assert.equal(s.spec.ports.find((p) => p.name === 'https')?.targetPort, 'https');
+  assert.ok(s.spec.ports.some((p) => p.name === 'http'));
+  // The certificate and key come from the Secret volume, mounted where the env points.
+  const vol = spec.volumes.find((v) => v.secret?.secretName === 'hlsgate-tls');
+  assert.ok(vol, 'a volume from the Secret hlsgate-tls');
+  const mount = gw.volumeMounts.find((m) => m.name === vol.name);
+  assert.equal(mount?.readOnly, true);
+  for (const [n, f] of [['HLSGATE_TLS_CERT', 'tls.crt'], ['HLSGATE_TLS_KEY', 'tls.key']])
+    assert.equal(env(gw, n), `${mount.mountPath}/${f}`, `${n} is the Secret's ${f}`);
+  assert.equal(vol.secret.defaultMode & 0o007, 0, 'the key is not world-readable');
+  assert.equal(String(spec.securityContext.fsGroup), String(spec.securityContext.runAsGroup), 'the gateway group reads it');
+  // The reloader watches both the policy and the certificate (HUP reloads both).
+  const watched = env(rl, 'HLSGATE_RELOAD_DIR').split(':');
+  assert.ok(watched.includes('/etc/hlsgate') && watched.includes(mount.mountPath), watched.join(':'));
+  assert.equal(rl.volumeMounts.find((m) => m.name === vol.name)?.mountPath, mount.mountPath);
+  // Still nothing secret in a literal env value: HLSGATE_TLS_KEY is a path.
+  for (const c of spec.containers)
+    for (const e of c.env || []) assert.ok(!/SECRET|TOKEN/.test(e.name) && (!/KEY/.test(e.name) || e.valueFrom ||
+                                           e.value.startsWith('/')), `${c.name}: ${e.name}`);
+});

@@ -12,6 +12,9 @@
 #     policy + HUP → the previous one keeps serving;
 #   * the reload-on-change sidecar (deploy/reloader) in the gateway's PID namespace turns a
 #     kubelet-style ConfigMap symlink swap into a reload;
+#   * TLS (docs/tls.md): a second container with a certificate directory mounted and the
+#     HLSGATE_TLS_* environment serves HTTPS with HTTP/2 (same bytes as plain HTTP), and a
+#     certificate replaced in the directory + HUP is what new handshakes get;
 #   * HEALTHCHECK healthy (`podman healthcheck run`), PID 1 reaps re-parented orphans;
 #   * `podman stop` → exits 0 promptly (exit code from `podman inspect`).
 #
@@ -136,10 +139,10 @@ probe=$(podman run --rm --net=none "$base" echo container-ok 2>&1)
 
 # ---- 3. the image ---------------------------------------------------------------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hlsgate-container.XXXXXX")
-gw=hlsgate-ct-$$ rl=hlsgate-ct-reloader-$$
+gw=hlsgate-ct-$$ rl=hlsgate-ct-reloader-$$ gwt=hlsgate-ct-tls-$$
 cleanup() {
   if [ "${KEEP:-0}" = 1 ]; then say "KEEP=1: containers $gw $rl and $tmp kept"; return; fi
-  podman rm -f --ignore -t 0 "$rl" "$gw" >/dev/null 2>&1
+  podman rm -f --ignore -t 0 "$rl" "$gw" "$gwt" >/dev/null 2>&1
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -269,9 +272,14 @@ play() {
 }
 segs_ok() { # every segment of both renditions fetched, each 200/206; no other status
   local got
-  got=$(podman logs "$gw" 2>/dev/null |
-        grep -o '"path":"/stream/hls/v[01]/seg[0-9]*\.ts[^"]*","status":20[06]' |
-        sed 's/?.*//' | sort -u | wc -l)
+  # (the access log is buffered and flushed every second: give it two)
+  for _ in $(seq 1 20); do
+    got=$(podman logs "$gw" 2>/dev/null |
+          grep -o '"path":"/stream/hls/v[01]/seg[0-9]*\.ts[^"]*","status":20[06]' |
+          sed 's/?.*//' | sort -u | wc -l)
+    [ "$got" -eq "$1" ] && break
+    sleep 0.1
+  done
   [ "$got" -eq "$1" ] || { say "distinct segments served with 200/206: $got, expected $1"; return 1; }
   ! podman logs "$gw" 2>/dev/null | grep '"path":"/stream/hls/' | grep -Evq '"status":20[06]'
 }
@@ -322,6 +330,43 @@ if podman run -d --name "$rl" --pid "container:$gw" --read-only --cap-drop=ALL -
   podman rm -f -t 2 "$rl" >/dev/null 2>&1
 else
   not_ok "reloader sidecar starts"
+fi
+
+# TLS: the certificate from a mounted directory (as a Kubernetes Secret volume would be).
+tlsd=$tmp/tls
+mkdir -p "$tlsd"
+mkcert() { # mkcert NAME — a self-signed P-256 certificate for localhost in $tlsd/NAME.{crt,key}
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tlsd/$1.key" \
+    -out "$tlsd/$1.crt" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
+}
+mkcert a && mkcert b && cp "$tlsd/a.crt" "$tlsd/tls.crt" && cp "$tlsd/a.key" "$tlsd/tls.key"
+chmod -R a+rX "$tlsd"
+if podman run -d --name "$gwt" --read-only --cap-drop=ALL --security-opt no-new-privileges \
+     --health-interval=disable -p 127.0.0.1::8443 \
+     -e HLSGATE_JWT_SECRET="$secret" -e HLSGATE_WORKERS=2 -e HLSGATE_TLS_LISTEN=0.0.0.0:8443 \
+     -e HLSGATE_TLS_CERT=/etc/hlsgate-tls/tls.crt -e HLSGATE_TLS_KEY=/etc/hlsgate-tls/tls.key \
+     -v "$media:/srv/hlsgate:ro" -v "$tlsd:/etc/hlsgate-tls:ro" "$image" > "$tmp/run-tls.log" 2>&1; then
+  tport=$(podman port "$gwt" 8443/tcp | sed -n 's/.*:\([0-9]*\)$/\1/p' | head -1)
+  turl() { curl -s --max-time 5 --http2 --cacert "$tlsd/$1.crt" --resolve "localhost:$tport:127.0.0.1" \
+             -w '%{http_version}' -o "$tmp/tls-body" "https://localhost:$tport$2"; }
+  tls_up() { for _ in $(seq 1 100); do [ "$(turl a /readyz)" = 2 ] && return 0; sleep 0.1; done
+             podman logs "$gwt" 2>&1 | tail -5; return 1; }
+  check "TLS container: HTTPS with HTTP/2 on 8443 (certificate from a mounted directory)" tls_up
+  seg=$(sed -n 's#^url: */stream/hls/master.m3u8#/stream/hls/v0/seg000.ts#p' <<< \
+        "$(podman exec "$gw" hlsgate token --prefix sample --ttl 600)")
+  tls_same() { [ "$(turl a "$seg")" = 2 ] && cmp -s "$tmp/tls-body" "$media/sample/v0/seg000.ts"; }
+  check "TLS container: a segment over HTTP/2 is the file's bytes" tls_same
+  fp() { openssl s_client -connect "127.0.0.1:$tport" -servername localhost </dev/null 2>/dev/null |
+         openssl x509 -noout -fingerprint -sha256; }
+  want=$(openssl x509 -in "$tlsd/b.crt" -noout -fingerprint -sha256)
+  cp "$tlsd/b.crt" "$tlsd/tls.crt" && cp "$tlsd/b.key" "$tlsd/tls.key" && chmod a+r "$tlsd"/tls.*
+  podman kill --signal HUP "$gwt" >/dev/null
+  swapped_cert() { for _ in $(seq 1 50); do [ "$(fp)" = "$want" ] && return 0; sleep 0.1; done; return 1; }
+  check "TLS container: certificate replaced + HUP → new handshakes get it" swapped_cert
+  podman rm -f -t 2 "$gwt" >/dev/null 2>&1
+else
+  cat "$tmp/run-tls.log"
+  not_ok "TLS container starts"
 fi
 
 # Health check, as the runtime runs it (HEALTHCHECK CMD via exec).

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { BIN, ROOT, connect, freePort, get, sleep, startGateway, tempDir, waitFor } from './lib/gateway.mjs';
 import { makeHls } from './lib/media.mjs';
+import { h2get, h2session, makeCa, makeCert, tlsPort } from './lib/tls.mjs';
 
 /** The web application: /auth decides by cookie, /hang never answers, /slow?ms=N waits. */
 async function startApp() {
@@ -251,5 +252,56 @@ describe('hg.http.request at the memory cap', () => {
     assert.equal(r.status, 200, r.body);
     assert.match(JSON.parse(r.body).err, /not enough memory/);
     assert.equal((await get(gw.port, '/plain')).status, 200, 'the worker lives on');
+  });
+});
+
+describe('callouts over HTTP/2', () => {
+  let app, gw, ca, port;
+  before(async () => {
+    app = await startApp();
+    const dir = tempDir('hg-h2-call-');
+    ca = makeCa(dir).pem;
+    const c = makeCert(dir, 'a', ['localhost']);
+    gw = await startGateway({ policy: POLICY('V1'), env: { APP: app.url },
+                              args: ['--listen', '127.0.0.1:0', '--tls-cert', c.cert, '--tls-key', c.key] });
+    port = tlsPort(gw);
+  });
+  after(async () => {
+    assert.equal((await gw.stop()).code, 0, gw.stderrText.slice(-3000));
+    app.server.close();
+  });
+
+  it('a stream waits on its callout while others on the connection are answered', async () => {
+    const s = await h2session(port, ca);
+    try {
+      const slow = h2get(s, '/call?p=/slow%3Fms%3D500');
+      const t0 = Date.now();
+      const plain = await h2get(s, '/plain');
+      assert.equal(plain.status, 200);
+      assert.ok(Date.now() - t0 < 300, 'the other stream was not delayed');
+      const r = await slow;
+      assert.equal(r.status, 200);
+      assert.equal(JSON.parse(r.body).body, 'slept 500');
+    } finally {
+      s.close();
+    }
+  });
+
+  it('cancels the pending call when the stream is reset, and when the connection goes', async () => {
+    for (const how of ['reset', 'close']) {
+      const closedBefore = app.hangClosedAt.length;
+      const s = await h2session(port, ca);
+      const req = s.request({ ':path': '/call?p=/hang&t=30' });
+      req.on('error', () => {});
+      await waitFor(() => app.hangOpen === 1, 2000, 'the callout never reached the app');
+      const left = Date.now();
+      if (how === 'reset') req.close(8); // NGHTTP2_CANCEL
+      else s.destroy();
+      await waitFor(() => app.hangClosedAt.length > closedBefore, 2000, `not cancelled on ${how}`);
+      assert.ok(app.hangClosedAt.at(-1) - left < 1000);
+      s.destroy();
+    }
+    const plain = await h2get(await h2session(port, ca), '/plain');
+    assert.equal(plain.status, 200);
   });
 });

@@ -72,8 +72,9 @@ export function startPageOrigin() {
 /**
  * Launches Debian's Chromium headless with a throw-away profile. Throws (never skips)
  * when the binary is missing: the browser test must fail loudly on a machine without it.
+ * `ignoreHTTPSErrors` lets the page use a gateway whose certificate is a test CA's.
  */
-export async function launchChromium() {
+export async function launchChromium({ ignoreHTTPSErrors = false } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)`);
   }
@@ -81,7 +82,7 @@ export async function launchChromium() {
   const userDataDir = tempDir('hg-chromium-');
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS,
-    viewport: { width: 660, height: 420 },
+    viewport: { width: 660, height: 420 }, ignoreHTTPSErrors, // (the TLS listener's test certificates)
   });
   return {
     context, userDataDir,
@@ -100,8 +101,9 @@ export async function launchChromium() {
  * or `timeout` passes. Returns { ok, snapshot, consoleErrors, pageErrors, failedRequests,
  * responses, elapsedMs, page } (the page stays open: the caller closes it).
  */
-export async function playIn(context, pageUrl, { until, timeout = 30000 } = {}) {
+export async function playIn(context, pageUrl, { until, timeout = 30000, onPage = null } = {}) {
   const page = await context.newPage();
+  if (onPage) await onPage(page); // e.g. DevTools protocol listeners, before the first request
   const out = { consoleErrors: [], pageErrors: [], failedRequests: [], responses: [], page };
   page.on('console', (m) => { if (m.type() === 'error') out.consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => out.pageErrors.push(String(e)));

@@ -82,7 +82,67 @@ HG_TEST(bad_input_is_refused) {
   CHECK_INT(parse(&c, g), HG_EINVAL);
 }
 
+/* TLS options belong to the --listen they follow; repeated pairs are SNI certificates. */
+HG_TEST(tls_options_follow_their_listen) {
+  unsetenv("HLSGATE_LISTEN");
+  hg_config_t c;
+  char *argv[] = {"hlsgate", "--listen", ":8080", "--listen", ":8443", "--tls-cert", "a.pem", "--tls-key", "a.key",
+                  "--tls-cert", "b.pem", "--tls-key", "b.key", "--listen", ":9443", "--tls-cert", "c.pem",
+                  "--tls-key", "c.key", NULL};
+  CHECK_INT(parse(&c, argv), 0);
+  CHECK_INT(c.nlisten, 3);
+  CHECK_INT(c.tls[0].n, 0);
+  CHECK_INT(c.tls[1].n, 2);
+  CHECK_STR(c.tls[1].cert[0], "a.pem");
+  CHECK_STR(c.tls[1].key[1], "b.key");
+  CHECK_INT(c.tls[2].n, 1);
+  CHECK_STR(c.tls[2].cert[0], "c.pem");
+  hg_config_free(&c);
+  char *no_key[] = {"hlsgate", "--listen", ":1", "--tls-cert", "a.pem", NULL};
+  CHECK_INT(parse(&c, no_key), HG_EINVAL);
+  hg_config_free(&c);
+  char *key_first[] = {"hlsgate", "--listen", ":1", "--tls-key", "a.key", NULL};
+  CHECK_INT(parse(&c, key_first), HG_EINVAL);
+  hg_config_free(&c);
+  char *no_listen[] = {"hlsgate", "--tls-cert", "a.pem", "--tls-key", "a.key", NULL};
+  CHECK_INT(parse(&c, no_listen), HG_EINVAL);
+  hg_config_free(&c);
+}
+
+HG_TEST(tls_environment) {
+  setenv("HLSGATE_LISTEN", "127.0.0.1:1", 1);
+  setenv("HLSGATE_TLS_LISTEN", "127.0.0.1:2,127.0.0.1:3", 1);
+  setenv("HLSGATE_TLS_CERT", "/tls/a.crt,/tls/b.crt", 1);
+  setenv("HLSGATE_TLS_KEY", "/tls/a.key,/tls/b.key", 1);
+  hg_config_t c;
+  char *env_only[] = {"hlsgate", NULL};
+  CHECK_INT(parse(&c, env_only), 0);
+  CHECK_INT(c.nlisten, 3);
+  CHECK_INT(c.tls[0].n, 0);
+  CHECK_STR(c.listen[2], "127.0.0.1:3");
+  CHECK_INT(c.tls[2].n, 2);
+  CHECK_STR(c.tls[2].key[1], "/tls/b.key");
+  hg_config_free(&c);
+  /* flags replace the environment's listeners, TLS ones included */
+  char *flags[] = {"hlsgate", "--listen", ":9", NULL};
+  CHECK_INT(parse(&c, flags), 0);
+  CHECK_INT(c.nlisten, 1);
+  CHECK_INT(c.tls[0].n, 0);
+  hg_config_free(&c);
+  setenv("HLSGATE_TLS_KEY", "/tls/a.key", 1); /* one key for two certificates */
+  CHECK_INT(parse(&c, env_only), HG_EINVAL);
+  hg_config_free(&c);
+  unsetenv("HLSGATE_TLS_LISTEN");
+  CHECK_INT(parse(&c, env_only), HG_EINVAL); /* certificates without a listener */
+  hg_config_free(&c);
+  unsetenv("HLSGATE_TLS_CERT");
+  unsetenv("HLSGATE_TLS_KEY");
+  unsetenv("HLSGATE_LISTEN");
+}
+
 int main(void) {
+  RUN(tls_options_follow_their_listen);
+  RUN(tls_environment);
   RUN(defaults);
   RUN(flags_win_over_environment);
   RUN(modes);
