@@ -133,7 +133,7 @@ install_deps() {
   command -v redis-server >/dev/null || need+=(redis-server)
   [[ -x $PYTHON ]] || need+=(python3)
   local p
-  for p in liblua5.4-dev lua5.4 libuv1-dev node-llhttp libmbedtls-dev lua-cjson zlib1g-dev ca-certificates \
+  for p in liblua5.4-dev lua5.4 libuv1-dev node-llhttp libmbedtls-dev libhiredis-dev lua-cjson zlib1g-dev ca-certificates \
            libnginx-mod-http-lua lua-resty-core lua-resty-lrucache \
            python3-flask python3-requests python3-m3u8 python3-cachetools python3-flask-cors; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
