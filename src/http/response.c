@@ -185,6 +185,24 @@ static void on_write(uv_write_t *req, int status) {
   }
 }
 
+/* A write request holding release(ref) for blen body bytes; NULL on OOM (then released,
+ * and the connection closing). */
+static wreq_t *wreq_new(conn_t *c, size_t blen, void (*release)(void *), void *ref) {
+  wreq_t *w = malloc(sizeof(*w));
+  if (w == NULL) {
+    if (release) release(ref);
+    hg__http_conn_close(c);
+    return NULL;
+  }
+  w->c = c;
+  w->blen = blen;
+  w->release = release;
+  w->ref = ref;
+  w->file_left = 0;
+  w->req.data = w;
+  return w;
+}
+
 /* Sends the unsent head (if any) and one body piece (chunk-framed when chunked), holding
  * release(ref) until the piece is written. The common case is one writev and nothing
  * else: uv_try_write takes it all, with no write request, no allocation and no poll
@@ -239,18 +257,8 @@ static int send_piece(conn_t *c, const char *data, size_t blen, void (*release)(
     bufs[i].base += done;
     bufs[i].len -= done;
   }
-  wreq_t *w = malloc(sizeof(*w));
-  if (w == NULL) {
-    if (release) release(ref);
-    hg__http_conn_close(c);
-    return UV_ENOMEM;
-  }
-  w->c = c;
-  w->blen = blen;
-  w->release = release;
-  w->ref = ref;
-  w->file_left = 0;
-  w->req.data = w;
+  wreq_t *w = wreq_new(c, blen, release, ref);
+  if (w == NULL) return UV_ENOMEM;
   if (frame && bufs[i].base >= prefix && bufs[i].base < prefix + sizeof(prefix)) {
     /* the rest of the chunk-size line lives on this stack: keep a copy */
     memcpy(w->prefix, bufs[i].base, bufs[i].len);
@@ -391,21 +399,12 @@ int hg_http_stream_write_file(hg_http_txn_t *txn, const char *data, size_t len, 
       return hg_http_stream_write_ref(txn, data, len, release, ref);
     }
   }
-  wreq_t *w = malloc(sizeof(*w));
-  if (w == NULL) {
-    if (release) release(ref);
-    hg__http_conn_close(c);
-    return UV_ENOMEM;
-  }
-  w->c = c;
-  w->blen = len;
-  w->release = release;
-  w->ref = ref;
+  wreq_t *w = wreq_new(c, len, release, ref);
+  if (w == NULL) return UV_ENOMEM;
   w->fd = fd;
   w->file_off = off;
   w->file_left = len;
   w->mem = data - off;
-  w->req.data = w;
   c->body_bytes += len;
   c->pending++;
   c->queued += len;

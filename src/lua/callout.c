@@ -137,27 +137,7 @@ static int build_http(lua_State *L) {
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, a->status);
   lua_setfield(L, -2, "status");
-  lua_createtable(L, 0, (int)a->nheaders);
-  for (size_t i = 0; i < a->nheaders; i++) {
-    const hg_header_t *h = &a->headers[i];
-    luaL_Buffer b; /* lower-cased names, like req.headers; repeated fields joined by ", " */
-    luaL_buffinit(L, &b);
-    for (size_t j = 0; j < h->name_len; j++) {
-      char ch = h->name[j];
-      luaL_addchar(&b, ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch);
-    }
-    luaL_pushresult(&b);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, -3) == LUA_TSTRING) {
-      lua_pushliteral(L, ", ");
-      lua_pushlstring(L, h->value, h->value_len);
-      lua_concat(L, 3);
-    } else {
-      lua_pop(L, 1);
-      lua_pushlstring(L, h->value, h->value_len);
-    }
-    lua_rawset(L, -3);
-  }
+  hg__lua_push_headers(L, a->headers, a->nheaders); /* as req.headers */
   lua_setfield(L, -2, "headers");
   lua_pushlstring(L, a->body ? a->body : "", a->len);
   lua_setfield(L, -2, "body");

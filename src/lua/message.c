@@ -57,11 +57,11 @@ static const char REQ_META = 'm'; /* its address: the registry key of the metata
 static const char *const LAZY[] = {"query", "raw_query", "headers", "body", "client", "id", "http_version", "scheme"};
 #define NLAZY (sizeof(LAZY) / sizeof(LAZY[0]))
 
-static void push_headers(lua_State *L, const hg_request_t *req) {
+void hg__lua_push_headers(lua_State *L, const hg_header_t *hs, size_t n) {
   /* headers: lower-case names; repeated headers joined with ", " (RFC 9110 §5.3). */
-  lua_createtable(L, 0, (int)req->nheaders);
-  for (size_t i = 0; i < req->nheaders; i++) {
-    const hg_header_t *h = &req->headers[i];
+  lua_createtable(L, 0, (int)n);
+  for (size_t i = 0; i < n; i++) {
+    const hg_header_t *h = &hs[i];
     char small[64];
     luaL_Buffer b;
     if (h->name_len <= sizeof(small)) {
@@ -99,7 +99,7 @@ static void push_lazy(lua_State *L, const hg_request_t *req, size_t i) {
   switch (i) {
   case 0: push_query(L, q, qlen); break;
   case 1: lua_pushlstring(L, q, qlen); break;
-  case 2: push_headers(L, req); break;
+  case 2: hg__lua_push_headers(L, req->headers, req->nheaders); break;
   case 3:
     if (req->body) lua_pushlstring(L, req->body, req->body_len);
     else lua_pushnil(L);

@@ -68,6 +68,9 @@ void hg__policy_callout_resume(hg_callout_t *call, int nres);
  * hg__lua_request_materialize(L, t) sets every field at once (a table that outlives the
  * request, e.g. the busted host's). */
 void hg__lua_push_request(lua_State *L, const hg_request_t *req);
+/* Pushes { lower-case name = value } of hs[0..n), repeated names joined with ", " (the
+ * `req.headers` table, also a callout's answer headers). */
+void hg__lua_push_headers(lua_State *L, const hg_header_t *hs, size_t n);
 void hg__lua_request_materialize(lua_State *L, int t);
 void hg__lua_request_end(lua_State *L, int t);
 int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res);
