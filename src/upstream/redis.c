@@ -461,8 +461,9 @@ static int conn_start(rconn_t *k) {
   s->gai.data = s;
   k->sock = s;
   k->state = C_RESOLVING;
-  const char *argv[3];
-  size_t lens[3];
+  /* AUTH, then SELECT: one internal call, written in one piece ahead of any caller's. */
+  const char *argv[5];
+  size_t lens[5];
   int argc[2];
   size_t ncmds = 0, nargs = 0;
   char dbs[16];
@@ -474,43 +475,20 @@ static int conn_start(rconn_t *k) {
   }
   if (r->cfg.db) {
     snprintf(dbs, sizeof(dbs), "%d", r->cfg.db);
-    const char *sv[2] = {"SELECT", dbs};
-    size_t sl[2] = {6, strlen(dbs)};
+    argv[nargs] = "SELECT", lens[nargs++] = 6;
+    argv[nargs] = dbs, lens[nargs++] = strlen(dbs);
+    argc[ncmds++] = 2;
+  }
+  if (ncmds) {
     size_t n;
-    char *sel = format(1, (int[]){2}, sv, sl, &n);
-    if (ncmds) { /* AUTH first, then SELECT */
-      size_t an;
-      char *auth = format(1, argc, argv, lens, &an);
-      hg_redis_call_t *c = call_new(r, 2);
-      if (auth && sel && c) {
-        c->internal = 1;
-        enqueue(k, c);
-        conn_write(k, auth, an);
-        conn_write(k, sel, n);
-      } else {
-        free(auth);
-        free(sel);
-      }
-    } else {
-      hg_redis_call_t *c = call_new(r, 1);
-      if (sel && c) {
-        c->internal = 1;
-        enqueue(k, c);
-        conn_write(k, sel, n);
-      } else {
-        free(sel);
-      }
-    }
-  } else if (ncmds) {
-    size_t an;
-    char *auth = format(1, argc, argv, lens, &an);
-    hg_redis_call_t *c = call_new(r, 1);
-    if (auth && c) {
+    char *cmds = format(ncmds, argc, argv, lens, &n);
+    hg_redis_call_t *c = cmds ? call_new(r, ncmds) : NULL;
+    if (c) {
       c->internal = 1;
       enqueue(k, c);
-      conn_write(k, auth, an);
+      conn_write(k, cmds, n);
     } else {
-      free(auth);
+      free(cmds);
     }
   }
   char port[8];

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import zlib from 'node:zlib';
 
 import { ROOT, connect, get, sleep, startGateway } from './lib/gateway.mjs';
-import { startOrigin } from './lib/origin.mjs';
+import { startOrigin, pattern } from './lib/origin.mjs';
 
 const enc = encodeURIComponent;
 const MiB = 1024 * 1024;
@@ -50,13 +50,6 @@ async function peakDuring(gw, fn, label = 'request') {
   } finally {
     clearInterval(t);
   }
-}
-
-/** Byte i of a synthetic object is i % 251: any range can be checked. */
-function pattern(start, len) {
-  const b = Buffer.allocUnsafe(len);
-  for (let i = 0; i < len; i++) b[i] = (start + i) % 251;
-  return b;
 }
 
 /** Streams `size` pattern bytes with backpressure. */

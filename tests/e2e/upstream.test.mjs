@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { connect, get, sleep, startGateway, tempDir } from './lib/gateway.mjs';
-import { startOrigin } from './lib/origin.mjs';
+import { startOrigin, pattern } from './lib/origin.mjs';
 import { startS3Server } from './lib/s3server.mjs';
 
 const enc = encodeURIComponent;
@@ -35,13 +35,6 @@ return { on_request = function(req)
   end
 end }
 `;
-
-/** Bytes of the synthetic big object: byte i is i % 251 (so any range is checkable). */
-function pattern(start, len) {
-  const b = Buffer.allocUnsafe(len);
-  for (let i = 0; i < len; i++) b[i] = (start + i) % 251;
-  return b;
-}
 
 /** Streams `size` pattern bytes with backpressure; honours a single "bytes=a-b" range. */
 function bigRoute(size) {

@@ -43,3 +43,10 @@ export async function startOrigin({ root, routes = {}, tls } = {}) {
     close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(r); }),
   };
 }
+
+/** Bytes of a synthetic object whose byte i is i % 251: any range of it can be checked. */
+export function pattern(start, len) {
+  const b = Buffer.allocUnsafe(len);
+  for (let i = 0; i < len; i++) b[i] = (start + i) % 251;
+  return b;
+}
