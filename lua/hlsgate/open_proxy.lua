@@ -86,10 +86,13 @@ end
 -- Host), cache_ttl (300), cors (util.cors object), allow_hosts (list of host patterns,
 -- "*.example.com" wildcards; nil = any public host), allow_private (false), key (when
 -- set, requests must carry key=<it>), headers (request headers for the origin, e.g.
--- Referer/User-Agent), timeout (seconds), sign_key (signed child URLs: every rewritten
+-- Referer/User-Agent: a table, or function(origin) -> table or nil, given hg.url.origin
+-- of the URL; its answer is kept with the URL's plan), timeout (seconds), sign_key
+-- (signed child URLs: every rewritten
 -- URL carries exp and sig, and a request needs a valid one — 403 when bad or expired,
 -- 401 when absent unless it carries the key; the key is then never written into child
 -- URLs), sign_ttl (seconds, 3600).
+-- A plan is answered frozen (hg.plan): a wrapper that edits it takes hg.plan_table(res).
 function M.new(opts)
   local path = opts.path or "/proxy"
   if opts.sign_key and #opts.sign_key < 16 then
@@ -101,28 +104,18 @@ function M.new(opts)
   if opts.sign_key then cache_ttl = math.min(cache_ttl, sign_ttl // 2) end
   warn_if_exposed(opts)
   local cors = opts.cors or util.cors("*")
-  -- Plans of hot URLs, reused as they are (the host only reads a plan): per worker.
+  -- Frozen plans (hg.plan) of hot requests, per worker: everything in a plan follows from
+  -- the query (url, key, signature, headers), the base and the CORS answer (the Origin
+  -- header), so one made for the same three is reused as it is; only a signature's
+  -- expiry is checked again. Bounded: it starts over when full.
   local memo, memo_n, MEMO_MAX = {}, 0, 512
-  local handle
-  -- Every answer of this recipe counts under the "proxy" route in /metrics.
-  local function handler(req)
-    local res = handle(req)
-    if type(res) == "table" then res.route = res.route or "proxy" end
-    return res
-  end
-  handle = function(req)
-    if req.path ~= path then return nil end
-    if req.method == "OPTIONS" then return cors.preflight(req) end
-    local h = cors.headers(req)
-    if req.method ~= "GET" and req.method ~= "HEAD" then
-      h.Allow = "GET, HEAD, OPTIONS"
-      return util.deny(405, "method not allowed", h)
-    end
+  local function answer(req, h, base)
     -- Security: constant-time comparison of the optional access key.
-    local keyed = opts.key and req.query.key and hg.crypto.equals(req.query.key, opts.key)
+    local q = req.query
+    local keyed = opts.key and q.key and hg.crypto.equals(q.key, opts.key)
     local signed = false
     if opts.sign_key then -- signed URLs; the key (if any) only admits entry URLs
-      local st, why = check_signature(req.query, opts.sign_key)
+      local st, why = check_signature(q, opts.sign_key)
       if st == "bad" then return util.deny(403, why, h) end
       if st == "none" and not keyed then return util.deny(401, "missing signature", h) end
       signed = st == "ok"
@@ -131,39 +124,34 @@ function M.new(opts)
     end
     -- Per-stream upstream headers: only on a protected proxy (a key or a signature that
     -- covers them), or anyone could make the gateway send any Cookie anywhere.
-    local sh, why = stream_headers(req.query.headers)
+    local sh, why = stream_headers(q.headers)
     if why then return util.deny(400, why, h) end
     if sh and not (keyed or signed) then
       return util.deny(403, "upstream headers need HLSGATE_PROXY_KEY or a signed URL", h)
     end
+    local url = q.url
+    if not url or url == "" then return util.deny(400, "missing url parameter", h) end
+    local origin = hg.url.origin(url)
+    if not origin then return util.deny(400, "url must be an absolute http(s) URL", h) end
     local up = opts.headers
+    if type(up) == "function" then up = up(origin) end
     if sh then
-      up = {}
-      for k, v in pairs(opts.headers or {}) do up[k] = v end
-      for k, v in pairs(sh) do up[k] = v end
+      local merged = {}
+      for k, v in pairs(up or {}) do merged[k] = v end
+      for k, v in pairs(sh) do merged[k] = v end
+      up = merged
     end
     local params = nil -- inherited by every child URL (the signature covers them)
     if opts.key and not opts.sign_key then params = { key = opts.key } end
     if sh then
       params = params or {}
-      params.headers = req.query.headers
+      params.headers = q.headers
     end
-    local url = req.query.url
-    if not url or url == "" then return util.deny(400, "missing url parameter", h) end
-    local base = opts.public_url or ((req.scheme or "http") .. "://" .. (req.headers.host or "localhost"))
-    -- A hot URL's plan is made once: everything in it follows from the URL, the base and
-    -- the CORS answer (the checks above still ran for this request). Per-stream headers
-    -- vary it: not memoized.
-    local mkey = not sh and (url .. "\n" .. base .. "\n" .. (h["Access-Control-Allow-Origin"] or ""))
-    local plan = mkey and memo[mkey]
-    if plan then return plan end
-    local origin = hg.url.origin(url)
-    if not origin then return util.deny(400, "url must be an absolute http(s) URL", h) end
     local u = hg.url.parse(url) -- parses: hg.url.origin accepted it
     -- the last path segment ("^.*/" backtracks once: linear, where "([^/]+)$" retries
     -- from every position)
     local last = u and u.path:match("^.*/([^/]+)$") or "index"
-    plan = {
+    local plan = hg.plan({
       origin = { type = "http", url = url, headers = up, allow_private = opts.allow_private,
                  allow_hosts = opts.allow_hosts, max_redirects = 5 },
       rewrite = { default = "proxy" },
@@ -175,12 +163,39 @@ function M.new(opts)
       filename = hg.url.decode(last) or last,
       timeout = opts.timeout,
       route = "proxy",
-    }
-    if mkey then
-      if memo_n >= MEMO_MAX then memo, memo_n = {}, 0 end -- bounded: start over when full
-      memo[mkey], memo_n = plan, memo_n + 1
+    })
+    return plan, signed and tonumber(q.exp) or nil
+  end
+  -- Every answer of this recipe counts under the "proxy" route in /metrics.
+  local function handler(req)
+    if req.path ~= path then return nil end
+    local method = req.method
+    if method == "OPTIONS" then
+      local res = cors.preflight(req)
+      res.route = "proxy"
+      return res
     end
-    return plan
+    if method ~= "GET" and method ~= "HEAD" then
+      local h = cors.headers(req)
+      h.Allow = "GET, HEAD, OPTIONS"
+      local res = util.deny(405, "method not allowed", h)
+      res.route = "proxy"
+      return res
+    end
+    local hdrs = req.headers
+    local base = opts.public_url or (req.scheme .. "://" .. (hdrs.host or "localhost"))
+    local mkey = req.raw_query .. "\n" .. base .. "\n" .. (hdrs.origin or "")
+    local m = memo[mkey]
+    if m and (m.exp == nil or m.exp >= os.time()) then return m.plan end
+    local res, exp = answer(req, cors.headers(req), base)
+    if type(res) == "table" then -- an error answer: not kept
+      res.route = "proxy"
+      return res
+    end
+    if memo_n >= MEMO_MAX then memo, memo_n = {}, 0 end
+    if not memo[mkey] then memo_n = memo_n + 1 end
+    memo[mkey] = { plan = res, exp = exp }
+    return res
   end
   return handler
 end

@@ -5,7 +5,6 @@
 -- which does not match "example.net" itself); the exact name wins, then the longest
 -- wildcard. Hosts not listed get no extra headers. Environment: the open proxy's
 -- (docs/policies.md).
-local hg = require("hlsgate")
 local util = require("hlsgate.util")
 local open_proxy = require("hlsgate.open_proxy")
 
@@ -26,17 +25,10 @@ local function headers_for(host)
   return nil
 end
 
+-- The recipe asks once per URL (and worker) and keeps the answer with the URL's plan.
 local proxy = util.router({
-  { prefix = "/proxy", handler = open_proxy.from_env() },
+  { prefix = "/proxy", handler = open_proxy.from_env({
+      headers = function(origin) return headers_for(origin.host) end }) },
 })
 
-return {
-  on_request = function(req)
-    local res = proxy(req)
-    if type(res) == "table" and res.origin and res.origin.type == "http" then
-      local o = hg.url.origin(res.origin.url) -- the recipe checked it is http(s)
-      res.origin.headers = o and headers_for(o.host) or res.origin.headers
-    end
-    return res
-  end,
-}
+return { on_request = proxy }

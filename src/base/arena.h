@@ -14,6 +14,14 @@ typedef struct hg_arena_s hg_arena_t;
  * caller owns it and frees it with hg_arena_free. */
 hg_arena_t *hg_arena_new(size_t hint);
 
+/* How an arena gets its chunks: realloc-shaped like lua_Alloc (nsize 0 frees; osize is
+ * the size of ptr, 0 for a new block), so an arena can draw on a Lua state's allocator
+ * and count against its memory cap. */
+typedef void *(*hg_arena_allocf)(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* As hg_arena_new, with chunks (and the arena itself) from `f`. NULL on OOM. */
+hg_arena_t *hg_arena_new_with(size_t hint, hg_arena_allocf f, void *ud);
+
 /* Frees the arena and everything allocated from it. NULL is a no-op. */
 void hg_arena_free(hg_arena_t *a);
 

@@ -240,15 +240,32 @@ static int decode_all(hg_buf_t *dec, const char *s, size_t n) {
   return rc;
 }
 
+/* Whether v[0..n) may decode (REDACT_DEPTH times) to something with '?' or '=': it
+ * holds one, or an escape of one ("%3F", "%3D"), or an escaped '%' ("%25…", an escape
+ * of an escape). Security: when it says no, the decoded value has no parameter to
+ * redact; it errs towards yes. */
+static int may_hold_query(const char *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char c = v[i];
+    if (c == '?' || c == '=') return 1;
+    if (c == '%' && i + 2 < n) {
+      char a = v[i + 1], b = (char)(v[i + 2] | 0x20);
+      if ((a == '3' && (b == 'f' || b == 'd')) || (a == '2' && b == '5')) return 1;
+    }
+  }
+  return 0;
+}
+
 /* One query parameter p[0..n): appended as is, with its value replaced by REDACTED when
  * the decoded name is a secret, or with its value decoded, redacted and re-encoded when
  * it holds a URL or query carrying a secret. */
 static int redact_param(hg_buf_t *out, const char *p, size_t n, int depth, int *changed) {
   const char *eq = memchr(p, '=', n);
   size_t nl = eq ? (size_t)(eq - p) : n;
-  /* The common case, on every request: a plain name and a plain value need no copy. */
-  if (memchr(p, '%', n) == NULL && memchr(p, '+', n) == NULL &&
-      (eq == NULL || (memchr(eq + 1, '?', n - nl - 1) == NULL && memchr(eq + 1, '=', n - nl - 1) == NULL))) {
+  /* The common case, on every request: a plain name, and a value that cannot hold a
+   * query however often it is decoded (an encoded URL without one, as the open proxy's
+   * url=), need no copy. */
+  if (memchr(p, '%', nl) == NULL && memchr(p, '+', nl) == NULL && (eq == NULL || !may_hold_query(eq + 1, n - nl - 1))) {
     if (eq && is_secret_name(p, nl)) {
       *changed = 1;
       return hg_buf_append(out, p, nl + 1) || hg_buf_puts(out, "REDACTED") ? HG_ENOMEM : 0;

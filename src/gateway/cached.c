@@ -147,13 +147,10 @@ static void cache_key(exchange_t *x, hg_buf_t *k) {
   if (hg_buf_error(k)) hg_buf_clear(k); /* a half-built key would merge objects: no caching */
 }
 
-/* The output cache key: the raw object's key, everything in the plan that shapes the
- * rewritten bytes (rules, proxy mapping and params — so the viewer's token — presign
- * settings and time bucket). Empty when the output must not be cached: no raw caching,
- * an on_uri hook (it may depend on the viewer), or a path that is not a playlist's. */
-void hg__x_output_key(exchange_t *x, hg_buf_t *k) {
+/* Builds the output cache keys into keybuf/skeybuf (see hg__x_output_key). */
+static void build_output_key(exchange_t *x) {
   hg_plan_t *p = &x->plan;
-  if (p->cache_ttl == 0 || p->hook_ref >= 0) return;
+  hg_buf_t *k = &x->keybuf;
   cache_key(x, k);
   const char *path = p->origin == HG_ORIGIN_S3 ? p->s3_key : p->url;
   size_t n = strcspn(path, "?#");
@@ -176,16 +173,48 @@ void hg__x_output_key(exchange_t *x, hg_buf_t *k) {
   put_strs(k, "\n", S(p->presign_prefix), "\n", NULL);
   hg_buf_put_u64(k, p->has_s3 && x->act.presign_at > 0 ? (unsigned long long)x->act.presign_at : 0ULL);
   /* The viewer-independent key stops here; the per-viewer one adds the proxy params. */
-  hg_buf_clear(&x->shared_key);
-  hg_buf_append(&x->shared_key, k->data, k->len);
-  hg_buf_puts(&x->shared_key, "\nshared");
+  hg_buf_clear(&x->skeybuf);
+  hg_buf_append(&x->skeybuf, k->data, k->len);
+  hg_buf_puts(&x->skeybuf, "\nshared");
   for (size_t i = 0; i < p->nproxy_params; i++)
     put_strs(k, "\n", S(p->proxy_params[i].name), "=", S(p->proxy_params[i].value), NULL);
   /* Security: a key cut short by a failed append could be another viewer's (their token
    * is in the proxy params): any failure means no output caching at all. */
-  if (hg_buf_error(k) || hg_buf_error(&x->shared_key)) {
+  if (hg_buf_error(k) || hg_buf_error(&x->skeybuf)) {
     hg_buf_clear(k);
-    hg_buf_clear(&x->shared_key);
+    hg_buf_clear(&x->skeybuf);
+  }
+}
+
+/* The output cache keys: the raw object's key, everything in the plan that shapes the
+ * rewritten bytes (rules, proxy mapping and params — so the viewer's token — presign
+ * settings and time bucket). Empty when the output must not be cached: no raw caching,
+ * an on_uri hook (it may depend on the viewer), or a path that is not a playlist's.
+ * A frozen plan keeps its keys when they follow from the plan alone (no Range, no
+ * LL-HLS directive, no presign time bucket): the next request reuses them as they are. */
+void hg__x_output_key(exchange_t *x) {
+  hg_plan_t *p = &x->plan;
+  hg_plan_frozen_t *fz = p->frozen;
+  x->okey = x->skey = NULL;
+  x->okey_len = x->skey_len = 0;
+  if (p->cache_ttl == 0 || p->hook_ref >= 0) return;
+  int plan_only = fz && x->dir.n == 0 && !(p->has_s3 && x->act.presign_at > 0) &&
+                  !hg_request_header(x->req, "Range");
+  if (plan_only && fz->out_key) {
+    x->okey = fz->out_key, x->okey_len = fz->out_key_len;
+    x->skey = fz->shared_key, x->skey_len = fz->shared_key_len;
+    return;
+  }
+  build_output_key(x);
+  x->okey = x->keybuf.data, x->okey_len = x->keybuf.len;
+  x->skey = x->skeybuf.data, x->skey_len = x->skeybuf.len;
+  if (plan_only && x->okey_len) { /* kept for the next request (memory: the plan's arena) */
+    char *k = hg_arena_strndup(fz->arena, x->okey, x->okey_len);
+    char *s = k ? hg_arena_strndup(fz->arena, x->skey ? x->skey : "", x->skey_len) : NULL;
+    if (s) {
+      fz->out_key = k, fz->out_key_len = x->okey_len;
+      fz->shared_key = s, fz->shared_key_len = x->skey_len;
+    }
   }
 }
 

@@ -75,7 +75,11 @@ typedef struct hg_exchange_s {
   struct hg_exchange_s *wnext;
   int waiting_output;        /* the wait is for a rewritten playlist (else a raw object) */
   hg_cache_fill_t *out_fill; /* we rewrite for the output cache */
-  hg_buf_t shared_key;       /* output cache key for viewer-independent output */
+  /* output cache keys (hg__x_output_key): for this viewer's output, and for output that
+   * is the same for every viewer; in keybuf/skeybuf, or a frozen plan's (lua/plan.h) */
+  const char *okey, *skey;
+  size_t okey_len, skey_len;
+  hg_buf_t keybuf, skeybuf;
   hg_actions_t act;          /* the rewrite's per-URI actions: presign clock and signer,
                                 URIs proxied (lua/actions.h) */
   /* freshness (SPEC §5, §7) */
@@ -135,7 +139,7 @@ void hg__x_serve_obj(exchange_t *x, hg_cache_obj_t *o);
 void hg__x_feed_obj(exchange_t *x);
 void hg__x_on_cache_notify(hg_cache_waiter_t *w);
 void hg__x_on_wake(uv_async_t *a);
-void hg__x_output_key(exchange_t *x, hg_buf_t *k);
+void hg__x_output_key(exchange_t *x);
 void hg__x_serve_output(exchange_t *x, hg_cache_obj_t *o);
 void hg__x_fetch_raw(exchange_t *x);
 

@@ -85,7 +85,24 @@ uint64_t hg_live_ttl_ms(uint64_t policy_ms, int64_t live_ttl_ms, const hg_hls_in
 }
 
 const char *hg_live_cache_control(char *buf, size_t n, uint64_t ttl_ms, int priv, int no_store) {
-  if (no_store) snprintf(buf, n, "no-store");
-  else snprintf(buf, n, "%s, max-age=%llu", priv ? "private" : "public", (unsigned long long)(ttl_ms / 1000));
+  /* Made for every answer: no printf. "public, max-age=" + 20 digits fits in 48. */
+  char tmp[48];
+  size_t len = 0;
+  if (no_store) {
+    memcpy(tmp, "no-store", len = 8);
+  } else {
+    const char *p = priv ? "private, max-age=" : "public, max-age=";
+    len = strlen(p);
+    memcpy(tmp, p, len);
+    char d[20];
+    int k = 0;
+    uint64_t v = ttl_ms / 1000;
+    do d[k++] = (char)('0' + v % 10); while ((v /= 10) > 0);
+    while (k > 0) tmp[len++] = d[--k];
+  }
+  if (n == 0) return buf;
+  if (len >= n) len = n - 1;
+  memcpy(buf, tmp, len);
+  buf[len] = '\0';
   return buf;
 }

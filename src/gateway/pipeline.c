@@ -78,7 +78,8 @@ __attribute__((noinline)) void hg__x_release(exchange_t *x, unsigned what) {
   hg_buf_free(&x->out_body);
   hg_buf_free(&x->tmp);
   hg_buf_free(&x->tee);
-  hg_buf_free(&x->shared_key);
+  hg_buf_free(&x->keybuf);
+  hg_buf_free(&x->skeybuf);
   hg_actions_free(&x->act);
   free(x);
 }
@@ -466,19 +467,16 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
   }
   /* A hot playlist: its rewritten bytes may already be cached (or being made). */
   if (ctx->cache) {
-    hg_buf_t key = HG_BUF_INIT;
-    hg__x_output_key(x, &key);
+    hg__x_output_key(x);
     hg_cache_obj_t *o = NULL;
-    if (key.len && hg_cache_peek(ctx->cache, x->shared_key.data, x->shared_key.len, uv_now(ctx->loop), &o)) {
-      hg_buf_free(&key);
+    if (x->okey_len && x->skey_len && hg_cache_peek(ctx->cache, x->skey, x->skey_len, uv_now(ctx->loop), &o)) {
       hg__x_serve_output(x, o); /* rewritten for another viewer, identical for this one */
       return;
     }
-    if (key.len) {
+    if (x->okey_len) {
       x->waiter.notify = hg__x_on_cache_notify;
       x->waiting_output = 1;
-      int rc = hg_cache_lookup(ctx->cache, key.data, key.len, uv_now(ctx->loop), &x->waiter, &o, &x->out_fill);
-      hg_buf_free(&key);
+      int rc = hg_cache_lookup(ctx->cache, x->okey, x->okey_len, uv_now(ctx->loop), &x->waiter, &o, &x->out_fill);
       if (rc == HG_CACHE_WAIT) return; /* hg__x_on_wake continues */
       x->waiting_output = 0;
       if (rc == HG_CACHE_HIT) {
@@ -486,7 +484,6 @@ void hg_pipeline_run(hg_pipeline_ctx_t *ctx, hg_http_txn_t *txn, hg_request_t *r
         return;
       }
     }
-    hg_buf_free(&key);
   }
   hg__x_fetch_raw(x);
 }

@@ -51,10 +51,10 @@ static void store_output(exchange_t *x, const char *body, size_t len, uint64_t t
   hg_cache_obj_t *o = copy ? hg_cache_obj_new(copy, len, NULL, NULL, NULL, NULL) : NULL;
   hg_cache_fill_t *fill = x->out_fill;
   x->out_fill = NULL;
-  if (o && x->act.proxied == 0 && x->shared_key.len) {
+  if (o && x->act.proxied == 0 && x->skey_len) {
     /* Nothing was proxied, so no viewer's token is in it: every viewer may share it. */
     hg_cache_obj_retain(o);
-    hg_cache_put(x->ctx->cache, x->shared_key.data, x->shared_key.len, o, uv_now(x->ctx->loop), ttl);
+    hg_cache_put(x->ctx->cache, x->skey, x->skey_len, o, uv_now(x->ctx->loop), ttl);
   } else if (x->plan.carries_token) {
     /* It carries this viewer's token: kept, it would be one entry per viewer flooding the
      * cache. Concurrent identical requests (the fill's waiters) still get it. */

@@ -46,7 +46,9 @@ void hg__http_txn_begin(conn_t *c) {
   req->arena = arena ? arena : hg_arena_new(4096);
   req->start_ns = uv_hrtime();
   req->tls = c->tls != NULL;
-  snprintf(req->client, sizeof(req->client), "%s", c->peer);
+  size_t pl = strnlen(c->peer, sizeof(req->client) - 1); /* (no printf: every request) */
+  memcpy(req->client, c->peer, pl);
+  req->client[pl] = '\0';
   req->method = "-";
   req->target = "-";
   req->target_len = req->path_len = 1;
@@ -81,7 +83,12 @@ void hg__http_ensure_id(conn_t *c) {
 }
 
 void hg__http_new_id(hg_http_server_t *s, char id[33]) {
-  snprintf(id, 33, "%016llx%016llx", (unsigned long long)rng_next(s), (unsigned long long)rng_next(s));
+  static const char hex[] = "0123456789abcdef";
+  for (int h = 0; h < 2; h++) {
+    uint64_t v = rng_next(s);
+    for (int i = 15; i >= 0; i--, v >>= 4) id[h * 16 + i] = hex[v & 15];
+  }
+  id[32] = '\0';
 }
 
 /* ---- strict framing (RFC 9112) ----

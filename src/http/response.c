@@ -287,35 +287,68 @@ int hg__http_is_hop_or_framing(const char *name, size_t n) {
 
 /* Serializes the status line and headers into c->out. `clen` >= 0 → Content-Length;
  * -1 → chunked (if c->chunked) or nothing (close-delimited / no body). */
+/* Copies s[0..n) at w, returns the end. */
+static char *cpy(char *w, const char *s, size_t n) {
+  memcpy(w, s, n);
+  return w + n;
+}
+#define CPY(w, lit) cpy((w), lit, sizeof(lit) - 1)
+
+static char *put_dec(char *w, uint64_t v) {
+  char d[20];
+  int k = 0;
+  do d[k++] = (char)('0' + v % 10); while ((v /= 10) > 0);
+  while (k > 0) *w++ = d[--k];
+  return w;
+}
+
+/* Writes the response head into c->out: measured first, then copied in one pass (it
+ * is made for every answer: no per-piece appends, no printf). */
 static int serialize_head(conn_t *c, const hg_response_t *res, int64_t clen) {
   hg_buf_t *o = &c->out;
+  const char *reason = hg_http_reason(res->status);
+  const char *date = hg__http_date(c->srv);
+  size_t nreason = strlen(reason), ndate = strlen(date), nid = strlen(c->txn.req.id);
+  /* the fixed parts, every optional one counted, with digits at their widest */
+  size_t need = 64 + nreason + ndate + 64 + 40 + 32 + nid + 32;
+  for (size_t i = 0; i < res->nheaders; i++) need += res->headers[i].name_len + res->headers[i].value_len + 4;
   hg_buf_clear(o);
-  /* Sized once for a typical head: the appends below then never reallocate. */
-  int rc = hg_buf_reserve(o, 512);
-  if (!rc) rc = PUT(o, "HTTP/1.1 ") || hg_buf_put_u64(o, (unsigned)res->status) || hg_buf_putc(o, ' ') ||
-                hg_buf_puts(o, hg_http_reason(res->status)) || PUT(o, "\r\nServer: hlsgate\r\nDate: ") ||
-                hg_buf_puts(o, hg__http_date(c->srv)) || PUT(o, "\r\n");
+  if (hg_buf_reserve(o, need)) return -1;
+  char *w = CPY(o->data, "HTTP/1.1 ");
+  w = put_dec(w, (unsigned)res->status);
+  *w++ = ' ';
+  w = cpy(w, reason, nreason);
+  w = CPY(w, "\r\nServer: hlsgate\r\nDate: ");
+  w = cpy(w, date, ndate);
+  w = CPY(w, "\r\n");
   int has_cc = 0;
-  for (size_t i = 0; !rc && i < res->nheaders; i++) {
+  for (size_t i = 0; i < res->nheaders; i++) {
     const hg_header_t *h = &res->headers[i];
     if (hg__http_is_hop_or_framing(h->name, h->name_len)) continue;
     has_cc |= h->name_len == 13 && strncasecmp(h->name, "Cache-Control", 13) == 0;
-    rc = hg_buf_append(o, h->name, h->name_len);
-    if (!rc) rc = hg_buf_append(o, ": ", 2);
-    if (!rc) rc = hg_buf_append(o, h->value, h->value_len);
-    if (!rc) rc = hg_buf_append(o, "\r\n", 2);
+    w = cpy(w, h->name, h->name_len);
+    w = CPY(w, ": ");
+    w = cpy(w, h->value, h->value_len);
+    w = CPY(w, "\r\n");
   }
   /* SPEC §7: every answer says how a cache in front may reuse it; one that says
    * nothing (errors, core endpoints, policy answers) is not to be stored. */
-  if (!rc && !has_cc) rc = hg_buf_puts(o, "Cache-Control: no-store\r\n");
-  if (!rc && res->status >= 200 && res->status != 204 && res->status != 304) {
-    if (clen >= 0) rc = PUT(o, "Content-Length: ") || hg_buf_put_u64(o, (unsigned long long)clen) || PUT(o, "\r\n");
-    else if (c->chunked) rc = hg_buf_puts(o, "Transfer-Encoding: chunked\r\n");
+  if (!has_cc) w = CPY(w, "Cache-Control: no-store\r\n");
+  if (res->status >= 200 && res->status != 204 && res->status != 304) {
+    if (clen >= 0) {
+      w = CPY(w, "Content-Length: ");
+      w = put_dec(w, (uint64_t)clen);
+      w = CPY(w, "\r\n");
+    } else if (c->chunked) {
+      w = CPY(w, "Transfer-Encoding: chunked\r\n");
+    }
   }
-  if (!rc)
-    rc = PUT(o, "X-Request-Id: ") || hg_buf_puts(o, c->txn.req.id) ||
-         (c->close_after ? PUT(o, "\r\nConnection: close\r\n\r\n") : PUT(o, "\r\nConnection: keep-alive\r\n\r\n"));
-  return rc;
+  w = CPY(w, "X-Request-Id: ");
+  w = cpy(w, c->txn.req.id, nid);
+  w = c->close_after ? CPY(w, "\r\nConnection: close\r\n\r\n") : CPY(w, "\r\nConnection: keep-alive\r\n\r\n");
+  o->len = (size_t)(w - o->data);
+  o->data[o->len] = '\0';
+  return 0;
 }
 
 /* Common start of every response: no body for HEAD/1xx/204/304; Connection: close

@@ -18,6 +18,7 @@ int hg__lua_open_s3(lua_State *L);     /* SigV4 header signing and presigning */
 int hg__lua_open_url(lua_State *L);    /* RFC 3986 parse/resolve/encode, queries, paths */
 int hg__lua_open_hls(lua_State *L);    /* playlist rewriter */
 int hg__lua_open_shared(lua_State *L); /* dictionary shared by workers, kept across reloads */
+void hg__lua_add_plan(lua_State *L);   /* sets hg.plan and hg.plan_table (frozen plans) in the table on top */
 
 /* Pushes the table a policy sees for one playlist URI: { class, uri (as written), url
  * (absolute), tag, attr, line, byterange, attrs (the tag's attributes, parsed) }. */

@@ -271,9 +271,15 @@ static void push_plan(lua_State *L, const hg_plan_t *p) {
 /* Reads the plan at index 1 into h->plan as the server does; 0, or -1 with nil, err
  * pushed (the message the server logs as "policy error: …"). */
 static int read_plan(lua_State *L, host_t *h) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  hg_plan_frozen_t *fz = hg__lua_test_frozen(L, 1);
+  if (fz) { /* as the server: a copy (the argument keeps it alive for the call) */
+    h->plan = fz->plan;
+    h->plan.frozen = NULL;
+    return 0;
+  }
+  luaL_checktype(L, 1, LUA_TTABLE); /* a plan table or a frozen plan */
   int top = lua_gettop(L);
-  if (hg__lua_to_plan(L, 1, &h->req, &h->plan) != 0) {
+  if (hg__lua_to_plan(L, 1, h->req.arena, &h->plan) != 0) {
     h->hook_ref = h->plan.hook_ref;
     lua_pushnil(L);
     lua_insert(L, -2);
@@ -327,7 +333,7 @@ static int decide(void *ud, const hg_hls_uri_t *uri, hg_buf_t *out) {
  * now: the clock of presigned URLs (bucketed as the gateway does) and of proxy.sign. */
 static int l_apply(lua_State *L) {
   size_t len, blen;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  if (hg__lua_test_frozen(L, 1) == NULL) luaL_checktype(L, 1, LUA_TTABLE);
   const char *body = luaL_checklstring(L, 2, &len);
   const char *base = luaL_checklstring(L, 3, &blen);
   int64_t now = luaL_optinteger(L, 4, (lua_Integer)time(NULL));

@@ -48,6 +48,7 @@ int hg__lua_open_module(lua_State *L) {
   };
   /* The http area's constructors (response, json, error) live at the top level. */
   hg__lua_open_http(L);
+  hg__lua_add_plan(L);
   for (size_t i = 0; i < sizeof(areas) / sizeof(areas[0]); i++) {
     areas[i].open(L);
     lua_setfield(L, -2, areas[i].name);

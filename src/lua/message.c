@@ -44,17 +44,17 @@ static void push_query(lua_State *L, const char *q, size_t n) {
   hg_buf_free(&b);
 }
 
-/* The request table is lazy: `method`, `path` and `target` are set at once (every
- * policy routes on them); the other fields (query, raw_query, headers, body, client, id,
- * http_version) are made on first use by __index and kept in the table, so a policy that
- * never reads the headers never pays for them (docs/policy-api.md lists the fields; pairs
- * sees them all). The table points at the C request through a light userdata under a key
+/* The request table is lazy: `method` and `path` are set at once (every policy routes
+ * on them); the other fields (query, raw_query, headers, body, client, id, http_version,
+ * scheme, target) are made on first use by __index and kept in the table, so a policy
+ * that never reads the headers never pays for them (docs/policy-api.md lists the fields;
+ * pairs sees them all). `headers` is lazy in turn: a name is looked up when asked for. The table points at the C request through a light userdata under a key
  * Lua code cannot name; hg__lua_request_end clears it when the request is done with
  * Lua, so a table a policy kept answers nil for what it had not read, never stale memory. */
 static const char REQ_KEY = 'r';  /* its address: the key of the C request pointer */
 static const char REQ_META = 'm'; /* its address: the registry key of the metatable */
 
-static const char *const LAZY[] = {"query", "raw_query", "headers", "body", "client", "id", "http_version", "scheme"};
+static const char *const LAZY[] = {"query", "raw_query", "headers", "body", "client", "id", "http_version", "scheme", "target"};
 #define NLAZY (sizeof(LAZY) / sizeof(LAZY[0]))
 
 void hg__lua_push_headers(lua_State *L, const hg_header_t *hs, size_t n) {
@@ -91,6 +91,106 @@ void hg__lua_push_headers(lua_State *L, const hg_header_t *hs, size_t n) {
   }
 }
 
+/* ---- req.headers: looked up by name on first use ----
+ * A browser sends a dozen headers and a policy reads two or three: __index finds the
+ * asked-for name in the C request (case-insensitively; the table's names are lower-case,
+ * so "Host" is nil as in a plain table), joins repeated ones with ", " and keeps the
+ * answer. pairs, and the end of the request when the plan keeps a hook, fill in the rest
+ * (a value the policy set stays). The C pointer is cleared when the request is done
+ * with Lua, as for the request table. */
+static const char HDR_META = 'h'; /* its address: the registry key of the metatable */
+
+static const hg_request_t *req_of(lua_State *L, int t);
+static int req_next(lua_State *L);
+
+static int hdr_index(lua_State *L) {
+  const hg_request_t *req = req_of(L, 1);
+  if (req == NULL || lua_type(L, 2) != LUA_TSTRING) return 0;
+  size_t kl;
+  const char *k = lua_tolstring(L, 2, &kl);
+  for (size_t i = 0; i < kl; i++)
+    if (k[i] >= 'A' && k[i] <= 'Z') return 0;
+  int found = 0;
+  for (size_t i = 0; i < req->nheaders; i++) {
+    const hg_header_t *h = &req->headers[i];
+    if (h->name_len != kl || strncasecmp(h->name, k, kl) != 0) continue;
+    if (found) lua_pushliteral(L, ", ");
+    lua_pushlstring(L, h->value, h->value_len);
+    if (found) lua_concat(L, 3);
+    found = 1;
+  }
+  if (!found) return 0;
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
+}
+
+/* Sets every header not set yet, and drops the pointer (the table is whole). */
+static void hdr_fill(lua_State *L, int t) {
+  const hg_request_t *req = req_of(L, t);
+  if (req == NULL) return;
+  lua_pushnil(L);
+  lua_rawsetp(L, t, &REQ_KEY);
+  hg__lua_push_headers(L, req->headers, req->nheaders);
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, t) == LUA_TNIL) {
+      lua_pushvalue(L, -3);
+      lua_pushvalue(L, -3);
+      lua_rawset(L, t);
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+}
+
+static int hdr_pairs(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  hdr_fill(L, 1);
+  lua_pushcfunction(L, req_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+static void push_lazy_headers(lua_State *L, const hg_request_t *req) {
+  lua_createtable(L, 0, 4);
+  lua_pushlightuserdata(L, (void *)req);
+  lua_rawsetp(L, -2, &REQ_KEY);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &HDR_META) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 3);
+    lua_pushcfunction(L, hdr_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, hdr_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushliteral(L, "headers"); /* Security: as the request's, not to be replaced */
+    lua_setfield(L, -2, "__metatable");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &HDR_META);
+  }
+  lua_setmetatable(L, -2);
+}
+
+/* Calls fn on the request table's `headers` when it is a lazy one still reading the
+ * request (a table the policy put there instead is left alone). */
+static void with_lazy_headers(lua_State *L, int t, void (*fn)(lua_State *, int)) {
+  lua_pushliteral(L, "headers");
+  if (lua_rawget(L, t) == LUA_TTABLE && lua_getmetatable(L, -1)) {
+    int ours = lua_rawgetp(L, LUA_REGISTRYINDEX, &HDR_META) == LUA_TTABLE && lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (ours) fn(L, lua_gettop(L));
+  }
+  lua_pop(L, 1);
+}
+
+static void hdr_end(lua_State *L, int t) {
+  lua_pushnil(L);
+  lua_rawsetp(L, t, &REQ_KEY);
+}
+
 /* Pushes the value of lazy field `i` of `req` (nil when it has none). */
 static void push_lazy(lua_State *L, const hg_request_t *req, size_t i) {
   const char *q = req->target + req->path_len;
@@ -99,7 +199,7 @@ static void push_lazy(lua_State *L, const hg_request_t *req, size_t i) {
   switch (i) {
   case 0: push_query(L, q, qlen); break;
   case 1: lua_pushlstring(L, q, qlen); break;
-  case 2: hg__lua_push_headers(L, req->headers, req->nheaders); break;
+  case 2: push_lazy_headers(L, req); break;
   case 3:
     if (req->body) lua_pushlstring(L, req->body, req->body_len);
     else lua_pushnil(L);
@@ -111,8 +211,11 @@ static void push_lazy(lua_State *L, const hg_request_t *req, size_t i) {
     lua_pushstring(L, v);
     break;
   }
-  default: /* scheme: of the URLs made for this client (docs/tls.md) */
+  case 7: /* scheme: of the URLs made for this client (docs/tls.md) */
     lua_pushstring(L, req->tls ? "https" : "http");
+    break;
+  default:
+    lua_pushlstring(L, req->target, req->target_len);
     break;
   }
 }
@@ -174,11 +277,9 @@ static int req_pairs(lua_State *L) {
 
 /* Pushes the request table given to on_request. */
 void hg__lua_push_request(lua_State *L, const hg_request_t *req) {
-  lua_createtable(L, 0, 4 + (int)NLAZY);
+  lua_createtable(L, 0, 3 + (int)NLAZY);
   lua_pushstring(L, req->method);
   lua_setfield(L, -2, "method");
-  lua_pushlstring(L, req->target, req->target_len);
-  lua_setfield(L, -2, "target");
   lua_pushlstring(L, req->target, req->path_len);
   lua_setfield(L, -2, "path");
   lua_pushlightuserdata(L, (void *)req);
@@ -203,10 +304,12 @@ void hg__lua_request_materialize(lua_State *L, int t) {
   t = lua_absindex(L, t);
   const hg_request_t *req = req_of(L, t);
   if (req) materialize(L, t, req);
+  with_lazy_headers(L, t, hdr_fill);
 }
 
 void hg__lua_request_end(lua_State *L, int t) {
   t = lua_absindex(L, t);
+  with_lazy_headers(L, t, hdr_end);
   lua_pushnil(L);
   lua_rawsetp(L, t, &REQ_KEY);
 }

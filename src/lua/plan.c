@@ -186,7 +186,6 @@ static int rd_s3(reader_t *r, hg_plan_s3_t *s3) {
   return 0;
 }
 
-/* Converts the plan table at index t into `plan`. Returns 0 or -1 with a message pushed. */
 /* content_types = { allow = {"text/css", "font/<any>"}, otherwise = "attachment" or "refuse" } */
 static int rd_content_types(reader_t *r, hg_plan_t *plan) {
   int has = rd_table(r, "content_types");
@@ -218,8 +217,8 @@ static int rd_content_types(reader_t *r, hg_plan_t *plan) {
   return 0;
 }
 
-int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
-  reader_t r = {L, req->arena, t, "plan"};
+int hg__lua_to_plan(lua_State *L, int t, hg_arena_t *arena, hg_plan_t *plan) {
+  reader_t r = {L, arena, t, "plan"};
   lua_Integer v;
   plan->hook_ref = LUA_NOREF;
   plan->max_redirects = HG_PLAN_MAX_REDIRECTS;
@@ -227,7 +226,7 @@ int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   int has = rd_table(&r, "origin");
   if (has == 0) lua_pushliteral(L, "plan.origin: expected a table");
   if (has != 1) return -1;
-  reader_t o = {L, req->arena, lua_gettop(L), "origin"};
+  reader_t o = {L, arena, lua_gettop(L), "origin"};
   const char *type = NULL;
   if (rd_str(&o, "type", &type)) return -1;
   if (type && strcmp(type, "file") == 0) {
@@ -248,7 +247,7 @@ int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
     if (hosts < 0) return -1;
     if (hosts) {
       size_t n = (size_t)luaL_len(L, -1);
-      plan->allow_hosts = hg_arena_alloc(req->arena, (n + 1) * sizeof(char *));
+      plan->allow_hosts = hg_arena_alloc(arena, (n + 1) * sizeof(char *));
       for (size_t i = 0; plan->allow_hosts && i < n; i++) {
         lua_rawgeti(L, -1, (lua_Integer)i + 1);
         size_t len;
@@ -257,7 +256,7 @@ int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
           lua_pushliteral(L, "origin.allow_hosts: expected strings");
           return -1;
         }
-        plan->allow_hosts[plan->nallow_hosts++] = hg_arena_strndup(req->arena, h, len);
+        plan->allow_hosts[plan->nallow_hosts++] = hg_arena_strndup(arena, h, len);
         lua_pop(L, 1);
       }
       lua_pop(L, 1);
@@ -327,7 +326,7 @@ int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   has = rd_table(&r, "proxy");
   if (has < 0) return -1;
   if (has) {
-    reader_t px = {L, req->arena, lua_gettop(L), "proxy"};
+    reader_t px = {L, arena, lua_gettop(L), "proxy"};
     if (rd_str(&px, "from", &plan->proxy_from) || rd_str(&px, "to", &plan->proxy_to) ||
         rd_str(&px, "prefix", &plan->proxy_prefix) ||
         rd_pairs(&px, "params", plan->proxy_params, 8, &plan->nproxy_params))
@@ -343,7 +342,7 @@ int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   if (has < 0) return -1;
   plan->presign_ttl = 3600;
   if (has) {
-    reader_t ps = {L, req->arena, lua_gettop(L), "presign"};
+    reader_t ps = {L, arena, lua_gettop(L), "presign"};
     if (rd_int(&ps, "ttl", 1, 604800, 3600, &v) || rd_str(&ps, "prefix", &plan->presign_prefix)) return -1;
     plan->presign_ttl = (uint32_t)v;
     lua_pop(L, 1);
@@ -351,7 +350,7 @@ int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan) {
   has = rd_table(&r, "s3");
   if (has < 0) return -1;
   if (has) {
-    reader_t s3 = {L, req->arena, lua_gettop(L), "s3"};
+    reader_t s3 = {L, arena, lua_gettop(L), "s3"};
     if (rd_s3(&s3, &plan->s3)) return -1;
     plan->has_s3 = 1;
     lua_pop(L, 1);

@@ -3,7 +3,7 @@
  * URI class when the body is a playlist. Filled by the policy host (src/lua/policy.c)
  * from the table on_request returned; executed by the pipeline (src/gateway/pipeline.c),
  * whose playlist rewrites apply the per-URI actions of src/lua/actions.c.
- * Every string lives in the request's arena.
+ * Every string lives in the request's arena, or in a frozen plan's (below).
  */
 #ifndef HG_LUA_PLAN_H
 #define HG_LUA_PLAN_H
@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/arena.h"
 #include "hls/hls.h"
 #include "http/message.h"
 
@@ -42,6 +43,8 @@ typedef enum {
   HG_ACT_PRESIGN,
   HG_ACT_HOOK       /* call the plan's on_uri Lua function */
 } hg_action_t;
+
+typedef struct hg_plan_frozen_s hg_plan_frozen_t;
 
 typedef struct hg_plan_s {
   hg_origin_kind_t origin;
@@ -96,6 +99,27 @@ typedef struct hg_plan_s {
   const char **ct_allow;
   size_t nct_allow;
   int ct_refuse;
+  /* The frozen plan (hg.plan) the fields above are a copy of, or NULL: the request holds a
+   * reference to it (its strings), dropped by hg_policy_plan_done. */
+  hg_plan_frozen_t *frozen;
 } hg_plan_t;
+
+/* A frozen plan (hg.plan, docs/policy-api.md): a plan table converted once and returned
+ * by any number of requests, so a hot answer does not read a table per request. It lives
+ * in its own arena, drawn from its policy's Lua allocator (within the memory cap), and is
+ * freed when both its userdata is collected and no request holds it. Owner thread of
+ * that Lua state only. */
+struct hg_plan_frozen_s {
+  hg_plan_t plan;
+  hg_arena_t *arena;         /* holds this struct and every string of `plan` */
+  unsigned refs;             /* requests holding it */
+  int collected;             /* its userdata is gone */
+  const char *route;         /* the plan's `route` (metrics label), or NULL */
+  /* What the pipeline derived from this plan alone (src/gateway/cached.c), kept for the
+   * next request: its output cache keys, per viewer and viewer-independent (exchange.h).
+   * NULL until made; in the arena. */
+  const char *out_key, *shared_key;
+  size_t out_key_len, shared_key_len;
+};
 
 #endif

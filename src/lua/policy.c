@@ -403,6 +403,8 @@ int hg_policy_uri_hook(hg_policy_t *p, const hg_plan_t *plan, const hg_request_t
 void hg_policy_plan_done(hg_policy_t *p, hg_plan_t *plan) {
   if (plan->hook_ref != LUA_NOREF && plan->hook_ref != 0) luaL_unref(p->L, LUA_REGISTRYINDEX, plan->hook_ref);
   plan->hook_ref = LUA_NOREF;
+  if (plan->frozen) hg__lua_frozen_release(plan->frozen);
+  plan->frozen = NULL;
 }
 
 const char *hg_policy_runtime(void) { return LUA_RELEASE; }

@@ -75,7 +75,14 @@ void hg__lua_request_materialize(lua_State *L, int t);
 void hg__lua_request_end(lua_State *L, int t);
 int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res);
 int hg__lua_valid_header(const char *name, size_t nlen, const char *value, size_t vlen);
-int hg__lua_to_plan(lua_State *L, int t, hg_request_t *req, hg_plan_t *plan);
+/* Converts the plan table at index t into `plan`, strings copied into `arena`. Returns 0
+ * or -1 with a message pushed. */
+int hg__lua_to_plan(lua_State *L, int t, hg_arena_t *arena, hg_plan_t *plan);
+/* The frozen plan (hg.plan) at idx, or NULL when the value is something else. A request
+ * that executes it holds a reference (retain/release: api_plan.c). */
+hg_plan_frozen_t *hg__lua_test_frozen(lua_State *L, int idx);
+void hg__lua_frozen_retain(hg_plan_frozen_t *fz);
+void hg__lua_frozen_release(hg_plan_frozen_t *fz);
 int hg__lua_parse_action(lua_State *L, int idx);
 /* Reads what on_uri returned (the value at the top of the stack, left there):
  * HG_ACT_UNSET for nil, an action, HG_ACT_HOOK after appending the URL it returned to

@@ -73,6 +73,16 @@ static int read_result(hg_policy_task_t *t, int nres) {
   if (nres == 0) lua_pushnil(L);
   else lua_settop(L, lua_gettop(L) - nres + 1);
   int result, is_plan = 0;
+  hg_plan_frozen_t *fz = hg__lua_test_frozen(L, -1);
+  if (fz) {
+    /* A frozen plan: copied as it is, anchored until the request is done with it. */
+    *t->plan = fz->plan;
+    hg__lua_frozen_retain(fz);
+    /* the label outlives the exchange (the access log and metrics come last) */
+    if (fz->route) req->route = hg_arena_strndup(req->arena, fz->route, strlen(fz->route));
+    lua_settop(L, 0);
+    return HG_PLAN_FETCH;
+  }
   if (lua_istable(L, -1)) {
     is_plan = lua_getfield(L, -1, "origin") != LUA_TNIL; /* a plan, not a response */
     lua_pop(L, 1);
@@ -87,7 +97,7 @@ static int read_result(hg_policy_task_t *t, int nres) {
     result = HG_PLAN_NONE;
   } else if (is_plan) {
     memset(t->plan, 0, sizeof(*t->plan));
-    result = hg__lua_to_plan(L, lua_gettop(L), req, t->plan) == 0 ? HG_PLAN_FETCH : HG_EPOLICY;
+    result = hg__lua_to_plan(L, lua_gettop(L), req->arena, t->plan) == 0 ? HG_PLAN_FETCH : HG_EPOLICY;
     if (result != HG_PLAN_FETCH) hg_policy_plan_done(t->p, t->plan);
   } else {
     result = hg__lua_to_response(L, req, t->res) == 0 ? HG_PLAN_RESPOND : HG_EPOLICY;

@@ -9,9 +9,25 @@ import { BIN, connect, get, request, sleep, startGateway, tempDir, waitFor } fro
 
 const HELLO = `
 local hg = require("hlsgate")
+local kept -- a request's headers table, kept past its request
 return {
   on_request = function(req)
     if req.path == "/hello" then return hg.response(200, "hello") end
+    if req.path == "/lazy" then
+      local h = req.headers
+      local out = { xa = h["x-a"], upper = h["X-A"] == nil, missing = h["x-missing"] == nil,
+                    target = req.target, old_xa = kept and kept["x-a"] or "none",
+                    old_xb = kept and (kept["x-b"] or "nil") or "none" }
+      if req.query.all then
+        h["x-mine"] = "set by the policy"
+        h["x-b"] = "policy wins"
+        local all = {}
+        for k, v in pairs(h) do all[k] = v end
+        out.all = all
+      end
+      kept = h
+      return hg.json(200, out)
+    end
     if req.path == "/echo" then
       return hg.json(200, { i = req.query.i, method = req.method, id = req.id,
                             body = req.body, a = req.headers["x-a"] })
@@ -62,6 +78,28 @@ describe('HTTP server', () => {
     assert.equal(a.headers['x-request-id'], 'abc-123');
     const b = await get(gw.port, '/echo', 'X-Request-Id: "><script>\r\n');
     assert.match(b.headers['x-request-id'], /^[0-9a-f]{32}$/);
+  });
+
+  it('looks request headers up by name, and a kept table forgets what was not read', async () => {
+    const hdr = 'X-A: 1\r\nx-a: 2\r\nX-B: from the client\r\nHost: lazy.example\r\n';
+    // one connection: one worker, one Lua state answers all three
+    const c = await connect(gw.port);
+    c.write(`GET /lazy?all=1 HTTP/1.1\r\n${hdr}\r\nGET /lazy HTTP/1.1\r\n${hdr}\r\n` +
+            `GET /lazy HTTP/1.1\r\n${hdr}\r\n`);
+    const [a, b, d] = await c.read(3);
+    c.close();
+    const first = JSON.parse(a.body), second = JSON.parse(b.body), third = JSON.parse(d.body);
+    assert.equal(first.xa, '1, 2'); // repeated names joined, any case
+    assert.equal(first.upper, true); // names are lower-case, as in a plain table
+    assert.equal(first.missing, true);
+    assert.equal(first.target, '/lazy?all=1');
+    assert.deepEqual(first.all, { 'x-a': '1, 2', 'x-b': 'policy wins', host: 'lazy.example',
+                                  'x-mine': 'set by the policy' });
+    assert.equal(second.target, '/lazy');
+    assert.equal(second.old_xa, '1, 2'); // pairs filled it in
+    assert.equal(second.old_xb, 'policy wins');
+    assert.equal(third.old_xa, '1, 2'); // read while its request lived: kept
+    assert.equal(third.old_xb, 'nil'); // never read: nil, never the freed request's memory
   });
 
   it('answers 1,000 sequential keep-alive requests on one connection', async () => {

@@ -167,7 +167,7 @@ end)
 describe("examples/origin_headers.lua", function()
   local handle = H.load("policies/examples/origin_headers.lua", {})
   local function origin_headers(url)
-    local plan = handle(H.get("/proxy?url=" .. hg.url.encode(url)))
+    local plan = H.table(handle(H.get("/proxy?url=" .. hg.url.encode(url))))
     assert.are.equal("http", plan.origin.type)
     return plan.origin.headers
   end
@@ -260,9 +260,9 @@ describe("examples/ip_allowlist.lua", function()
       HLSGATE_JWT_SECRET = SECRET, HLSGATE_ALLOW_CIDRS = "10.0.0.0/8, 2001:db8::/32",
     })
     local proxy = "/proxy?url=" .. hg.url.encode("https://cdn.example.com/a.m3u8")
-    assert.are.equal("http", h(H.get(proxy, { client = "10.9.8.7" })).origin.type)
-    assert.are.equal("http", h(H.get(proxy, { client = "::ffff:10.9.8.7" })).origin.type)
-    assert.are.equal("http", h(H.get(proxy, { client = "2001:db8:1::5" })).origin.type)
+    assert.are.equal("http", H.table(h(H.get(proxy, { client = "10.9.8.7" }))).origin.type)
+    assert.are.equal("http", H.table(h(H.get(proxy, { client = "::ffff:10.9.8.7" }))).origin.type)
+    assert.are.equal("http", H.table(h(H.get(proxy, { client = "2001:db8:1::5" }))).origin.type)
     assert.are.equal(401, h(H.get("/stream/hls/master.m3u8", { client = "10.0.0.1" })).status)
     assert.is_nil(h(H.get("/", { client = "10.0.0.1" })))
     for _, c in ipairs({ "127.0.0.1", "11.0.0.1", "2001:db9::1", "-" }) do

@@ -12,7 +12,7 @@ local URL = "https://cdn.example.com/live/master.m3u8"
 describe("open proxy signed URLs", function()
   local handle = open_proxy.new({ sign_key = KEY, sign_ttl = 600, public_url = "https://gw.example" })
   local function status(target)
-    local res = handle(H.get(target))
+    local res = H.table(handle(H.get(target)))
     return res.origin and "plan" or res.status, res
   end
 

@@ -187,7 +187,7 @@ describe("docs/policies.md", function()
         local req = H.request(method or (body and "POST" or "GET"), target, { headers = headers, body = body })
         local res
         for _, o in ipairs(owners) do
-          if req.path:match(o[1]) then res = o[2](req); break end
+          if req.path:match(o[1]) then res = H.table(o[2](req)); break end
         end
         assert.is_table(res, line)
         assert.is_true(res.origin ~= nil or (res.status >= 200 and res.status < 300), line .. "\n" .. tostring(res.body))

@@ -379,7 +379,7 @@ describe("open proxy recipe", function()
   local U = "https://cdn.example.com/live/v%201/master.m3u8?x=1"
 
   local function proxy(url, extra, opts)
-    return handle(H.get("/proxy?url=" .. hg.url.encode(url) .. (extra or ""), opts))
+    return H.table(handle(H.get("/proxy?url=" .. hg.url.encode(url) .. (extra or ""), opts)))
   end
 
   it("answers 400 without a url or for a non-http(s) one", function()
@@ -425,13 +425,13 @@ describe("open proxy recipe", function()
       HLSGATE_CORS_ORIGINS = "https://player.example", HLSGATE_ALLOW_HOSTS = "*.example.com, cdn.other.net",
       HLSGATE_ALLOW_PRIVATE = "true",
     })
-    local plan = h(H.get("/proxy?url=" .. hg.url.encode(U), { headers = { Origin = "https://player.example" } }))
+    local plan = H.table(h(H.get("/proxy?url=" .. hg.url.encode(U), { headers = { Origin = "https://player.example" } })))
     assert.are.equal("https://gw.example/proxy?url=", plan.proxy.prefix)
     assert.are.equal(30, plan.cache_ttl)
     assert.are.same({ "*.example.com", "cdn.other.net" }, plan.origin.allow_hosts)
     assert.is_true(plan.origin.allow_private)
     assert.are.equal("https://player.example", plan.headers["Access-Control-Allow-Origin"])
-    assert.is_true(H.load("policies/open_proxy.lua", ENV)(H.get("/proxy?url=http://127.0.0.1/")).origin.allow_private)
+    assert.is_true(H.table(H.load("policies/open_proxy.lua", ENV)(H.get("/proxy?url=http://127.0.0.1/"))).origin.allow_private)
     assert.has_error(function() H.load("policies/open_proxy.lua", { HLSGATE_CACHE_TTL = "-1" }) end)
   end)
 
@@ -441,7 +441,7 @@ describe("open proxy recipe", function()
     assert.are.equal(401, h(H.get(target)).status)
     assert.are.equal(401, h(H.get(target .. "&key=wrong")).status)
     assert.are.equal(401, h(H.get(target .. "&key=")).status)
-    local plan = h(H.get(target .. "&key=k3y"))
+    local plan = H.table(h(H.get(target .. "&key=k3y")))
     assert.are.same({ key = "k3y" }, plan.proxy.params)
     -- the key comes first: no information about the url for a stranger
     assert.are.equal(401, h(H.get("/proxy")).status)
@@ -488,7 +488,7 @@ describe("default policy (policies/policy.lua)", function()
   it("mounts both recipes", function()
     local h = H.load("policies/policy.lua", { HLSGATE_JWT_SECRET = SECRET })
     assert.are.equal("file", h(H.get("/stream/hls/master.m3u8?token=" .. token())).origin.type)
-    assert.are.equal("http", h(H.get("/proxy?url=http%3A%2F%2Fo.example%2Fa.m3u8")).origin.type)
+    assert.are.equal("http", H.table(h(H.get("/proxy?url=http%3A%2F%2Fo.example%2Fa.m3u8"))).origin.type)
     assert.are.equal(401, h(H.get("/stream/hls/master.m3u8")).status)
     assert.is_nil(h(H.get("/")))
   end)

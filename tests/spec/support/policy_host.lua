@@ -42,6 +42,10 @@ function H.load(file, env)
   return policy
 end
 
+--- H.table(res) -> res, or for a frozen plan (hg.plan) a copy of the table it was made
+-- from: what a recipe planned, to read in a spec.
+H.table = hg.plan_table
+
 --- H.plan(plan) -> what the server reads from a plan (raises with the server's error).
 function H.plan(plan)
   return assert(host.to_plan(plan))

@@ -1,0 +1,154 @@
+/* api_plan.c — hg.plan(t): a frozen plan (lua/plan.h, docs/policy-api.md).
+ *
+ * A recipe that answers a hot URL with the same plan every time (the open proxy's memo)
+ * freezes it once: the table is read into C here, and a request that returns the frozen
+ * plan costs a reference instead of reading ~15 fields, copying every string and
+ * validating every header again. The frozen plan is immutable, so what a request
+ * executes is what was checked; the table it came from can change freely afterwards.
+ */
+#include <lauxlib.h>
+#include <string.h>
+
+#include "base/arena.h"
+#include "lua/lapi.h"
+#include "lua/policy_internal.h"
+
+static const char MT[] = "hlsgate.plan";
+
+static void frozen_free(hg_plan_frozen_t *fz) { hg_arena_free(fz->arena); /* fz is in it */ }
+
+/* The userdata holds a pointer: requests may outlive it (a recipe's memo dropped the plan
+ * while they run), so the struct lives in its arena and goes with the last holder. */
+static int frozen_gc(lua_State *L) {
+  hg_plan_frozen_t **ud = lua_touserdata(L, 1);
+  hg_plan_frozen_t *fz = *ud;
+  *ud = NULL;
+  if (fz == NULL) return 0;
+  fz->collected = 1;
+  if (fz->refs == 0) frozen_free(fz);
+  return 0;
+}
+
+void hg__lua_frozen_retain(hg_plan_frozen_t *fz) { fz->refs++; }
+
+void hg__lua_frozen_release(hg_plan_frozen_t *fz) {
+  if (--fz->refs == 0 && fz->collected) frozen_free(fz);
+}
+
+/* Misuse raises: a frozen plan has no fields (a wrapper that edits a recipe's answer asks
+ * for a table, docs/policy-api.md). Loud on purpose: a wrapper written for tables must
+ * not appear to work while its edits go nowhere. */
+static int frozen_index(lua_State *L) {
+  return luaL_error(L, "a frozen plan (hg.plan) has no fields to read or set: hg.plan_table(plan) "
+                    "gives a table to edit and return");
+}
+
+static int frozen_tostring(lua_State *L) {
+  hg_plan_frozen_t *fz = *(hg_plan_frozen_t **)lua_touserdata(L, 1);
+  const hg_plan_t *p = fz ? &fz->plan : NULL;
+  const char *what = !p ? "?" : p->url ? p->url : p->s3_key ? p->s3_key : p->file_path ? p->file_path : "?";
+  lua_pushfstring(L, "hlsgate.plan (%s)", what);
+  return 1;
+}
+
+/* Pushes a copy of the table at idx, its tables copied too, `depth` levels deep (plans
+ * nest three); raises on deeper ones (a cycle, or not a plan). */
+static void deep_copy(lua_State *L, int idx, int depth) {
+  if (depth > 4) luaL_error(L, "hg.plan: tables nested too deep for a plan");
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 4, "hg.plan");
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_istable(L, -1)) {
+      deep_copy(L, -1, depth + 1);
+      lua_remove(L, -2);
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+}
+
+/* hg.plan(t) -> frozen plan. Raises on an invalid plan (the message the server would log
+ * for the table) and on one with on_uri (a hook is per request); nil, "out of memory". */
+static int l_plan(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  hg_plan_frozen_t **ud = lua_newuserdatauv(L, sizeof(*ud), 1);
+  *ud = NULL;
+  if (luaL_newmetatable(L, MT)) {
+    static const luaL_Reg mt[] = {{"__gc", frozen_gc},
+                                  {"__index", frozen_index},
+                                  {"__newindex", frozen_index},
+                                  {"__tostring", frozen_tostring},
+                                  {NULL, NULL}};
+    luaL_setfuncs(L, mt, 0);
+    /* Security: the metatable stays ours (no swapping __gc for a double free). */
+    lua_pushstring(L, MT);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_setmetatable(L, 2);
+  void *aud;
+  lua_Alloc f = lua_getallocf(L, &aud);
+  /* Memory: the plan counts against the state's cap like the table it came from. */
+  hg_arena_t *arena = hg_arena_new_with(sizeof(hg_plan_frozen_t) + 1024, (hg_arena_allocf)f, aud);
+  hg_plan_frozen_t *fz = arena ? hg_arena_alloc(arena, sizeof(*fz)) : NULL;
+  if (fz == NULL) {
+    hg_arena_free(arena);
+    lua_pushnil(L);
+    lua_pushliteral(L, "out of memory");
+    return 2;
+  }
+  memset(fz, 0, sizeof(*fz));
+  fz->arena = arena;
+  *ud = fz; /* from here on the collector frees it */
+  hg_plan_t *p = &fz->plan;
+  if (hg__lua_to_plan(L, 1, arena, p) != 0) return luaL_error(L, "hg.plan: %s", lua_tostring(L, -1));
+  if (p->hook_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, p->hook_ref);
+    p->hook_ref = LUA_NOREF;
+    return luaL_error(L, "hg.plan: a frozen plan cannot have on_uri (a hook belongs to one request: return the table)");
+  }
+  if (lua_getfield(L, 1, "route") == LUA_TSTRING) {
+    size_t n;
+    const char *r = lua_tolstring(L, -1, &n);
+    fz->route = hg_arena_strndup(arena, r, n);
+    if (fz->route == NULL) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "out of memory");
+      return 2;
+    }
+  }
+  lua_settop(L, 2);
+  /* The table as it was frozen, for hg.plan_table (a later change to `t` is not seen). */
+  deep_copy(L, 1, 1);
+  lua_setiuservalue(L, 2, 1);
+  p->frozen = fz;
+  return 1;
+}
+
+/* hg.plan_table(v) -> a table: for a frozen plan, a new copy of the table it was made
+ * from (to edit and return: a request's own plan); any other value as it is. */
+static int l_plan_table(lua_State *L) {
+  luaL_checkany(L, 1);
+  if (luaL_testudata(L, 1, MT) == NULL) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  lua_getiuservalue(L, 1, 1);
+  deep_copy(L, -1, 1);
+  return 1;
+}
+
+hg_plan_frozen_t *hg__lua_test_frozen(lua_State *L, int idx) {
+  hg_plan_frozen_t **ud = luaL_testudata(L, idx, MT);
+  return ud ? *ud : NULL;
+}
+
+void hg__lua_add_plan(lua_State *L) {
+  lua_pushcfunction(L, l_plan);
+  lua_setfield(L, -2, "plan");
+  lua_pushcfunction(L, l_plan_table);
+  lua_setfield(L, -2, "plan_table");
+}
