@@ -75,7 +75,7 @@ static void deep_copy(lua_State *L, int idx, int depth) {
 static int l_plan(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  hg_plan_frozen_t **ud = lua_newuserdatauv(L, sizeof(*ud), 1);
+  hg_plan_frozen_t **ud = lua_newuserdatauv(L, sizeof(hg_plan_frozen_t *), 1);
   *ud = NULL;
   if (luaL_newmetatable(L, MT)) {
     static const luaL_Reg mt[] = {{"__gc", frozen_gc},
