@@ -12,4 +12,8 @@ return {
   on_request = util.router({
     { prefix = "/proxy", handler = open_proxy.from_env() },
   }),
+  -- A request the recipe already answered (same target, scheme, Host and Origin) gets
+  -- the same plan without on_request running (docs/policy-api.md, "Reusing plans").
+  -- Remove this line if you add checks of anything else (client address, time, …).
+  reuse = true,
 }

@@ -19,4 +19,11 @@ local route = util.router({
   { prefix = "/watch", handler = watch.new() },
 })
 
-return { on_request = route }
+return {
+  on_request = route,
+  -- A request a recipe already answered with a reusable plan (the open proxy's: same
+  -- target, scheme, Host and Origin) gets it again without on_request running
+  -- (docs/policy-api.md, "Reusing plans"). Remove this line if you wrap the recipes in
+  -- checks of anything else (client address, time, …).
+  reuse = true,
+}

@@ -24,4 +24,4 @@ local route = util.router({
   { prefix = "/relay", handler = open_proxy.from_env({ path = "/relay", cache_ttl = 0 }) },
 })
 
-return { on_request = route }
+return { on_request = route, reuse = true } -- as policies/policy.lua

@@ -151,6 +151,9 @@ function M.new(opts)
     -- the last path segment ("^.*/" backtracks once: linear, where "([^/]+)$" retries
     -- from every position)
     local last = u and u.path:match("^.*/([^/]+)$") or "index"
+    -- Reusable (src/lua/reuse.c) when the policy allows it: the answer follows from the
+    -- target (checked above), the scheme, Host and Origin; a signed one until it expires.
+    local exp = signed and tonumber(q.exp) or nil
     local plan = hg.plan({
       origin = { type = "http", url = url, headers = up, allow_private = opts.allow_private,
                  allow_hosts = opts.allow_hosts, max_redirects = 5 },
@@ -163,8 +166,8 @@ function M.new(opts)
       filename = hg.url.decode(last) or last,
       timeout = opts.timeout,
       route = "proxy",
-    })
-    return plan, signed and tonumber(q.exp) or nil
+    }, { vary = { "host", "origin" }, ttl = 60, expires = exp })
+    return plan, exp
   end
   -- Every answer of this recipe counts under the "proxy" route in /metrics.
   local function handler(req)

@@ -17,6 +17,7 @@ local route = util.router({
   { prefix = "/proxy", handler = open_proxy.from_env() },
 })
 
+-- No `reuse = true` here (docs/policy-api.md): a reused plan would skip the address check.
 return {
   on_request = function(req)
     if not allowed(req.client) then

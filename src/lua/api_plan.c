@@ -70,12 +70,53 @@ static void deep_copy(lua_State *L, int idx, int depth) {
   }
 }
 
-/* hg.plan(t) -> frozen plan. Raises on an invalid plan (the message the server would log
- * for the table) and on one with on_uri (a hook is per request); nil, "out of memory". */
+/* Reads hg.plan's reuse rule at index 2: { vary = { header names }, ttl = seconds (60),
+ * expires = unix seconds }. Raises on misuse. */
+static void read_reuse(lua_State *L, hg_plan_frozen_t *fz) {
+  static const char *const allowed[] = {"vary", "ttl", "expires", NULL};
+  hg__lua_check_opts(L, 2, allowed);
+  lua_Integer ttl = 60;
+  if (lua_getfield(L, 2, "ttl") != LUA_TNIL) {
+    int ok;
+    ttl = lua_tointegerx(L, -1, &ok);
+    luaL_argcheck(L, ok && ttl >= 1 && ttl <= 3600, 2, "reuse.ttl must be 1..3600 seconds");
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, 2, "expires") != LUA_TNIL) {
+    int ok;
+    fz->reuse_until = (int64_t)lua_tointegerx(L, -1, &ok);
+    luaL_argcheck(L, ok && fz->reuse_until > 0, 2, "reuse.expires must be a unix time");
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, 2, "vary") != LUA_TNIL) {
+    luaL_argcheck(L, lua_istable(L, -1), 2, "reuse.vary must be a list of header names");
+    size_t n = lua_rawlen(L, -1);
+    luaL_argcheck(L, n <= 8, 2, "reuse.vary: at most 8 headers");
+    fz->vary = hg_arena_alloc(fz->arena, (n ? n : 1) * sizeof(char *));
+    if (fz->vary == NULL) luaL_error(L, "out of memory");
+    for (size_t i = 1; i <= n; i++) {
+      size_t len;
+      const char *name = lua_rawgeti(L, -1, (lua_Integer)i) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+      luaL_argcheck(L, name && hg__lua_valid_header(name, len, "", 0), 2, "reuse.vary must be a list of header names");
+      char *low = hg_arena_strndup(fz->arena, name, len);
+      if (low == NULL) luaL_error(L, "out of memory");
+      for (char *c = low; *c; c++) *c = (char)(*c >= 'A' && *c <= 'Z' ? *c | 0x20 : *c);
+      fz->vary[fz->nvary++] = low;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  fz->reuse_ttl_ms = (uint64_t)ttl * 1000;
+}
+
+/* hg.plan(t [, reuse]) -> frozen plan. Raises on an invalid plan (the message the server
+ * would log for the table), on one with on_uri (a hook is per request) and on a bad reuse
+ * rule; nil, "out of memory". */
 static int l_plan(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  hg_plan_frozen_t **ud = lua_newuserdatauv(L, sizeof(hg_plan_frozen_t *), 1);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  hg_plan_frozen_t **ud = lua_newuserdatauv(L, sizeof(hg_plan_frozen_t *), 1); /* at 3 */
   *ud = NULL;
   if (luaL_newmetatable(L, MT)) {
     static const luaL_Reg mt[] = {{"__gc", frozen_gc},
@@ -88,7 +129,7 @@ static int l_plan(lua_State *L) {
     lua_pushstring(L, MT);
     lua_setfield(L, -2, "__metatable");
   }
-  lua_setmetatable(L, 2);
+  lua_setmetatable(L, 3);
   void *aud;
   lua_Alloc f = lua_getallocf(L, &aud);
   /* Memory: the plan counts against the state's cap like the table it came from. */
@@ -103,6 +144,7 @@ static int l_plan(lua_State *L) {
   memset(fz, 0, sizeof(*fz));
   fz->arena = arena;
   *ud = fz; /* from here on the collector frees it */
+  if (lua_istable(L, 2)) read_reuse(L, fz);
   hg_plan_t *p = &fz->plan;
   if (hg__lua_to_plan(L, 1, arena, p) != 0) return luaL_error(L, "hg.plan: %s", lua_tostring(L, -1));
   if (p->hook_ref != LUA_NOREF) {
@@ -120,10 +162,10 @@ static int l_plan(lua_State *L) {
       return 2;
     }
   }
-  lua_settop(L, 2);
+  lua_settop(L, 3);
   /* The table as it was frozen, for hg.plan_table (a later change to `t` is not seen). */
   deep_copy(L, 1, 1);
-  lua_setiuservalue(L, 2, 1);
+  lua_setiuservalue(L, 3, 1);
   p->frozen = fz;
   return 1;
 }

@@ -115,6 +115,12 @@ struct hg_plan_frozen_s {
   unsigned refs;             /* requests holding it */
   int collected;             /* its userdata is gone */
   const char *route;         /* the plan's `route` (metrics label), or NULL */
+  /* hg.plan's reuse rule (src/lua/reuse.c): the request headers the plan depends on
+   * (lower-case names), for how long, until when (unix seconds; 0: no limit). */
+  const char **vary;
+  size_t nvary;
+  uint64_t reuse_ttl_ms;     /* 0: not to be reused */
+  int64_t reuse_until;
   /* What the pipeline derived from this plan alone (src/gateway/cached.c), kept for the
    * next request: its output cache keys, per viewer and viewer-independent (exchange.h).
    * NULL until made; in the arena. */

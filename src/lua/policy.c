@@ -303,8 +303,15 @@ static int load_chunk(hg_policy_t *p, char *err, size_t errlen) {
     lua_settop(L, 0);
     return -1;
   }
-  if (lua_istable(L, -1)) lua_getfield(L, -1, "on_request");
-  else lua_pushvalue(L, -1);
+  if (lua_istable(L, -1)) {
+    /* `reuse = true`: the policy's frozen plans may answer again without it (reuse.c) */
+    lua_getfield(L, -1, "reuse");
+    p->reuse_plans = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "on_request");
+  } else {
+    lua_pushvalue(L, -1);
+  }
   if (!lua_isfunction(L, -1)) {
     snprintf(err, errlen, "%s: the policy must return a table with an on_request function",
              p->src->path);
@@ -358,6 +365,7 @@ void hg_policy_retain(hg_policy_t *p) { p->refs++; }
 
 void hg_policy_release(hg_policy_t *p) {
   if (p == NULL || --p->refs > 0) return;
+  hg__reuse_clear(p); /* its plans live in the state */
   if (p->L) lua_close(p->L);
   hg_slab_free(&p->slab); /* after lua_close: its last frees land in the slab */
   hg_policy_src_release(p->src);

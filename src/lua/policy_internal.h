@@ -8,6 +8,7 @@
 #include <lua.h>
 
 #include "base/buf.h"
+#include "base/lru.h"
 #include "base/slab.h"
 #include "http/message.h"
 #include "lua/plan.h"
@@ -34,6 +35,8 @@ struct hg_policy_s {
   uint64_t max_wait_ms;
   int idle[HG_POLICY_IDLE_THREADS]; /* registry refs of finished threads, for reuse */
   int nidle;
+  int reuse_plans;      /* the policy table says `reuse = true` (reuse.c) */
+  hg_lru_t reuse;       /* requests answered by a reusable frozen plan */
 };
 
 static inline hg_policy_t *hg__policy_self(lua_State *L) { return *(hg_policy_t **)lua_getextraspace(L); }
@@ -42,6 +45,13 @@ static inline hg_policy_t *hg__policy_self(lua_State *L) { return *(hg_policy_t 
 void hg__policy_meter_start(hg_policy_t *p);
 int hg__policy_msgh(lua_State *L); /* appends a traceback to string errors */
 int hg__policy_call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int base);
+
+/* reuse.c: plans on_request gave, for the same requests again. get: 1 with *plan filled
+ * (a reference held, as for a returned frozen plan) or 0; put: remembers fz for req when
+ * its rule allows; clear: forgets all (before the state closes). Owner thread. */
+int hg__reuse_get(hg_policy_t *p, hg_request_t *req, hg_plan_t *plan);
+void hg__reuse_put(hg_policy_t *p, const hg_request_t *req, hg_plan_frozen_t *fz);
+void hg__reuse_clear(hg_policy_t *p);
 
 /* callout.c: sets hg.http, hg.redis and hg.null in the module table at the top. */
 void hg__lua_open_callouts(lua_State *L);

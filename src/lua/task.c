@@ -78,6 +78,7 @@ static int read_result(hg_policy_task_t *t, int nres) {
     /* A frozen plan: copied as it is, anchored until the request is done with it. */
     *t->plan = fz->plan;
     hg__lua_frozen_retain(fz);
+    if (t->p->reuse_plans && fz->reuse_ttl_ms) hg__reuse_put(t->p, req, fz);
     /* the label outlives the exchange (the access log and metrics come last) */
     if (fz->route) req->route = hg_arena_strndup(req->arena, fz->route, strlen(fz->route));
     lua_settop(L, 0);
@@ -185,6 +186,7 @@ int hg_policy_on_request(hg_policy_t *p, hg_request_t *req, hg_response_t *res,
                          hg_policy_task_t **task) {
   lua_State *L = p->L;
   *task = NULL;
+  if (p->reuse_plans && hg__reuse_get(p, req, plan)) return HG_PLAN_FETCH; /* reuse.c */
   hg_policy_task_t *t = calloc(1, sizeof(*t));
   if (t == NULL) return HG_ENOMEM;
   lua_settop(L, 0);
