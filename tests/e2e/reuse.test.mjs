@@ -1,0 +1,177 @@
+// Reusing plans (docs/policy-api.md): a policy with `reuse = true` answers a request
+// its on_request already answered with hg.plan(t, { vary, ttl, expires }) without
+// running on_request again — exactly for the same method, target, scheme and vary
+// headers, within ttl and before expires, and never across a reload. Without the flag
+// a recipe's reusable plans are never reused (a wrapper's checks always run).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { ROOT, get, request, sleep, startGateway, tempDir } from './lib/gateway.mjs';
+import { startOrigin } from './lib/origin.mjs';
+
+const PLAYLIST = '#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nseg0.ts\n#EXT-X-ENDLIST\n';
+
+// on_request counts its runs (one worker: one Lua state); /count reports them.
+const policy = (reuse) => `
+local hg = require("hlsgate")
+local runs = 0
+local ROOT = os.getenv("REUSE_ROOT")
+return {
+  reuse = ${reuse},
+  on_request = function(req)
+    if req.path == "/count" then return hg.json(200, { runs = runs }) end
+    runs = runs + 1
+    if req.path == "/gate" and req.headers["x-allowed"] ~= "yes" then return hg.error(403, "not allowed") end
+    if req.path == "/p" or req.path == "/gate" then
+      return hg.plan({ origin = { type = "file", root = ROOT, path = "a.m3u8" }, cache_ttl = 0,
+                       headers = { ["X-Origin-Seen"] = req.headers.origin or "none" }, route = "p" },
+                     { vary = { "Origin" }, ttl = tonumber(req.query.ttl) or 60,
+                       expires = tonumber(req.query.exp) })
+    end
+  end,
+}
+`;
+
+describe('reusing plans', () => {
+  let dir, gw, plain;
+  const runs = async (g) => JSON.parse((await get(g.port, '/count')).body).runs;
+  before(async () => {
+    dir = tempDir('hg-reuse-');
+    fs.writeFileSync(path.join(dir, 'a.m3u8'), PLAYLIST);
+    gw = await startGateway({ policy: policy('true'), env: { REUSE_ROOT: dir } });
+    plain = await startGateway({ policy: policy('false'), env: { REUSE_ROOT: dir } });
+  });
+  after(async () => {
+    for (const g of [gw, plain]) assert.equal((await g.stop()).code, 0, g.stderrText.slice(-3000));
+  });
+
+  it('answers the same request again without on_request, with the same bytes', async () => {
+    const n0 = await runs(gw);
+    const a = await get(gw.port, '/p?x=1');
+    const b = await get(gw.port, '/p?x=1');
+    assert.equal(a.status, 200);
+    assert.equal(b.body, PLAYLIST);
+    assert.equal(b.headers['x-origin-seen'], 'none');
+    assert.equal(await runs(gw), n0 + 1);
+    // another target, another method: asked again
+    await get(gw.port, '/p?x=2');
+    const head = await request(gw.port, 'HEAD /p?x=1 HTTP/1.1\r\nHost: t\r\n\r\n', { head: true });
+    assert.equal(head.status, 200);
+    assert.equal(await runs(gw), n0 + 3);
+    const log = gw.accessLog().filter((l) => l.path === '/p?x=1');
+    assert.ok(log.length >= 2 && log.every((l) => l.status === 200));
+  });
+
+  it('asks again for another value of a vary header, and answers each as its own', async () => {
+    const n0 = await runs(gw);
+    const seen = [];
+    for (const o of ['https://a.example', 'https://a.example', 'https://b.example', 'https://b.example']) {
+      seen.push((await get(gw.port, '/p?v=1', `Origin: ${o}\r\n`)).headers['x-origin-seen']);
+    }
+    assert.deepEqual(seen, ['https://a.example', 'https://a.example', 'https://b.example', 'https://b.example']);
+    assert.equal(await runs(gw), n0 + 2);
+    // repeated headers count as joined, and an absent one differs from an empty one
+    await get(gw.port, '/p?v=2', 'Origin: x\r\nOrigin: y\r\n');
+    assert.equal((await get(gw.port, '/p?v=2', 'Origin: x, y\r\n')).headers['x-origin-seen'], 'x, y');
+    assert.equal(await runs(gw), n0 + 3);
+    assert.equal((await get(gw.port, '/p?v=3')).headers['x-origin-seen'], 'none');
+    assert.equal((await get(gw.port, '/p?v=3', 'Origin: \r\n')).headers['x-origin-seen'], '');
+    assert.equal(await runs(gw), n0 + 5);
+  });
+
+  it('stops reusing after ttl and after expires', async () => {
+    const n0 = await runs(gw);
+    await get(gw.port, '/p?ttl=1');
+    await get(gw.port, '/p?ttl=1');
+    const exp = Math.floor(Date.now() / 1000) + 1;
+    await get(gw.port, `/p?exp=${exp}`);
+    await get(gw.port, `/p?exp=${exp}`);
+    assert.equal(await runs(gw), n0 + 2);
+    await sleep(2100);
+    await get(gw.port, '/p?ttl=1');
+    await get(gw.port, `/p?exp=${exp}`);
+    assert.equal(await runs(gw), n0 + 4);
+  });
+
+  it('forgets every plan on reload', async () => {
+    await get(gw.port, '/p?r=1');
+    const from = gw.stderrText.length;
+    gw.writePolicy(policy('true'));
+    gw.signal('SIGHUP');
+    await gw.waitForStderr(/reloading policy/, { from });
+    await sleep(200);
+    await get(gw.port, '/p?r=1');
+    assert.equal(await runs(gw), 1); // the new state ran it: nothing reused from the old
+  });
+
+  it('never reuses without reuse = true: a wrapper\'s check runs every time', async () => {
+    const n0 = await runs(plain);
+    await get(plain.port, '/p?x=1');
+    await get(plain.port, '/p?x=1');
+    assert.equal(await runs(plain), n0 + 2);
+    assert.equal((await get(plain.port, '/gate', 'X-Allowed: yes\r\n')).status, 200);
+    assert.equal((await get(plain.port, '/gate')).status, 403);
+  });
+
+  it('refuses bad reuse rules and frozen plans with on_uri, loudly', async () => {
+    const g = await startGateway({ policy: `
+      local hg = require("hlsgate")
+      return { reuse = true, on_request = function(req)
+        local t = { origin = { type = "file", root = "/nonexistent", path = "a.m3u8" } }
+        if req.path == "/ttl" then return hg.plan(t, { ttl = 0 }) end
+        if req.path == "/vary" then return hg.plan(t, { vary = { "bad header" } }) end
+        if req.path == "/opt" then return hg.plan(t, { varry = { "origin" } }) end
+        if req.path == "/hook" then t.on_uri = function() end return hg.plan(t) end
+        if req.path == "/read" then return hg.plan(t).origin end
+      end }` });
+    try {
+      for (const p of ['/ttl', '/vary', '/opt', '/hook', '/read']) {
+        const res = await get(g.port, p);
+        assert.equal(res.status, 500, p);
+      }
+      assert.match(g.stderrText, /reuse\.ttl must be 1\.\.3600/);
+      assert.match(g.stderrText, /reuse\.vary must be a list of header names/);
+      assert.match(g.stderrText, /unknown option 'varry'/);
+      assert.match(g.stderrText, /frozen plan cannot have on_uri/);
+      assert.match(g.stderrText, /has no fields to read or set/);
+    } finally {
+      assert.equal((await g.stop()).code, 0, g.stderrText.slice(-3000));
+    }
+  });
+});
+
+describe('the open proxy, reusing its plans', () => {
+  let origin, gw, media;
+  before(async () => {
+    media = tempDir('hg-reuse-proxy-');
+    fs.mkdirSync(path.join(media, 'v'));
+    fs.writeFileSync(path.join(media, 'v/index.m3u8'), PLAYLIST);
+    origin = await startOrigin({ root: media });
+    gw = await startGateway({ policyFile: path.join(ROOT, 'policies/open_proxy.lua'),
+                              env: { HLSGATE_ALLOW_PRIVATE: '1',
+                                     HLSGATE_CORS_ORIGINS: 'https://a.example, https://b.example' } });
+  });
+  after(async () => {
+    await origin.close();
+    assert.equal((await gw.stop()).code, 0, gw.stderrText.slice(-3000));
+  });
+
+  it('answers each Origin and each Host with its own CORS header and URLs', async () => {
+    const target = `/proxy?url=${encodeURIComponent(`${origin.base}/v/index.m3u8`)}`;
+    const cases = [['https://a.example', 'one.example'], ['https://b.example', 'one.example'],
+                   ['https://a.example', 'two.example'], ['https://evil.example', 'one.example'],
+                   ['https://a.example', 'one.example'], [null, 'one.example']];
+    for (let round = 0; round < 2; round++) {
+      for (const [o, host] of cases) {
+        const r = await request(gw.port, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\n` +
+                                         (o ? `Origin: ${o}\r\n` : '') + '\r\n');
+        assert.equal(r.status, 200);
+        const allowed = o === 'https://a.example' || o === 'https://b.example';
+        assert.equal(r.headers['access-control-allow-origin'], allowed ? o : undefined, `${o} ${host}`);
+        assert.match(r.body, new RegExp(`^http://${host.replace('.', '\\.')}/proxy\\?url=`, 'm'));
+      }
+    }
+  });
+});
