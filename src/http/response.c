@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/log.h"
+#include "base/lru.h"
 #include "http/server_internal.h"
 
 const char *hg__http_date(hg_http_server_t *s) {
@@ -41,6 +42,33 @@ static void put_ms(hg_buf_t *b, uint64_t us) {
  * on every request's path: see bench/RESULTS.md). */
 static void access_log(conn_t *c, int status, size_t bytes) { hg__http_access_log(c->srv, &c->txn.req, status, bytes); }
 
+/* Appends the log's "path": the target redacted and JSON-escaped. Security: secrets in
+ * the target (tokens, signatures, nested URLs' ones) never reach the log (see
+ * hg_log_redact_target); the memo keeps only what was made from an identical target. */
+static void put_path(hg_http_server_t *s, hg_buf_t *b, const char *t, size_t n) {
+  logmemo_t *e = NULL;
+  if (n <= HG_LOGMEMO_MAX) {
+    e = &s->logmemo[hg_lru_hash(t, n) & (HG_LOGMEMO - 1)];
+    if (e->target && e->tlen == n && memcmp(e->target, t, n) == 0) {
+      hg_buf_append(b, e->out, e->olen);
+      return;
+    }
+  }
+  hg_buf_t *path = &s->logpath;
+  hg_buf_clear(path);
+  hg_log_redact_target(path, t, n);
+  size_t at = b->len;
+  if (hg_buf_json_escape(b, path->data ? path->data : "", path->len) != 0 || e == NULL) return;
+  size_t olen = b->len - at;
+  char *mem = malloc(n + olen + 1); /* the target and its "path", one block */
+  if (mem == NULL) return;
+  free(e->target);
+  memcpy(mem, t, n);
+  memcpy(mem + n, b->data + at, olen);
+  e->target = mem, e->tlen = n;
+  e->out = mem + n, e->olen = olen;
+}
+
 void hg__http_access_log(hg_http_server_t *s, hg_request_t *req, int status, size_t bytes) {
   hg_buf_t *b = &s->logline;
   hg_buf_clear(b);
@@ -54,12 +82,7 @@ void hg__http_access_log(hg_http_server_t *s, hg_request_t *req, int status, siz
   PUT(b, "\",\"method\":\"");
   hg_buf_puts(b, req->method);
   PUT(b, "\",\"path\":\"");
-  /* Security: secrets in the target (tokens, signatures, nested URLs' ones) never reach
-   * the log: see hg_log_redact_target. */
-  hg_buf_t *path = &s->logpath;
-  hg_buf_clear(path);
-  hg_log_redact_target(path, req->target, req->target_len);
-  hg_buf_json_escape(b, path->data ? path->data : "", path->len);
+  put_path(s, b, req->target, req->target_len);
   PUT(b, "\",\"status\":");
   hg_buf_put_u64(b, (unsigned)status);
   PUT(b, ",\"bytes\":");
@@ -93,7 +116,7 @@ void hg__http_access_log(hg_http_server_t *s, hg_request_t *req, int status, siz
   if (b->data && !hg_buf_error(b)) hg_log_access(b->data, b->len); /* never a cut line */
   /* Memory: a huge line (a long target) is not kept for the next request. */
   if (b->cap > 16384 || hg_buf_error(b)) hg_buf_free(b);
-  if (path->cap > 16384 || hg_buf_error(path)) hg_buf_free(path);
+  if (s->logpath.cap > 16384 || hg_buf_error(&s->logpath)) hg_buf_free(&s->logpath);
   if (s->obs.request_done) s->obs.request_done(s->obs.ud, req, status, bytes);
 }
 

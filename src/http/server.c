@@ -310,6 +310,7 @@ static void server_free(hg_http_server_t *s) {
   free(s->rbuf);
   hg_buf_free(&s->logline);
   hg_buf_free(&s->logpath);
+  for (size_t i = 0; i < HG_LOGMEMO; i++) free(s->logmemo[i].target);
   free(s);
 }
 

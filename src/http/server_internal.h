@@ -84,6 +84,13 @@ typedef struct hg__listener_s {
   hg_http_tls_t *tls;
 } hg__listener_t;
 
+#define HG_LOGMEMO 64      /* entries (a power of two) */
+#define HG_LOGMEMO_MAX 512 /* longest target kept */
+typedef struct logmemo_s {
+  char *target, *out; /* one block: the target, then its log "path" */
+  size_t tlen, olen;
+} logmemo_t;
+
 struct hg_http_server_s {
   uv_loop_t *loop;
   hg_http_limits_t lim;
@@ -106,6 +113,9 @@ struct hg_http_server_s {
   hg_http_observer_t obs;
   char *rbuf; /* every read lands here first: idle connections hold no buffer */
   hg_buf_t logline, logpath; /* the access-log line being built, reused */
+  /* The access log's "path" of recent targets (redacted, JSON-escaped), by a hash of the
+   * target: players ask for the same few URLs again and again (response.c). */
+  logmemo_t logmemo[HG_LOGMEMO];
 };
 
 /* request.c */

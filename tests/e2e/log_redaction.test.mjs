@@ -53,8 +53,12 @@ describe('no secret in the logs, in any spelling', () => {
 
   it('serves the requests, then finds no secret in stdout or stderr', async () => {
     for (const t of TARGETS) {
-      const res = await get(gw.port, t);
-      assert.ok(res.status < 500, `${t}: ${res.status}`);
+      for (let k = 0; k < 2; k++) { // the second from the log's memo of recent targets
+        const res = await get(gw.port, t);
+        assert.ok(res.status < 500, `${t}: ${res.status}`);
+      }
+      const [a, b] = gw.accessLog().slice(-2);
+      assert.equal(b.path, a.path, t);
     }
     // the decoder accepted the encoded name: the token was seen by the policy
     assert.equal(JSON.parse((await get(gw.port, `/a?%74oken=${SECRET}`)).body).token, 'present');
@@ -63,7 +67,7 @@ describe('no secret in the logs, in any spelling', () => {
     assert.equal((await get(gw.port, `/say?u=${enc(nested)}`)).body, 'said');
     await gw.waitForStderr(/fetching/);
     const out = gw.stdoutText + gw.stderrText;
-    assert.ok(gw.accessLog().length >= TARGETS.length, 'one access-log line per request');
+    assert.ok(gw.accessLog().length >= 2 * TARGETS.length, 'one access-log line per request');
     for (const form of [SECRET, enc(SECRET), twice(SECRET), SECRET.toLowerCase(), 'Zq7Secret', 'SecretXw9']) {
       const at = out.indexOf(form);
       assert.equal(at, -1, `"${form}" in the output: …${out.slice(Math.max(0, at - 200), at + 50)}`);
