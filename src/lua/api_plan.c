@@ -93,13 +93,19 @@ static void read_reuse(lua_State *L, hg_plan_frozen_t *fz) {
     size_t n = lua_rawlen(L, -1);
     luaL_argcheck(L, n <= 8, 2, "reuse.vary: at most 8 headers");
     fz->vary = hg_arena_alloc(fz->arena, (n ? n : 1) * sizeof(char *));
-    if (fz->vary == NULL) luaL_error(L, "out of memory");
+    if (fz->vary == NULL) {
+      luaL_error(L, "out of memory");
+      return; /* not reached */
+    }
     for (size_t i = 1; i <= n; i++) {
       size_t len;
       const char *name = lua_rawgeti(L, -1, (lua_Integer)i) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
       luaL_argcheck(L, name && hg__lua_valid_header(name, len, "", 0), 2, "reuse.vary must be a list of header names");
       char *low = hg_arena_strndup(fz->arena, name, len);
-      if (low == NULL) luaL_error(L, "out of memory");
+      if (low == NULL) {
+        luaL_error(L, "out of memory");
+        return; /* not reached */
+      }
       for (char *c = low; *c; c++) *c = (char)(*c >= 'A' && *c <= 'Z' ? *c | 0x20 : *c);
       fz->vary[fz->nvary++] = low;
       lua_pop(L, 1);
