@@ -98,9 +98,12 @@ static void read_reuse(lua_State *L, hg_plan_frozen_t *fz) {
       return; /* not reached */
     }
     for (size_t i = 1; i <= n; i++) {
-      size_t len;
+      size_t len = 0;
       const char *name = lua_rawgeti(L, -1, (lua_Integer)i) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-      luaL_argcheck(L, name && hg__lua_valid_header(name, len, "", 0), 2, "reuse.vary must be a list of header names");
+      if (name == NULL || !hg__lua_valid_header(name, len, "", 0)) {
+        luaL_argerror(L, 2, "reuse.vary must be a list of header names");
+        return; /* not reached */
+      }
       char *low = hg_arena_strndup(fz->arena, name, len);
       if (low == NULL) {
         luaL_error(L, "out of memory");
