@@ -135,6 +135,12 @@ function M.new(opts)
       cache_ttl = opts.cache_ttl or 2,
       headers = opts.cors and opts.cors.headers(req) or nil,
     }
+    -- Reusable (docs/policy-api.md) when the policy allows it: this answer follows from
+    -- the target (token, path), the scheme and Origin (the CORS answer), until the token
+    -- expires — unless viewers' state (Redis) is checked, which is per request.
+    if not viewers then
+      plan.reuse = { vary = { "origin" }, ttl = 60, expires = tonumber(claims.exp) }
+    end
     if s3 then
       plan.origin = { type = "s3", key = key, endpoint = s3.endpoint, region = s3.region,
                       bucket = s3.bucket, access_key = s3.access_key, secret_key = s3.secret_key,

@@ -192,6 +192,28 @@ static int l_plan_table(lua_State *L) {
   return 1;
 }
 
+/* (protected) hg.plan(t, t.reuse) for the plan table at 1: leaves the frozen plan. */
+static int freeze_reusable(lua_State *L) {
+  lua_settop(L, 1);
+  lua_getfield(L, 1, "reuse");
+  return l_plan(L);
+}
+
+hg_plan_frozen_t *hg__lua_freeze_reusable(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_getfield(L, idx, "reuse") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, freeze_reusable);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) return NULL; /* the message is left for the caller */
+  hg_plan_frozen_t *fz = hg__lua_test_frozen(L, -1);
+  lua_replace(L, idx);
+  return fz;
+}
+
 hg_plan_frozen_t *hg__lua_test_frozen(lua_State *L, int idx) {
   hg_plan_frozen_t **ud = luaL_testudata(L, idx, MT);
   return ud ? *ud : NULL;

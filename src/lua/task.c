@@ -66,6 +66,16 @@ static void task_free(hg_policy_task_t *t, int materialize) {
   free(t);
 }
 
+/* Whether the table on top is a plan with a reuse rule and without an on_uri hook (a hook
+ * runs per request: such a plan is not reused, whatever its rule says). */
+static int reusable_table(lua_State *L) {
+  int t = lua_gettop(L);
+  int ok = lua_getfield(L, t, "origin") != LUA_TNIL && lua_getfield(L, t, "reuse") == LUA_TTABLE &&
+           lua_getfield(L, t, "on_uri") == LUA_TNIL;
+  lua_settop(L, t);
+  return ok;
+}
+
 /* Reads what the finished hook returned (the first of nres values on co). */
 static int read_result(hg_policy_task_t *t, int nres) {
   lua_State *L = t->co;
@@ -74,6 +84,16 @@ static int read_result(hg_policy_task_t *t, int nres) {
   else lua_settop(L, lua_gettop(L) - nres + 1);
   int result, is_plan = 0;
   hg_plan_frozen_t *fz = hg__lua_test_frozen(L, -1);
+  if (fz == NULL && t->p->reuse_plans && lua_istable(L, -1) && reusable_table(L)) {
+    /* A plan table with a reuse rule (and no hook): frozen here, then as below. */
+    int top = lua_gettop(L);
+    fz = hg__lua_freeze_reusable(L, top);
+    if (fz == NULL) {
+      hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
+      lua_settop(L, 0);
+      return HG_EPOLICY;
+    }
+  }
   if (fz) {
     /* A frozen plan: copied as it is, anchored until the request is done with it. */
     *t->plan = fz->plan;

@@ -24,6 +24,13 @@ return {
     if req.path == "/count" then return hg.json(200, { runs = runs }) end
     runs = runs + 1
     if req.path == "/gate" and req.headers["x-allowed"] ~= "yes" then return hg.error(403, "not allowed") end
+    if req.path == "/t" or req.path == "/th" then -- a plain table with a reuse rule
+      local t = { origin = { type = "file", root = ROOT, path = "a.m3u8" }, cache_ttl = 0,
+                  reuse = { vary = { "origin" } } }
+      if req.path == "/th" then t.on_uri = function() return nil end end -- per request: not reused
+      t.headers = { ["X-Edited"] = "by a wrapper" }
+      return t
+    end
     if req.path == "/p" or req.path == "/gate" then
       return hg.plan({ origin = { type = "file", root = ROOT, path = "a.m3u8" }, cache_ttl = 0,
                        headers = { ["X-Origin-Seen"] = req.headers.origin or "none" }, route = "p" },
@@ -81,6 +88,23 @@ describe('reusing plans', () => {
     assert.equal(await runs(gw), n0 + 5);
   });
 
+  it('reuses a plan table with a reuse rule too, as the policy left it, but not one with on_uri', async () => {
+    const n0 = await runs(gw);
+    for (let i = 0; i < 3; i++) {
+      const r = await get(gw.port, '/t');
+      assert.equal(r.status, 200);
+      assert.equal(r.body, PLAYLIST);
+      assert.equal(r.headers['x-edited'], 'by a wrapper');
+    }
+    assert.equal(await runs(gw), n0 + 1);
+    for (let i = 0; i < 3; i++) assert.equal((await get(gw.port, '/th')).status, 200);
+    assert.equal(await runs(gw), n0 + 4);
+    assert.equal((await get(plain.port, '/t')).status, 200); // without the policy's consent:
+    const p0 = await runs(plain);
+    await get(plain.port, '/t');
+    assert.equal(await runs(plain), p0 + 1); // asked every time
+  });
+
   it('stops reusing after ttl and after expires', async () => {
     const n0 = await runs(gw);
     await get(gw.port, '/p?ttl=1');
@@ -131,11 +155,11 @@ describe('reusing plans', () => {
         const res = await get(g.port, p);
         assert.equal(res.status, 500, p);
       }
-      assert.match(g.stderrText, /reuse\.ttl must be 1\.\.3600/);
-      assert.match(g.stderrText, /reuse\.vary must be a list of header names/);
-      assert.match(g.stderrText, /unknown option 'varry'/);
-      assert.match(g.stderrText, /frozen plan cannot have on_uri/);
-      assert.match(g.stderrText, /has no fields to read or set/);
+      for (const re of [/reuse\.ttl must be 1\.\.3600/, /reuse\.vary must be a list of header names/,
+                        /unknown option 'varry'/, /frozen plan cannot have on_uri/,
+                        /has no fields to read or set/]) {
+        await g.waitForStderr(re); // (the log arrives through a pipe)
+      }
     } finally {
       assert.equal((await g.stop()).code, 0, g.stderrText.slice(-3000));
     }
