@@ -137,8 +137,8 @@ function M.new(opts)
     }
     -- Reusable (docs/policy-api.md) when the policy allows it: this answer follows from
     -- the target (token, path), the scheme and Origin (the CORS answer), until the token
-    -- expires — unless viewers' state (Redis) is checked, which is per request.
-    if not viewers then
+    -- expires — unless viewers are checked per request (Redis state, client binding).
+    if not (viewers and viewers.per_request) then
       plan.reuse = { vary = { "origin" }, ttl = 60, expires = tonumber(claims.exp) }
     end
     if s3 then

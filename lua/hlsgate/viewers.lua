@@ -43,6 +43,10 @@ function M.new(opts)
   local trusted = opts.trusted_proxies and #opts.trusted_proxies > 0
     and util.cidr_matcher(opts.trusted_proxies) or nil
 
+  --- v.per_request: true when check(req, claims) looks at more than the token (Redis
+  -- state, the client's address or User-Agent): its answer may then not be reused.
+  v.per_request = opts.redis or opts.bind ~= nil or max_streams > 0
+
   --- v.client(req) -> the viewer's address (X-Forwarded-For behind a trusted proxy).
   function v.client(req) return util.client_address(req, trusted) end
 
