@@ -3,8 +3,8 @@
  *
  * A policy that returns `reuse = true` in its table lets its frozen plans be reused: when
  * on_request answers with hg.plan(t, { vary = …, ttl = …, expires = … }), later requests
- * with the same method, target and scheme, and the same values of the headers in `vary`,
- * get that plan without on_request running — for ttl seconds at most, never after
+ * with the same method, target and scheme, and the same values of the headers in `vary`
+ * (and no body), get that plan without on_request running — for ttl seconds at most, never after
  * `expires`. The hot request of a live stream (every viewer reloading one playlist URL
  * every few seconds) then costs a table lookup instead of a Lua call.
  *
@@ -102,7 +102,7 @@ static void drop(hg_policy_t *p, reuse_t *e) {
 }
 
 int hg__reuse_get(hg_policy_t *p, hg_request_t *req, hg_plan_t *plan) {
-  if (p->reuse.n == 0) return 0;
+  if (p->reuse.n == 0 || req->body) return 0; /* a body is not part of the key: asked */
   char key[4096];
   size_t kl = make_key(req, key, sizeof(key));
   if (kl == 0) return 0;
@@ -126,7 +126,7 @@ int hg__reuse_get(hg_policy_t *p, hg_request_t *req, hg_plan_t *plan) {
 
 void hg__reuse_put(hg_policy_t *p, const hg_request_t *req, hg_plan_frozen_t *fz) {
   char key[4096];
-  size_t kl = make_key(req, key, sizeof(key));
+  size_t kl = req->body ? 0 : make_key(req, key, sizeof(key));
   if (kl == 0 || fz->reuse_ttl_ms == 0) return;
   if (fz->reuse_until && time(NULL) > fz->reuse_until) return;
   size_t vbytes = 0;
