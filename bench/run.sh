@@ -21,6 +21,7 @@
 # seconds it may wait for other load on the machine to stop before measurements),
 # BENCH_ONLY=https (only the HTTPS scenario: hlsgate's TLS listener vs nginx with the same
 # certificate and cipher, HTTP/1.1 keep-alive with wrk; ~1 minute; docs/tls.md),
+# BENCH_ONLY=openresty (only hlsgate's open proxy against the OpenResty peer; ~6 minutes),
 # BENCH_OR_REPEAT (3: runs of each hlsgate-vs-OpenResty measurement, the median kept),
 # BENCH_OR_CONNS (50: their connections).
 #
@@ -410,68 +411,6 @@ tls_ratios() {
   x=$(mbratio hg_tls_relay_seg nginx_tls_seg)
   echo "         2 MiB segment over TLS, hlsgate relay / nginx static: $x (MB/s)"
 }
-if [[ $ONLY == https ]]; then
-  tls_scenario
-  {
-    echo
-    echo "hlsgate bench (BENCH_ONLY=https) — $(date -u '+%Y-%m-%d %H:%M UTC'), wrk -t$THREADS -c$CONNS -d${DURATION}s"
-    for n in "${ORDER[@]}"; do
-      printf '| %-22s | %9s req/s | %8s MB/s | server CPU %4s%% | p99 %6s ms | errors %s |\n' "$n" "${RPS[$n]}" \
-        "${MBS[$n]}" "${CPU[$n]}" "${P99[$n]}" "${NOTE[$n]}"
-    done
-    tls_ratios
-  } | tee "$TMP/table.txt"
-  exit 0
-fi
-[[ -n $ONLY ]] && die "BENCH_ONLY=$ONLY: only 'https' is known"
-
-VIEWER1=$(head -1 "$TMP/paths-w1")
-measure nginx_static_w1 "$NG/static/w1.m3u8" "$NGINX_PID"
-measure hg_w1_viewers "$HG$VIEWER1" "$HG_PID" "" "$TMP/paths-w1"
-expect_count hg_w1_viewers 'X-Amz-Signature=' 1000
-measure hg_w1_one_viewer "$HG$W1_PATH" "$HG_PID"
-measure hg_w1_uncached "$HG/uncached/hls/media_1000.m3u8?token=$TOKEN" "$HG_PID $NGINX_PID"
-# ---- target 2: small multivariant playlist ----
-VIEWER2=$(head -1 "$TMP/paths-w2")
-measure nginx_static_w2 "$NG/static/w2.m3u8" "$NGINX_PID"
-measure hg_w2_viewers "$HG$VIEWER2" "$HG_PID" "" "$TMP/paths-w2"
-expect_count hg_w2_viewers "token=" 5
-measure hg_w2_one_viewer "$HG$W2_PATH" "$HG_PID"
-expect_count hg_w2_one_viewer "token=$TOKEN" 5
-# ---- target 3: segment relay (2 MiB) ----
-measure nginx_static_seg "$NG/bench/vod/seg_2mb.ts" "$NGINX_PID"
-measure nginx_proxy_seg "http://127.0.0.1:$P_NGPROXY/bench/vod/seg_2mb.ts" "$NGINX_PID"
-measure hg_relay_seg "$HG/relay?url=$(enc "$SEG_URL")" "$HG_PID $NGINX_PID"
-# ---- target 4: open proxy against the peers (playlist rewrite, segment relay) ----
-measure hg_open_pl "$HG/proxy?url=$(enc "$PL_URL")" "$HG_PID"
-expect_count hg_open_pl '/proxy?url=' 1000
-measure hg_relay_pl "$HG/relay?url=$(enc "$PL_URL")" "$HG_PID $NGINX_PID"
-expect_count hg_relay_pl '/relay?url=' 1000
-measure flask_pl "http://127.0.0.1:$P_FLASK/proxy?url=$(enc "$PL_URL")" "$FLASK_PID"
-expect_count flask_pl '/proxy?url=' 1000
-measure hlsd_pl "http://127.0.0.1:$P_HLSD/$(b64 "$PL_URL").m3u8" "$HLSD_PID $NGINX_PID"
-expect_count hlsd_pl "127.0.0.1:$P_HLSD/" 1000
-measure hg_open_seg "$HG/proxy?url=$(enc "$SEG_URL")" "$HG_PID"
-measure flask_seg "http://127.0.0.1:$P_FLASK/proxy?url=$(enc "$SEG_URL")" "$FLASK_PID"
-measure hlsd_seg "http://127.0.0.1:$P_HLSD/$(b64 "$SEG_URL").ts" "$HLSD_PID $NGINX_PID"
-for n in hg_relay_seg hg_open_seg flask_seg hlsd_seg; do
-  cmp -s "$TMP/body-$n" "$VOD/seg_2mb.ts" || die "$n: segment bytes differ from the origin's"
-done
-kill -TERM "$FLASK_PID" "$HLSD_PID" 2>/dev/null || true # free their memory and CPU
-tls_scenario
-
-# ---- target 5: 1 worker vs 2 workers (many viewers: every request does the work) ----
-start_hlsgate hlsgate1 $P_HG1 1
-HG1_PID=$LAST_PID
-HG1=http://127.0.0.1:$P_HG1
-measure hg1_w1_viewers "$HG1$VIEWER1" "$HG1_PID" "" "$TMP/paths-w1"
-measure hg1_w2_viewers "$HG1$VIEWER2" "$HG1_PID" "" "$TMP/paths-w2"
-# wrk pinned to CPU 1: the server has CPU 0 to itself and shares CPU 1 with wrk
-measure hg1_w2_viewers_pinned "$HG1$VIEWER2" "$HG1_PID" 1 "$TMP/paths-w2"
-measure hg_w2_viewers_pinned "$HG$VIEWER2" "$HG_PID" 1 "$TMP/paths-w2"
-measure nginx_static_w2_pinned "$NG/static/w2.m3u8" "$NGINX_PID" 1
-kill -TERM "$HG1_PID" 2>/dev/null || true
-
 # ---- issue 13: the open proxy against OpenResty, caches warm ----
 # The same three workloads through hlsgate's open proxy and through OpenResty running
 # bench/peers/openresty (the proxy an operator would write: proxy_cache, one ngx.re.gsub
@@ -533,6 +472,94 @@ or_section() {
   kill -TERM "$OR1_PID" "$OR2_PID" "$HGP_PID" 2>/dev/null || true
   CONNS=$saved_conns REPEAT=$saved_repeat
 }
+or_ratios() {
+  local w n x
+  echo "  issue 13, the open proxy against OpenResty (caches warm; wrk -c${BENCH_OR_CONNS:-50} on CPU 1; median of ${BENCH_OR_REPEAT:-3}):"
+  for w in "${OR_WORKLOADS[@]}"; do
+    n=${w%%:*}
+    echo "     $n: 1 worker (CPU 0) hlsgate ${RPS[hg1_$n]} / OpenResty ${RPS[or1_$n]} req/s = $(ratio "hg1_$n" "or1_$n") [>= 1.0: $(verdict "$(ratio "hg1_$n" "or1_$n")" 1.0)];" \
+         "2 workers ${RPS[hg2_$n]} / ${RPS[or2_$n]} = $(ratio "hg2_$n" "or2_$n") [$(verdict "$(ratio "hg2_$n" "or2_$n")" 1.0)]"
+  done
+  x=$(ratio hg2_small hg1_small)
+  echo "     hlsgate 2 workers / 1 worker, small playlist: $x [>= 1.7: $(verdict "$x" 1.7)] (OpenResty: $(ratio or2_small or1_small))"
+  echo "     peak RSS (VmHWM, kB): hlsgate 1 worker $OR_HWM_HG1, 2 workers $OR_HWM_HG2 (whole run; --cache-size 256 MiB, cached: ~2.3 MB);" \
+       "OpenResty 1 worker $OR_HWM_OR1, 2 workers $OR_HWM_OR2 (master + workers)"
+}
+if [[ $ONLY == openresty ]]; then
+  or_section
+  {
+    echo
+    echo "hlsgate bench (BENCH_ONLY=openresty) — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    for n in "${ORDER[@]}"; do
+      printf '| %-22s | %9s req/s | %8s MB/s | server CPU %4s%% | wrk CPU %4s%% | other CPU %3s%% | p99 %6s ms | spread %s |\n' "$n" \
+        "${RPS[$n]}" "${MBS[$n]}" "${CPU[$n]}" "${WRKCPU[$n]}" "${OTHER[$n]}" "${P99[$n]}" "${SPREAD[$n]}"
+    done
+    or_ratios
+  } | tee "$TMP/table.txt"
+  exit 0
+fi
+if [[ $ONLY == https ]]; then
+  tls_scenario
+  {
+    echo
+    echo "hlsgate bench (BENCH_ONLY=https) — $(date -u '+%Y-%m-%d %H:%M UTC'), wrk -t$THREADS -c$CONNS -d${DURATION}s"
+    for n in "${ORDER[@]}"; do
+      printf '| %-22s | %9s req/s | %8s MB/s | server CPU %4s%% | p99 %6s ms | errors %s |\n' "$n" "${RPS[$n]}" \
+        "${MBS[$n]}" "${CPU[$n]}" "${P99[$n]}" "${NOTE[$n]}"
+    done
+    tls_ratios
+  } | tee "$TMP/table.txt"
+  exit 0
+fi
+[[ -n $ONLY ]] && die "BENCH_ONLY=$ONLY: only 'https' and 'openresty' are known"
+
+VIEWER1=$(head -1 "$TMP/paths-w1")
+measure nginx_static_w1 "$NG/static/w1.m3u8" "$NGINX_PID"
+measure hg_w1_viewers "$HG$VIEWER1" "$HG_PID" "" "$TMP/paths-w1"
+expect_count hg_w1_viewers 'X-Amz-Signature=' 1000
+measure hg_w1_one_viewer "$HG$W1_PATH" "$HG_PID"
+measure hg_w1_uncached "$HG/uncached/hls/media_1000.m3u8?token=$TOKEN" "$HG_PID $NGINX_PID"
+# ---- target 2: small multivariant playlist ----
+VIEWER2=$(head -1 "$TMP/paths-w2")
+measure nginx_static_w2 "$NG/static/w2.m3u8" "$NGINX_PID"
+measure hg_w2_viewers "$HG$VIEWER2" "$HG_PID" "" "$TMP/paths-w2"
+expect_count hg_w2_viewers "token=" 5
+measure hg_w2_one_viewer "$HG$W2_PATH" "$HG_PID"
+expect_count hg_w2_one_viewer "token=$TOKEN" 5
+# ---- target 3: segment relay (2 MiB) ----
+measure nginx_static_seg "$NG/bench/vod/seg_2mb.ts" "$NGINX_PID"
+measure nginx_proxy_seg "http://127.0.0.1:$P_NGPROXY/bench/vod/seg_2mb.ts" "$NGINX_PID"
+measure hg_relay_seg "$HG/relay?url=$(enc "$SEG_URL")" "$HG_PID $NGINX_PID"
+# ---- target 4: open proxy against the peers (playlist rewrite, segment relay) ----
+measure hg_open_pl "$HG/proxy?url=$(enc "$PL_URL")" "$HG_PID"
+expect_count hg_open_pl '/proxy?url=' 1000
+measure hg_relay_pl "$HG/relay?url=$(enc "$PL_URL")" "$HG_PID $NGINX_PID"
+expect_count hg_relay_pl '/relay?url=' 1000
+measure flask_pl "http://127.0.0.1:$P_FLASK/proxy?url=$(enc "$PL_URL")" "$FLASK_PID"
+expect_count flask_pl '/proxy?url=' 1000
+measure hlsd_pl "http://127.0.0.1:$P_HLSD/$(b64 "$PL_URL").m3u8" "$HLSD_PID $NGINX_PID"
+expect_count hlsd_pl "127.0.0.1:$P_HLSD/" 1000
+measure hg_open_seg "$HG/proxy?url=$(enc "$SEG_URL")" "$HG_PID"
+measure flask_seg "http://127.0.0.1:$P_FLASK/proxy?url=$(enc "$SEG_URL")" "$FLASK_PID"
+measure hlsd_seg "http://127.0.0.1:$P_HLSD/$(b64 "$SEG_URL").ts" "$HLSD_PID $NGINX_PID"
+for n in hg_relay_seg hg_open_seg flask_seg hlsd_seg; do
+  cmp -s "$TMP/body-$n" "$VOD/seg_2mb.ts" || die "$n: segment bytes differ from the origin's"
+done
+kill -TERM "$FLASK_PID" "$HLSD_PID" 2>/dev/null || true # free their memory and CPU
+tls_scenario
+
+# ---- target 5: 1 worker vs 2 workers (many viewers: every request does the work) ----
+start_hlsgate hlsgate1 $P_HG1 1
+HG1_PID=$LAST_PID
+HG1=http://127.0.0.1:$P_HG1
+measure hg1_w1_viewers "$HG1$VIEWER1" "$HG1_PID" "" "$TMP/paths-w1"
+measure hg1_w2_viewers "$HG1$VIEWER2" "$HG1_PID" "" "$TMP/paths-w2"
+# wrk pinned to CPU 1: the server has CPU 0 to itself and shares CPU 1 with wrk
+measure hg1_w2_viewers_pinned "$HG1$VIEWER2" "$HG1_PID" 1 "$TMP/paths-w2"
+measure hg_w2_viewers_pinned "$HG$VIEWER2" "$HG_PID" 1 "$TMP/paths-w2"
+measure nginx_static_w2_pinned "$NG/static/w2.m3u8" "$NGINX_PID" 1
+kill -TERM "$HG1_PID" 2>/dev/null || true
+
 or_section
 
 # ---- target 6: RSS under idle keep-alive connections ----
@@ -618,16 +645,7 @@ per_conn() { # "before during1 after1 duringN afterN alive1" [N] -> bytes per co
   echo "     2 workers / 1 worker, small multivariant (cheap, wrk needs a core too): $x  [>= 1.7: $(verdict "$x" 1.7)]"
   x=$(ratio hg_w2_viewers_pinned hg1_w2_viewers_pinned)
   echo "     same, wrk pinned to CPU 1 (taskset -c 1): $x  [$(verdict "$x" 1.7)]; then hlsgate 2 workers / nginx static: $(ratio hg_w2_viewers_pinned nginx_static_w2_pinned)"
-  echo "  issue 13, the open proxy against OpenResty (caches warm; wrk -c${BENCH_OR_CONNS:-50} on CPU 1; median of ${BENCH_OR_REPEAT:-3}):"
-  for w in "${OR_WORKLOADS[@]}"; do
-    n=${w%%:*}
-    echo "     $n: 1 worker (CPU 0) hlsgate ${RPS[hg1_$n]} / OpenResty ${RPS[or1_$n]} req/s = $(ratio "hg1_$n" "or1_$n") [>= 1.0: $(verdict "$(ratio "hg1_$n" "or1_$n")" 1.0)];" \
-         "2 workers ${RPS[hg2_$n]} / ${RPS[or2_$n]} = $(ratio "hg2_$n" "or2_$n") [$(verdict "$(ratio "hg2_$n" "or2_$n")" 1.0)]"
-  done
-  x=$(ratio hg2_small hg1_small)
-  echo "     hlsgate 2 workers / 1 worker, small playlist: $x [>= 1.7: $(verdict "$x" 1.7)] (OpenResty: $(ratio or2_small or1_small))"
-  echo "     peak RSS (VmHWM, kB): hlsgate 1 worker $OR_HWM_HG1, 2 workers $OR_HWM_HG2 (whole run; --cache-size 256 MiB, cached: ~2.3 MB);" \
-       "OpenResty 1 worker $OR_HWM_OR1, 2 workers $OR_HWM_OR2 (master + workers)"
+  or_ratios
   # shellcheck disable=SC2154
   echo "  6. idle keep-alive ($IDLE_CONNS connections, VmRSS kB before / with them / after close, round 1 then round $IDLE_ROUNDS):"
   # shellcheck disable=SC2154
