@@ -121,7 +121,13 @@ static void read_reuse(lua_State *L, hg_plan_frozen_t *fz) {
 /* hg.plan(t [, reuse]) -> frozen plan. Raises on an invalid plan (the message the server
  * would log for the table), on one with on_uri (a hook is per request) and on a bad reuse
  * rule; nil, "out of memory". */
-static int l_plan(lua_State *L) {
+static int freeze(lua_State *L, int keep_source);
+
+static int l_plan(lua_State *L) { return freeze(L, 1); }
+
+/* hg.plan's work; keep_source: keep a copy of the table for hg.plan_table (a plan the
+ * core freezes itself is never seen by Lua: no copy). */
+static int freeze(lua_State *L, int keep_source) {
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
@@ -172,9 +178,10 @@ static int l_plan(lua_State *L) {
     }
   }
   lua_settop(L, 3);
-  /* The table as it was frozen, for hg.plan_table (a later change to `t` is not seen). */
-  deep_copy(L, 1, 1);
-  lua_setiuservalue(L, 3, 1);
+  if (keep_source) { /* the table as it was frozen, for hg.plan_table (later changes unseen) */
+    deep_copy(L, 1, 1);
+    lua_setiuservalue(L, 3, 1);
+  }
   p->frozen = fz;
   return 1;
 }
@@ -187,7 +194,7 @@ static int l_plan_table(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  lua_getiuservalue(L, 1, 1);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) return luaL_error(L, "hg.plan_table: no table kept for this plan");
   deep_copy(L, -1, 1);
   return 1;
 }
@@ -196,7 +203,7 @@ static int l_plan_table(lua_State *L) {
 static int freeze_reusable(lua_State *L) {
   lua_settop(L, 1);
   lua_getfield(L, 1, "reuse");
-  return l_plan(L);
+  return freeze(L, 0);
 }
 
 hg_plan_frozen_t *hg__lua_freeze_reusable(lua_State *L, int idx) {

@@ -37,6 +37,7 @@ struct hg_policy_s {
   int nidle;
   int reuse_plans;      /* the policy table says `reuse = true` (reuse.c) */
   hg_lru_t reuse;       /* requests answered by a reusable frozen plan */
+  uint64_t *reuse_seen; /* hashes of requests seen lately (admission), or NULL */
 };
 
 static inline hg_policy_t *hg__policy_self(lua_State *L) { return *(hg_policy_t **)lua_getextraspace(L); }
@@ -50,6 +51,7 @@ int hg__policy_call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int
  * (a reference held, as for a returned frozen plan) or 0; put: remembers fz for req when
  * its rule allows; clear: forgets all (before the state closes). Owner thread. */
 int hg__reuse_get(hg_policy_t *p, hg_request_t *req, hg_plan_t *plan);
+int hg__reuse_admit(hg_policy_t *p, const hg_request_t *req); /* 1: seen before: keep it */
 void hg__reuse_put(hg_policy_t *p, const hg_request_t *req, hg_plan_frozen_t *fz);
 void hg__reuse_clear(hg_policy_t *p);
 

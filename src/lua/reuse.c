@@ -12,7 +12,8 @@
  * answer depends on, not what a wrapper around it checks (a client address allowlist,
  * say), and a reused answer skips the wrapper too. One entry per (method, target,
  * scheme), at most HG_REUSE_MAX per policy, least recently used first out; a reload
- * starts with none. Owner thread of the policy only.
+ * starts with none. A plan is kept the second time its request is seen (admission, below).
+ * Owner thread of the policy only.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,23 @@ int hg__reuse_get(hg_policy_t *p, hg_request_t *req, hg_plan_t *plan) {
   return 1;
 }
 
+/* Admission: a plan is kept for a request seen before (its key's hash in a small table
+ * of recent ones), so a target asked once — a new viewer's token, a scan of random URLs —
+ * costs a hash, not a frozen plan and an entry, and evicts nothing. */
+#define SEEN 4096 /* hashes (a power of two) */
+
+int hg__reuse_admit(hg_policy_t *p, const hg_request_t *req) {
+  char key[4096];
+  size_t kl = req->body ? 0 : make_key(req, key, sizeof(key));
+  if (kl == 0) return 0;
+  if (p->reuse_seen == NULL && (p->reuse_seen = calloc(SEEN, sizeof(uint64_t))) == NULL) return 0;
+  uint64_t h = hg_lru_hash(key, kl) | 1; /* never 0: an empty slot */
+  uint64_t *slot = &p->reuse_seen[h & (SEEN - 1)];
+  if (*slot == h) return 1;
+  *slot = h;
+  return 0;
+}
+
 void hg__reuse_put(hg_policy_t *p, const hg_request_t *req, hg_plan_frozen_t *fz) {
   char key[4096];
   size_t kl = req->body ? 0 : make_key(req, key, sizeof(key));
@@ -154,4 +172,6 @@ void hg__reuse_put(hg_policy_t *p, const hg_request_t *req, hg_plan_frozen_t *fz
 void hg__reuse_clear(hg_policy_t *p) {
   while (p->reuse.tail) drop(p, hg_lru_entry(p->reuse.tail, reuse_t, node));
   hg_lru_free(&p->reuse);
+  free(p->reuse_seen);
+  p->reuse_seen = NULL;
 }

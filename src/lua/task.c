@@ -84,7 +84,9 @@ static int read_result(hg_policy_task_t *t, int nres) {
   else lua_settop(L, lua_gettop(L) - nres + 1);
   int result, is_plan = 0;
   hg_plan_frozen_t *fz = hg__lua_test_frozen(L, -1);
-  if (fz == NULL && t->p->reuse_plans && lua_istable(L, -1) && reusable_table(L)) {
+  int reuse = t->p->reuse_plans && (fz ? fz->reuse_ttl_ms > 0 : lua_istable(L, -1) && reusable_table(L)) &&
+              hg__reuse_admit(t->p, req);
+  if (fz == NULL && reuse) {
     /* A plan table with a reuse rule (and no hook): frozen here, then as below. */
     int top = lua_gettop(L);
     fz = hg__lua_freeze_reusable(L, top);
@@ -98,7 +100,7 @@ static int read_result(hg_policy_task_t *t, int nres) {
     /* A frozen plan: copied as it is, anchored until the request is done with it. */
     *t->plan = fz->plan;
     hg__lua_frozen_retain(fz);
-    if (t->p->reuse_plans && fz->reuse_ttl_ms) hg__reuse_put(t->p, req, fz);
+    if (reuse) hg__reuse_put(t->p, req, fz);
     /* the label outlives the exchange (the access log and metrics come last) */
     if (fz->route) req->route = hg_arena_strndup(req->arena, fz->route, strlen(fz->route));
     lua_settop(L, 0);

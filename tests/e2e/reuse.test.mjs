@@ -1,6 +1,6 @@
 // Reusing plans (docs/policy-api.md): a policy with `reuse = true` answers a request
-// its on_request already answered with hg.plan(t, { vary, ttl, expires }) without
-// running on_request again — exactly for the same method, target, scheme and vary
+// its on_request already answered (twice: the first time only records it was seen) with
+// hg.plan(t, { vary, ttl, expires }) without running on_request again — exactly for the same method, target, scheme and vary
 // headers, within ttl and before expires, and never across a reload. Without the flag
 // a recipe's reusable plans are never reused (a wrapper's checks always run).
 import assert from 'node:assert/strict';
@@ -56,22 +56,29 @@ describe('reusing plans', () => {
 
   it('answers the same request again without on_request, with the same bytes', async () => {
     const n0 = await runs(gw);
-    const a = await get(gw.port, '/p?x=1');
-    const b = await get(gw.port, '/p?x=1');
+    const a = await get(gw.port, '/p?x=1'); // seen once: not kept (admission)
     assert.equal(a.status, 200);
-    assert.equal(b.body, PLAYLIST);
-    assert.equal(b.headers['x-origin-seen'], 'none');
     assert.equal(await runs(gw), n0 + 1);
+    await get(gw.port, '/p?x=1'); // seen again: kept
+    for (let i = 0; i < 3; i++) {
+      const b = await get(gw.port, '/p?x=1');
+      assert.equal(b.body, PLAYLIST);
+      assert.equal(b.headers['x-origin-seen'], 'none');
+    }
+    assert.equal(await runs(gw), n0 + 2);
     // another target, another method: asked again
     await get(gw.port, '/p?x=2');
     const head = await request(gw.port, 'HEAD /p?x=1 HTTP/1.1\r\nHost: t\r\n\r\n', { head: true });
     assert.equal(head.status, 200);
-    assert.equal(await runs(gw), n0 + 3);
+    assert.equal(await runs(gw), n0 + 4);
     const log = gw.accessLog().filter((l) => l.path === '/p?x=1');
     assert.ok(log.length >= 2 && log.every((l) => l.status === 200));
   });
 
   it('asks again for another value of a vary header, and answers each as its own', async () => {
+    await get(gw.port, '/p?v=1'); // the target seen: what follows is kept when asked
+    await get(gw.port, '/p?v=2');
+    await get(gw.port, '/p?v=3');
     const n0 = await runs(gw);
     const seen = [];
     for (const o of ['https://a.example', 'https://a.example', 'https://b.example', 'https://b.example']) {
@@ -90,15 +97,15 @@ describe('reusing plans', () => {
 
   it('reuses a plan table with a reuse rule too, as the policy left it, but not one with on_uri', async () => {
     const n0 = await runs(gw);
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 4; i++) {
       const r = await get(gw.port, '/t');
       assert.equal(r.status, 200);
       assert.equal(r.body, PLAYLIST);
       assert.equal(r.headers['x-edited'], 'by a wrapper');
     }
-    assert.equal(await runs(gw), n0 + 1);
+    assert.equal(await runs(gw), n0 + 2); // seen, kept, then reused twice
     for (let i = 0; i < 3; i++) assert.equal((await get(gw.port, '/th')).status, 200);
-    assert.equal(await runs(gw), n0 + 4);
+    assert.equal(await runs(gw), n0 + 5);
     assert.equal((await get(plain.port, '/t')).status, 200); // without the policy's consent:
     const p0 = await runs(plain);
     await get(plain.port, '/t');
@@ -107,16 +114,16 @@ describe('reusing plans', () => {
 
   it('stops reusing after ttl and after expires', async () => {
     const n0 = await runs(gw);
-    await get(gw.port, '/p?ttl=1');
-    await get(gw.port, '/p?ttl=1');
     const exp = Math.floor(Date.now() / 1000) + 1;
-    await get(gw.port, `/p?exp=${exp}`);
-    await get(gw.port, `/p?exp=${exp}`);
-    assert.equal(await runs(gw), n0 + 2);
+    for (let i = 0; i < 3; i++) {
+      await get(gw.port, '/p?ttl=1');
+      await get(gw.port, `/p?exp=${exp}`);
+    }
+    assert.equal(await runs(gw), n0 + 4); // each: seen, kept, reused
     await sleep(2100);
     await get(gw.port, '/p?ttl=1');
     await get(gw.port, `/p?exp=${exp}`);
-    assert.equal(await runs(gw), n0 + 4);
+    assert.equal(await runs(gw), n0 + 6);
   });
 
   it('forgets every plan on reload', async () => {
