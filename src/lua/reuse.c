@@ -4,8 +4,8 @@
  * A policy that returns `reuse = true` in its table lets its frozen plans be reused: when
  * on_request answers with hg.plan(t, { vary = …, ttl = …, expires = … }), later requests
  * with the same method, target and scheme, and the same values of the headers in `vary`
- * (and no body), get that plan without on_request running — for ttl seconds at most, never after
- * `expires`. The hot request of a live stream (every viewer reloading one playlist URL
+ * (and no body), get that plan without on_request running — for ttl seconds at most,
+ * never after `expires`. The hot request of a live stream (every viewer reloading one playlist URL
  * every few seconds) then costs a table lookup instead of a Lua call.
  *
  * Security: the policy as a whole opts in, not a recipe: a recipe knows what its own
@@ -50,9 +50,9 @@ static size_t make_key(const hg_request_t *req, char *buf, size_t cap) {
   return n;
 }
 
-/* Appends header `name`'s value in req as req.headers has it (repeated ones joined by
- * ", ") to w, after a flag: '+' present, '-' absent; then a NUL. Returns the end; with w
- * NULL, only counts (returns the size as a pointer difference from NULL). */
+/* Writes header `name`'s value in req as req.headers has it (repeated ones joined by
+ * ", ") at w, after a flag ('+' present, '-' absent), then a NUL. Returns the bytes that
+ * takes; with w NULL, only counts them. */
 static size_t put_value(const hg_request_t *req, const char *name, char *w) {
   size_t nl = strlen(name), n = 1;
   int found = 0;
