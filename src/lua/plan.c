@@ -350,8 +350,12 @@ int hg__lua_to_plan(lua_State *L, int t, hg_arena_t *arena, hg_plan_t *plan) {
   has = rd_table(&r, "s3");
   if (has < 0) return -1;
   if (has) {
+    /* `plan.s3 = plan.origin` (the private bucket's way): read once, not twice */
+    lua_getfield(L, t, "origin");
+    int same = plan->origin == HG_ORIGIN_S3 && lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
     reader_t s3 = {L, arena, lua_gettop(L), "s3"};
-    if (rd_s3(&s3, &plan->s3)) return -1;
+    if (!same && rd_s3(&s3, &plan->s3)) return -1;
     plan->has_s3 = 1;
     lua_pop(L, 1);
   }
