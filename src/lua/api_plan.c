@@ -202,13 +202,13 @@ static int l_plan_table(lua_State *L) {
 /* (protected) hg.plan(t, t.reuse) for the plan table at 1: leaves the frozen plan. */
 static int freeze_reusable(lua_State *L) {
   lua_settop(L, 1);
-  lua_getfield(L, 1, "reuse");
+  hg__lua_rawfield(L, 1, "reuse");
   return freeze(L, 0);
 }
 
 hg_plan_frozen_t *hg__lua_freeze_reusable(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
-  if (lua_getfield(L, idx, "reuse") != LUA_TTABLE) {
+  if (hg__lua_rawfield(L, idx, "reuse") != LUA_TTABLE) {
     lua_pop(L, 1);
     return NULL;
   }

@@ -347,7 +347,7 @@ int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
                     luaL_typename(L, t));
     return -1;
   }
-  lua_getfield(L, t, "status");
+  hg__lua_rawfield(L, t, "status");
   int isnum;
   lua_Integer status = lua_tointegerx(L, -1, &isnum);
   if (lua_isnil(L, -1)) status = 200, isnum = 1;
@@ -357,7 +357,7 @@ int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
     return -1;
   }
   res->status = (int)status;
-  lua_getfield(L, t, "headers");
+  hg__lua_rawfield(L, t, "headers");
   size_t hbytes = 0; /* policy headers in all: capped like a request's (SPEC §8) */
   if (lua_istable(L, -1)) {
     lua_pushnil(L);
@@ -365,7 +365,7 @@ int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
       size_t nlen, vlen;
       const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &nlen) : NULL;
       int multi = lua_istable(L, -1);
-      lua_Integer count = multi ? luaL_len(L, -1) : 1;
+      lua_Integer count = multi ? (lua_Integer)lua_rawlen(L, -1) : 1;
       for (lua_Integer i = 1; i <= count; i++) {
         if (multi) lua_rawgeti(L, -1, i);
         const char *value = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
@@ -395,7 +395,7 @@ int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
     return -1;
   }
   lua_pop(L, 1);
-  lua_getfield(L, t, "body");
+  hg__lua_rawfield(L, t, "body");
   if (!lua_isnil(L, -1)) {
     size_t n;
     const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
@@ -413,7 +413,7 @@ int hg__lua_to_response(lua_State *L, hg_request_t *req, hg_response_t *res) {
   lua_pop(L, 1);
   /* An hg.error response: the body is the core's own error JSON, with the request id, in
    * the same key order as every other error (SPEC §8). */
-  lua_getfield(L, t, "error");
+  hg__lua_rawfield(L, t, "error");
   if (lua_type(L, -1) == LUA_TSTRING &&
       hg_error_json(req->arena, res->status, lua_tostring(L, -1), req->id, &res->body, &res->body_len) != 0) {
     lua_pushliteral(L, "out of memory");

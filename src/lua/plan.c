@@ -28,7 +28,7 @@ static int rd_fail(reader_t *r, const char *field, const char *want) {
 }
 
 static int rd_str(reader_t *r, const char *field, const char **out) {
-  lua_getfield(r->L, r->t, field);
+  hg__lua_rawfield(r->L, r->t, field);
   int type = lua_type(r->L, -1);
   if (type == LUA_TNIL) {
     lua_pop(r->L, 1);
@@ -47,7 +47,7 @@ static int rd_str(reader_t *r, const char *field, const char **out) {
 static int rd_int(reader_t *r, const char *field, lua_Integer lo, lua_Integer hi, lua_Integer def,
                   lua_Integer *out) {
   *out = def;
-  lua_getfield(r->L, r->t, field);
+  hg__lua_rawfield(r->L, r->t, field);
   if (lua_isnil(r->L, -1)) {
     lua_pop(r->L, 1);
     return 0;
@@ -61,7 +61,7 @@ static int rd_int(reader_t *r, const char *field, lua_Integer lo, lua_Integer hi
 }
 
 static int rd_bool(reader_t *r, const char *field, int *out) {
-  lua_getfield(r->L, r->t, field);
+  hg__lua_rawfield(r->L, r->t, field);
   int type = lua_type(r->L, -1);
   if (type != LUA_TNIL && type != LUA_TBOOLEAN) {
     lua_pop(r->L, 1);
@@ -75,7 +75,7 @@ static int rd_bool(reader_t *r, const char *field, int *out) {
 /* Pushes field `field` of the table if it is a table (returns 1), nothing for nil
  * (returns 0), or fails (-1). */
 static int rd_table(reader_t *r, const char *field) {
-  lua_getfield(r->L, r->t, field);
+  hg__lua_rawfield(r->L, r->t, field);
   if (lua_istable(r->L, -1)) return 1;
   int isnil = lua_isnil(r->L, -1);
   lua_pop(r->L, 1);
@@ -114,7 +114,7 @@ static int rd_pairs(reader_t *r, const char *field, hg_header_t *out, size_t cap
 static int rd_allow(reader_t *r, int *mask) {
   static const char *const names[] = {"loopback", "private", "linklocal", "unspecified", "other", NULL};
   lua_State *L = r->L;
-  lua_getfield(L, r->t, "allow_private");
+  hg__lua_rawfield(L, r->t, "allow_private");
   *mask = 0;
   if (lua_isboolean(L, -1)) {
     *mask = lua_toboolean(L, -1) ? -1 : 0;
@@ -154,7 +154,7 @@ static int rd_sign(reader_t *r, hg_plan_t *plan) {
   int has = rd_table(r, "sign");
   if (has <= 0) return has;
   reader_t sg = {r->L, r->arena, lua_gettop(r->L), "proxy.sign"};
-  lua_getfield(r->L, sg.t, "secret");
+  hg__lua_rawfield(r->L, sg.t, "secret");
   size_t n = 0;
   const char *s = lua_type(r->L, -1) == LUA_TSTRING ? lua_tolstring(r->L, -1, &n) : NULL;
   if (s == NULL || n < 16) return rd_fail(&sg, "secret", "a string of at least 16 bytes");
@@ -197,7 +197,7 @@ static int rd_content_types(reader_t *r, hg_plan_t *plan) {
   if (otherwise && strcmp(otherwise, "refuse") != 0 && strcmp(otherwise, "attachment") != 0)
     return rd_fail(&ct, "otherwise", "\"attachment\" or \"refuse\"");
   plan->ct_refuse = otherwise && strcmp(otherwise, "refuse") == 0;
-  lua_getfield(L, ct.t, "allow");
+  hg__lua_rawfield(L, ct.t, "allow");
   if (lua_istable(L, -1)) {
     size_t n = lua_rawlen(L, -1);
     if (n > 32) return rd_fail(&ct, "allow", "at most 32 types");
@@ -246,7 +246,7 @@ int hg__lua_to_plan(lua_State *L, int t, hg_arena_t *arena, hg_plan_t *plan) {
     int hosts = rd_table(&o, "allow_hosts");
     if (hosts < 0) return -1;
     if (hosts) {
-      size_t n = (size_t)luaL_len(L, -1);
+      size_t n = (size_t)(lua_Integer)lua_rawlen(L, -1);
       plan->allow_hosts = hg_arena_alloc(arena, (n + 1) * sizeof(char *));
       for (size_t i = 0; plan->allow_hosts && i < n; i++) {
         lua_rawgeti(L, -1, (lua_Integer)i + 1);
@@ -290,7 +290,7 @@ int hg__lua_to_plan(lua_State *L, int t, hg_arena_t *arena, hg_plan_t *plan) {
   /* Freshness overrides (SPEC §5, docs/live.md): by default the content and the origin
    * decide how long a live playlist is reused. */
   plan->live_ttl_ms = -1;
-  lua_getfield(L, r.t, "live_ttl");
+  hg__lua_rawfield(L, r.t, "live_ttl");
   if (!lua_isnil(L, -1)) {
     int isnum;
     lua_Number lt = lua_tonumberx(L, -1, &isnum);
@@ -351,7 +351,7 @@ int hg__lua_to_plan(lua_State *L, int t, hg_arena_t *arena, hg_plan_t *plan) {
   if (has < 0) return -1;
   if (has) {
     /* `plan.s3 = plan.origin` (the private bucket's way): read once, not twice */
-    lua_getfield(L, t, "origin");
+    hg__lua_rawfield(L, t, "origin");
     int same = plan->origin == HG_ORIGIN_S3 && lua_rawequal(L, -1, -2);
     lua_pop(L, 1);
     reader_t s3 = {L, arena, lua_gettop(L), "s3"};
@@ -361,7 +361,7 @@ int hg__lua_to_plan(lua_State *L, int t, hg_arena_t *arena, hg_plan_t *plan) {
   }
   if (rd_bool(&r, "private", &plan->carries_token)) return -1;
   if (rd_content_types(&r, plan)) return -1;
-  lua_getfield(L, t, "on_uri");
+  hg__lua_rawfield(L, t, "on_uri");
   if (lua_isfunction(L, -1)) {
     plan->hook_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   } else if (!lua_isnil(L, -1)) {

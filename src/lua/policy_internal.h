@@ -40,6 +40,15 @@ struct hg_policy_s {
   uint64_t *reuse_seen; /* hashes of requests seen lately (admission), or NULL */
 };
 
+/* t[k] without metamethods, pushed; returns its type. What on_request returned is read
+ * with it (plan.c, message.c, task.c): outside any protected call and any budget, a
+ * policy's __index could otherwise raise (a Lua panic: the process aborts) or loop. */
+static inline int hg__lua_rawfield(lua_State *L, int t, const char *k) {
+  t = lua_absindex(L, t);
+  lua_pushstring(L, k);
+  return lua_rawget(L, t);
+}
+
 static inline hg_policy_t *hg__policy_self(lua_State *L) { return *(hg_policy_t **)lua_getextraspace(L); }
 
 /* policy.c */

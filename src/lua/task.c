@@ -70,8 +70,8 @@ static void task_free(hg_policy_task_t *t, int materialize) {
  * runs per request: such a plan is not reused, whatever its rule says). */
 static int reusable_table(lua_State *L) {
   int t = lua_gettop(L);
-  int ok = lua_getfield(L, t, "origin") != LUA_TNIL && lua_getfield(L, t, "reuse") == LUA_TTABLE &&
-           lua_getfield(L, t, "on_uri") == LUA_TNIL;
+  int ok = hg__lua_rawfield(L, t, "origin") != LUA_TNIL && hg__lua_rawfield(L, t, "reuse") == LUA_TTABLE &&
+           hg__lua_rawfield(L, t, "on_uri") == LUA_TNIL;
   lua_settop(L, t);
   return ok;
 }
@@ -84,6 +84,14 @@ static int read_result(hg_policy_task_t *t, int nres) {
   else lua_settop(L, lua_gettop(L) - nres + 1);
   int result, is_plan = 0;
   hg_plan_frozen_t *fz = hg__lua_test_frozen(L, -1);
+  if (fz == NULL && lua_istable(L, -1) && lua_getmetatable(L, -1)) {
+    /* Plans and responses are plain tables, read raw (hg__lua_rawfield): a metatable's
+     * defaults would be ignored, so it is refused, loudly. */
+    hg_log(HG_LOG_ERROR, "request %s: policy error: on_request returned a table with a metatable "
+           "(plans and responses are read as plain tables)", req->id);
+    lua_settop(L, 0);
+    return HG_EPOLICY;
+  }
   int reuse = t->p->reuse_plans && (fz ? fz->reuse_ttl_ms > 0 : lua_istable(L, -1) && reusable_table(L)) &&
               hg__reuse_admit(t->p, req);
   if (fz == NULL && reuse) {
@@ -107,9 +115,9 @@ static int read_result(hg_policy_task_t *t, int nres) {
     return HG_PLAN_FETCH;
   }
   if (lua_istable(L, -1)) {
-    is_plan = lua_getfield(L, -1, "origin") != LUA_TNIL; /* a plan, not a response */
+    is_plan = hg__lua_rawfield(L, -1, "origin") != LUA_TNIL; /* a plan, not a response */
     lua_pop(L, 1);
-    if (lua_getfield(L, -1, "route") == LUA_TSTRING) { /* the metrics label */
+    if (hg__lua_rawfield(L, -1, "route") == LUA_TSTRING) { /* the metrics label */
       size_t n;
       const char *r = lua_tolstring(L, -1, &n);
       req->route = hg_arena_strndup(req->arena, r, n);

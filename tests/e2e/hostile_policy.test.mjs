@@ -76,6 +76,19 @@ routes["/header_table"] = function() return { status = 200, headers = { ["X-A"] 
 routes["/header_name"] = function() return { status = 200, headers = { [1] = "x" }, body = "x" } end
 routes["/body_table"] = function() return { status = 200, body = {} } end
 routes["/status_str"] = function() return { status = "200 OK" } end
+-- tables with metamethods, read after on_request returned (outside its budget): a raising
+-- __index used to abort the process (Lua panic), a looping one would hang the worker
+local raising = { __index = function() error("boom from __index") end, __len = function() error("boom") end }
+local looping = { __index = function() while true do end end }
+routes["/meta_top"] = function() return setmetatable({}, raising) end
+routes["/meta_loop"] = function() return setmetatable({ status = 200 }, looping) end
+routes["/meta_origin"] = function() return { origin = setmetatable({}, looping) } end
+routes["/meta_headers"] = function()
+  return { status = 200, headers = { ["X-A"] = setmetatable({}, raising) }, body = "x" }
+end
+routes["/meta_hosts"] = function()
+  return { origin = { type = "http", url = "http://127.0.0.1:1/", allow_hosts = setmetatable({}, raising) } }
+end
 -- well-behaved
 routes["/ok"] = function(req) return "ok " .. (req.query.i or "") end
 routes["/fetch"] = function(req)
@@ -86,7 +99,8 @@ return { on_request = function(req) local r = routes[req.path] if r then return 
 
 const HOSTILE = ['/find?q=' + 'a'.repeat(3000), '/sfind?q=' + 'a'.repeat(3000), '/match', '/gmatch',
   '/gsub', '/pcall', '/rep_big', '/concat', '/concat_meta', '/sort', '/format', '/concat_op',
-  '/utf8', '/coroutine', '/io_write', '/stdin', '/exit', '/execute', '/sethook', '/load_binary', '/gc'];
+  '/utf8', '/coroutine', '/io_write', '/stdin', '/exit', '/execute', '/sethook', '/load_binary', '/gc',
+  '/meta_top', '/meta_loop', '/meta_origin'];
 
 describe('hostile policies (one worker)', () => {
   let gw;
@@ -141,6 +155,16 @@ describe('hostile policies (one worker)', () => {
     await gw.waitForStderr(/policy .*: \{"forged":"access log line"\}/);
     assert.ok(!gw.stdoutText.includes('forged'));
     for (const line of gw.stdoutText.split('\n').filter(Boolean)) JSON.parse(line); // all JSON
+  });
+
+  it('nested tables with metamethods are read raw: answered, the worker alive', async () => {
+    const h = await get(gw.port, '/meta_headers'); // an empty list of values: no header
+    assert.equal(h.status, 200);
+    assert.equal(h.body, 'x');
+    const o = await get(gw.port, '/meta_hosts'); // an empty allowlist: refused, not a crash
+    assert.ok(o.status >= 400 && o.status < 600, String(o.status));
+    assert.equal((await get(gw.port, '/healthz')).status, 200);
+    await gw.waitForStderr(/returned a table with a metatable/);
   });
 
   it('rep of an empty string answers at once', async () => {
