@@ -155,23 +155,31 @@ static int hdr_pairs(lua_State *L) {
   return 3;
 }
 
+/* Sets the metatable of the lazy table on top, made once per state under registry key
+ * `key`: { __index = index, __pairs = pairs, __metatable = name }. Security: the
+ * metatable stays ours (getmetatable/setmetatable cannot reach it). */
+static void set_lazy_meta(lua_State *L, const char *key, lua_CFunction index, lua_CFunction pairs,
+                          const char *name) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 3);
+    lua_pushcfunction(L, index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  }
+  lua_setmetatable(L, -2);
+}
+
 static void push_lazy_headers(lua_State *L, const hg_request_t *req) {
   lua_createtable(L, 0, 4);
   lua_pushlightuserdata(L, (void *)req);
   lua_rawsetp(L, -2, &REQ_KEY);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &HDR_META) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 3);
-    lua_pushcfunction(L, hdr_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, hdr_pairs);
-    lua_setfield(L, -2, "__pairs");
-    lua_pushliteral(L, "headers"); /* Security: as the request's, not to be replaced */
-    lua_setfield(L, -2, "__metatable");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &HDR_META);
-  }
-  lua_setmetatable(L, -2);
+  set_lazy_meta(L, &HDR_META, hdr_index, hdr_pairs, "headers");
 }
 
 /* Calls fn on the request table's `headers` when it is a lazy one still reading the
@@ -284,20 +292,7 @@ void hg__lua_push_request(lua_State *L, const hg_request_t *req) {
   lua_setfield(L, -2, "path");
   lua_pushlightuserdata(L, (void *)req);
   lua_rawsetp(L, -2, &REQ_KEY);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &REQ_META) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 3);
-    lua_pushcfunction(L, req_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, req_pairs);
-    lua_setfield(L, -2, "__pairs");
-    /* Security: the metatable stays ours (getmetatable/setmetatable cannot reach it). */
-    lua_pushliteral(L, "request");
-    lua_setfield(L, -2, "__metatable");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &REQ_META);
-  }
-  lua_setmetatable(L, -2);
+  set_lazy_meta(L, &REQ_META, req_index, req_pairs, "request");
 }
 
 void hg__lua_request_materialize(lua_State *L, int t) {
