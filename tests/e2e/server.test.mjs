@@ -380,7 +380,7 @@ describe('reload and drain', () => {
     assert.equal(res.headers.connection, 'close');
     await c.waitClosed();
     await idle.waitClosed();
-    const { code } = await gw.stop();
+    const { code } = await gw.exit();
     assert.equal(code, 0, gw.stderrText.slice(-3000));
   });
 

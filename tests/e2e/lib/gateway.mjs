@@ -64,6 +64,12 @@ export async function startGateway({ policy, policyFile, args = [], env = {}, wo
       return waitFor(() => re.test(this.stderrText.slice(from)), timeout,
                      () => `stderr never matched ${re}:\n${this.stderrText.slice(-2000)}`);
     },
+    /** Resolves with {code, signal} once it exits by itself (after a signal the test sent:
+     *  a second SIGTERM while it drains would find the default action and kill it). */
+    async exit(timeout = 15000) {
+      await waitFor(() => this.exited, timeout, () => 'gateway did not exit');
+      return this.exited;
+    },
     /** Sends SIGTERM (unless already exited) and resolves with {code, signal}. */
     async stop(sig = 'SIGTERM', timeout = 15000) {
       if (!this.exited) proc.kill(sig);
