@@ -167,6 +167,7 @@ function M.new(opts)
       timeout = opts.timeout,
       route = "proxy",
     }, { vary = { "host", "origin" }, ttl = 60, expires = exp })
+    if not plan then return util.deny(503, "out of memory", h) end -- (hg.plan: nil, err)
     return plan, exp
   end
   -- Every answer of this recipe counts under the "proxy" route in /metrics.
