@@ -20,9 +20,15 @@ local viewers_mod = require("hlsgate.viewers")
 
 local M = {}
 
-local PLAYLIST_CLASSES = { "playlist", "iframe_playlist", "image_playlist", "rendition_report",
-                           "preload_hint", "session_data", "steering", "asset_list" }
-local MEDIA_CLASSES = { "segment", "part", "key", "session_key", "map", "asset" }
+-- The rewrite rules: playlists (and whatever a player fetches before it exists) stay in
+-- the gateway; media goes to `media` ("presign" from a bucket). A new table per plan (a
+-- wrapper may edit what it is given), built by one constructor: it is on every request.
+local function rewrite_rules(media)
+  return { playlist = "proxy", iframe_playlist = "proxy", image_playlist = "proxy",
+           rendition_report = "proxy", preload_hint = "proxy", session_data = "proxy",
+           steering = "proxy", asset_list = "proxy",
+           segment = media, part = media, key = media, session_key = media, map = media, asset = media }
+end
 
 --- M.mint(secret, prefix, ttl [, now [, kid]]) -> token, expires_at
 -- With `kid`, the token's header names the key (needed when the verifier's key table
@@ -123,34 +129,37 @@ function M.new(opts)
       return util.deny(400, "bad path")
     end
     if key:sub(1, #prefix + 1) ~= prefix .. "/" then return util.deny(403, "out of scope") end
-    local rewrite = {}
-    for _, c in ipairs(PLAYLIST_CLASSES) do rewrite[c] = "proxy" end
-    for _, c in ipairs(MEDIA_CLASSES) do rewrite[c] = s3 and "presign" or "proxy" end
-    local plan = {
-      rewrite = rewrite,
+    local origin
+    if s3 then
+      origin = { type = "s3", key = key, endpoint = s3.endpoint, region = s3.region,
+                 bucket = s3.bucket, access_key = s3.access_key, secret_key = s3.secret_key,
+                 session_token = s3.session_token, path_style = s3.path_style,
+                 public_endpoint = s3.public_endpoint }
+    else
+      origin = { type = "file", root = root, path = key }
+    end
+    -- Reusable (docs/policy-api.md) when the policy allows it: this answer follows from
+    -- the target (token, path), the scheme and Origin (the CORS answer), until the token
+    -- expires — unless viewers are checked per request (Redis state, client binding).
+    local reuse
+    if not (viewers and viewers.per_request) then
+      reuse = { vary = { "origin" }, ttl = 60, expires = tonumber(claims.exp) }
+    end
+    -- one constructor, every field in it (also `route`, which label() would add): a
+    -- table that grows after it is made is rehashed, on every request
+    return {
+      route = "stream",
+      origin = origin,
+      s3 = s3 and origin or nil,
+      rewrite = rewrite_rules(s3 and "presign" or "proxy"),
       proxy = { from = base .. hg.url.encode(prefix, "path") .. "/", to = mount,
                 params = { token = token } },
       presign = { ttl = presign_ttl, prefix = prefix .. "/" },
       private = true,
       cache_ttl = opts.cache_ttl or 2,
       headers = opts.cors and opts.cors.headers(req) or nil,
+      reuse = reuse,
     }
-    -- Reusable (docs/policy-api.md) when the policy allows it: this answer follows from
-    -- the target (token, path), the scheme and Origin (the CORS answer), until the token
-    -- expires — unless viewers are checked per request (Redis state, client binding).
-    if not (viewers and viewers.per_request) then
-      plan.reuse = { vary = { "origin" }, ttl = 60, expires = tonumber(claims.exp) }
-    end
-    if s3 then
-      plan.origin = { type = "s3", key = key, endpoint = s3.endpoint, region = s3.region,
-                      bucket = s3.bucket, access_key = s3.access_key, secret_key = s3.secret_key,
-                      session_token = s3.session_token, path_style = s3.path_style,
-                      public_endpoint = s3.public_endpoint }
-      plan.s3 = plan.origin
-    else
-      plan.origin = { type = "file", root = root, path = key }
-    end
-    return plan
   end
 
   -- POST {revoke_path} {"token": T} or {"jti": J, "exp": E}: refused by every replica

@@ -52,8 +52,12 @@ function M.cors(origins)
   local any = origins == nil or origins == "*" or (type(origins) == "table" and origins[1] == "*")
   local allowed = {}
   if type(origins) == "table" then for _, o in ipairs(origins) do allowed[o] = true end end
+  local expose = "Content-Length, Content-Range, Accept-Ranges, X-Request-Id"
   local c = {}
   function c.headers(req, extra)
+    if any and not extra then -- the common case, on every request: one constructor
+      return { ["Access-Control-Allow-Origin"] = "*", ["Access-Control-Expose-Headers"] = expose }
+    end
     local h = extra or {}
     if any then
       h["Access-Control-Allow-Origin"] = "*"
@@ -62,7 +66,7 @@ function M.cors(origins)
       if origin and allowed[origin] then h["Access-Control-Allow-Origin"] = origin end
       h["Vary"] = "Origin"
     end
-    h["Access-Control-Expose-Headers"] = "Content-Length, Content-Range, Accept-Ranges, X-Request-Id"
+    h["Access-Control-Expose-Headers"] = expose
     return h
   end
   function c.preflight(req)

@@ -36,7 +36,9 @@ int hg_lru_init(hg_lru_t *t, size_t nbuckets);
 /* Frees the bucket array (the entries are the caller's). */
 void hg_lru_free(hg_lru_t *t);
 
-/* FNV-1a of key[0..n): the hash hg_lru_find and hg_lru_insert expect. */
+/* The hash hg_lru_find and hg_lru_insert expect: keyed by a secret chosen when the
+ * process starts (a client cannot aim keys at one bucket), so values differ from run to
+ * run. Any thread. */
 uint64_t hg_lru_hash(const char *key, size_t n);
 
 /* Returns the node with this key (and hash), or NULL. Does not touch the LRU order. */

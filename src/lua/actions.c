@@ -132,15 +132,22 @@ static int act_proxy(hg_actions_t *a, const hg_plan_t *p, const hg_hls_uri_t *ur
   hg_buf_clear(&a->tmp);
   rc = hg_buf_puts(&a->tmp, p->proxy_to);
   if (!rc) rc = hg_buf_append(&a->tmp, uri->url + flen, uri->url_len - flen);
-  /* Set each param (replacing one already there: a token is never added twice). */
-  for (size_t i = 0; !rc && i < p->nproxy_params; i++) {
-    hg_buf_t next = HG_BUF_INIT;
+  /* Set each param (replacing one already there: a token is never added twice), from
+   * one scratch buffer to the other, the last one straight into out. */
+  for (size_t i = 0; !rc && i + 1 < p->nproxy_params; i++) {
     const hg_header_t *kv = &p->proxy_params[i];
-    rc = hg_url_query_set(&next, a->tmp.data, a->tmp.len, kv->name, kv->value);
-    hg_buf_free(&a->tmp);
-    a->tmp = next;
+    hg_buf_clear(&a->tmp2);
+    rc = hg_url_query_set(&a->tmp2, a->tmp.data, a->tmp.len, kv->name, kv->value);
+    hg_buf_t swap = a->tmp;
+    a->tmp = a->tmp2;
+    a->tmp2 = swap;
   }
-  if (!rc) rc = hg_buf_append(out, a->tmp.data, a->tmp.len);
+  if (!rc && p->nproxy_params > 0) {
+    const hg_header_t *kv = &p->proxy_params[p->nproxy_params - 1];
+    rc = hg_url_query_set(out, a->tmp.data, a->tmp.len, kv->name, kv->value);
+  } else if (!rc) {
+    rc = hg_buf_append(out, a->tmp.data, a->tmp.len);
+  }
   return rc ? rc : HG_HLS_REPLACE;
 }
 
@@ -157,6 +164,7 @@ int hg_actions_do(hg_actions_t *a, const hg_plan_t *p, hg_action_t act, const hg
 
 void hg_actions_free(hg_actions_t *a) {
   hg_buf_free(&a->tmp);
+  hg_buf_free(&a->tmp2);
   hg_sigv4_free(a->signer);
   a->signer = NULL;
 }

@@ -20,7 +20,7 @@
 /* One rewrite's state. Zero it (HG_ACTIONS_INIT), set the clock, use it for one
  * playlist, then hg_actions_free. One thread at a time. */
 typedef struct hg_actions_s {
-  hg_buf_t tmp;            /* scratch: bucket base URL, decoded key, mapped URL */
+  hg_buf_t tmp, tmp2;      /* scratch: bucket base URL, decoded key, mapped URL */
   hg_sigv4_t *signer;      /* created on the first presigned URI */
   int64_t presign_at;      /* signing time of presigned URLs (see hg_actions_clock) */
   int64_t presign_bucket;  /* seconds that signing time stays the same */
@@ -28,7 +28,7 @@ typedef struct hg_actions_s {
   size_t proxied;          /* URIs made into gateway URLs (with the plan's params) */
 } hg_actions_t;
 
-#define HG_ACTIONS_INIT {HG_BUF_INIT, NULL, 0, 0, 0, 0}
+#define HG_ACTIONS_INIT {HG_BUF_INIT, HG_BUF_INIT, NULL, 0, 0, 0, 0}
 
 /* Sets the presign time from `now`: rounded down to a bucket (a tenth of presign.ttl,
  * at most 5 minutes, at least a second) so a hot playlist rewrites to the same bytes for

@@ -183,8 +183,14 @@ static void push_lazy_headers(lua_State *L, const hg_request_t *req) {
 }
 
 /* Calls fn on the request table's `headers` when it is a lazy one still reading the
- * request (a table the policy put there instead is left alone). */
+ * request (a table the policy put there instead is left alone). Allocates nothing when
+ * fn does not (hg__lua_request_end runs unprotected): without the metatable there is no
+ * lazy table, and with it the string "headers" exists (its __metatable), so pushing it
+ * only finds it. */
 static void with_lazy_headers(lua_State *L, int t, void (*fn)(lua_State *, int)) {
+  int meta = lua_rawgetp(L, LUA_REGISTRYINDEX, &HDR_META) == LUA_TTABLE;
+  lua_pop(L, 1);
+  if (!meta) return;
   lua_pushliteral(L, "headers");
   if (lua_rawget(L, t) == LUA_TTABLE && lua_getmetatable(L, -1)) {
     int ours = lua_rawgetp(L, LUA_REGISTRYINDEX, &HDR_META) == LUA_TTABLE && lua_rawequal(L, -1, -2);

@@ -384,7 +384,8 @@ int hg__policy_call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int
   p->in_call = 0;
   int exceeded = p->meter.exceeded;
   if (rc == LUA_OK && !exceeded) return 0;
-  const char *msg = rc != LUA_OK ? lua_tostring(L, -1) : NULL;
+  /* only a string is read as it is: converting a number would allocate, unprotected */
+  const char *msg = rc != LUA_OK && lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
   if (exceeded && rc == LUA_ERRMEM) msg = "instruction budget exceeded (allocations count too)";
   hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id,
          msg ? msg : (exceeded ? "instruction budget exceeded (error was caught)"
@@ -394,18 +395,37 @@ int hg__policy_call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int
   return exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
 }
 
+typedef struct uri_call_s {
+  const hg_hls_uri_t *uri;
+  hg_buf_t *out;
+  const char *req_id;
+  int act;
+} uri_call_t;
+
+/* Runs under the budget's pcall with (uri_call_t *, hook): the hook's argument is built and
+ * its answer read in there, since both allocate (a state at its memory cap raises). */
+static int uri_call(lua_State *L) {
+  uri_call_t *c = lua_touserdata(L, 1);
+  hg__lua_push_uri(L, c->uri);
+  lua_call(L, 1, 1);
+  c->act = hg__lua_uri_result(L, c->out, c->req_id);
+  return 0;
+}
+
 int hg_policy_uri_hook(hg_policy_t *p, const hg_plan_t *plan, const hg_request_t *req,
                        const hg_hls_uri_t *uri, hg_buf_t *replacement) {
   lua_State *L = p->L;
   int base = lua_gettop(L);
+  if (!lua_checkstack(L, 4)) return HG_ENOMEM;
+  uri_call_t c = {uri, replacement, req->id, HG_EPOLICY};
   lua_pushcfunction(L, hg__policy_msgh);
+  lua_pushcfunction(L, uri_call);
+  lua_pushlightuserdata(L, &c);
   lua_rawgeti(L, LUA_REGISTRYINDEX, plan->hook_ref);
-  hg__lua_push_uri(L, uri);
-  int rc = hg__policy_call_hook(p, req, 1, base);
+  int rc = hg__policy_call_hook(p, req, 2, base);
   if (rc < 0) return rc;
-  int act = hg__lua_uri_result(L, replacement, req->id);
   lua_settop(L, base);
-  return act;
+  return c.act;
 }
 
 void hg_policy_plan_done(hg_policy_t *p, hg_plan_t *plan) {

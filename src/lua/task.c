@@ -43,14 +43,12 @@ static uint64_t now_ns(void) {
 
 void hg_policy_set_port(hg_policy_t *p, const hg_callout_port_t *port) { p->port = port; }
 
-/* `materialize`: the plan has an on_uri hook (called during this request's rewrite,
- * maybe a closure over req), which sees the table whole; otherwise the table stops
- * reading the request, which is about to go. */
-static void task_free(hg_policy_task_t *t, int materialize) {
+/* Cuts the request table loose from the request (which is about to go) and recycles the
+ * thread. Allocates nothing (hg__lua_request_end), so it needs no protection. */
+static void task_free(hg_policy_task_t *t) {
   hg_policy_t *p = t->p;
   lua_State *L = p->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->req_ref);
-  if (materialize) hg__lua_request_materialize(L, -1);
   hg__lua_request_end(L, -1);
   lua_pop(L, 1);
   luaL_unref(L, LUA_REGISTRYINDEX, t->req_ref);
@@ -76,7 +74,8 @@ static int reusable_table(lua_State *L) {
   return ok;
 }
 
-/* Reads what the finished hook returned (the first of nres values on co). */
+/* Reads what the finished hook returned (the first of nres values on co). Runs protected
+ * (finish): reading allocates. */
 static int read_result(hg_policy_task_t *t, int nres) {
   lua_State *L = t->co;
   hg_request_t *req = t->req;
@@ -142,6 +141,63 @@ static int read_result(hg_policy_task_t *t, int nres) {
   return result;
 }
 
+/* After on_request: everything below allocates (Lua strings, registry references, error
+ * messages, the request table's remaining fields) in a state that may be at its memory
+ * cap, so it runs protected. Security: an error raised outside a protected call is a Lua
+ * panic, the end of the whole process — a policy hoarding memory must cost only its own
+ * requests. */
+typedef struct finish_s {
+  hg_policy_task_t *t;
+  int nres;
+  int result;
+} finish_t;
+
+/* Runs under lua_pcall on co with (finish_t *, the hook's nres results). */
+static int finish_k(lua_State *co) {
+  finish_t *f = lua_touserdata(co, 1);
+  lua_remove(co, 1);
+  hg_policy_task_t *t = f->t;
+  f->result = read_result(t, f->nres);
+  if (f->result == HG_PLAN_FETCH && t->plan->hook_ref >= 0) {
+    /* The plan has an on_uri hook (called during this request's rewrite, maybe a closure
+     * over req), which sees the table whole; otherwise the table stops reading the
+     * request, which is about to go (task_free). */
+    lua_rawgeti(co, LUA_REGISTRYINDEX, t->req_ref);
+    hg__lua_request_materialize(co, -1);
+    lua_pop(co, 1);
+  }
+  return 0;
+}
+
+static int finish(hg_policy_task_t *t, int nres) {
+  lua_State *co = t->co;
+  finish_t f = {t, nres, HG_EPOLICY};
+  int rc = LUA_ERRMEM;
+  if (lua_checkstack(co, 2)) {
+    lua_pushcfunction(co, finish_k);
+    lua_pushlightuserdata(co, &f);
+    lua_rotate(co, -(nres + 2), 2);
+    rc = lua_pcall(co, nres + 1, 0, 0);
+  }
+  if (rc == LUA_OK) return f.result;
+  hg_log(HG_LOG_ERROR, "request %s: policy error: reading what on_request returned: %s", t->req->id,
+         rc == LUA_ERRMEM ? "not enough memory"
+                          : lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : "error");
+  /* whatever the plan or response holds so far is let go (both are safe to clear twice) */
+  hg_policy_plan_done(t->p, t->plan);
+  t->res->nheaders = 0;
+  t->res->body = NULL;
+  lua_settop(co, 0);
+  if (rc == LUA_ERRMEM) lua_gc(t->p->L, LUA_GCCOLLECT);
+  return rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
+}
+
+/* Runs under lua_pcall with (thread, message): the message with the thread's traceback. */
+static int traceback(lua_State *L) {
+  luaL_traceback(L, lua_touserdata(L, 1), lua_touserdata(L, 2), 0);
+  return 1;
+}
+
 /* Runs the coroutine with the nargs values on its stack until it ends or yields on a
  * callout. Returns HG_PLAN_PENDING, or the request's outcome (the task is then freed). */
 static int step(hg_policy_task_t *t, int nargs) {
@@ -163,21 +219,30 @@ static int step(hg_policy_task_t *t, int nargs) {
   }
   int result;
   if (rc == LUA_OK && !exceeded) {
-    result = read_result(t, nres);
+    result = finish(t, nres);
   } else {
     if (t->pending) { /* a yield over budget: the call is not wanted any more */
       p->port->cancel(p->port->ud, &t->call);
       t->pending = 0;
     }
-    const char *msg = rc != LUA_OK && rc != LUA_YIELD ? lua_tostring(t->co, -1) : NULL;
+    /* only a string is read as it is: converting a number would allocate */
+    const char *msg = rc != LUA_OK && rc != LUA_YIELD && lua_type(t->co, -1) == LUA_TSTRING
+                          ? lua_tostring(t->co, -1) : NULL;
     if (exceeded && rc == LUA_ERRMEM) msg = "instruction budget exceeded (allocations count too)";
-    if (msg && rc != LUA_ERRMEM) msg = (luaL_traceback(t->co, t->co, msg, 0), lua_tostring(t->co, -1));
+    int top = lua_gettop(p->L);
+    if (msg && rc != LUA_ERRMEM && lua_checkstack(p->L, 3)) {
+      lua_pushcfunction(p->L, traceback);
+      lua_pushlightuserdata(p->L, t->co);
+      lua_pushlightuserdata(p->L, (void *)msg);
+      if (lua_pcall(p->L, 2, 1, 0) == LUA_OK) msg = lua_tostring(p->L, -1); /* else: without one */
+    }
     hg_log(HG_LOG_ERROR, "request %s: policy error: %s", t->req->id,
            msg ? msg : (exceeded ? "instruction budget exceeded (error was caught)" : "non-string error"));
+    lua_settop(p->L, top);
     if (rc == LUA_ERRMEM) lua_gc(p->L, LUA_GCCOLLECT);
     result = exceeded ? HG_EBUDGET : rc == LUA_ERRMEM ? HG_ENOMEM : HG_EPOLICY;
   }
-  task_free(t, result == HG_PLAN_FETCH && t->plan->hook_ref >= 0);
+  task_free(t);
   return result;
 }
 
@@ -257,7 +322,7 @@ void hg_policy_task_cancel(hg_policy_task_t *t) {
   if (t == NULL) return;
   if (t->pending) t->p->port->cancel(t->p->port->ud, &t->call);
   t->pending = 0;
-  task_free(t, 0);
+  task_free(t);
 }
 
 /* ---- for the bindings (callout.c) ---- */

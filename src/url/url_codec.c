@@ -28,12 +28,18 @@ static int reserve3(hg_buf_t *out, size_t n, size_t extra) {
   return hg_buf_reserve(out, 3 * n + extra);
 }
 
-/* Encodes into o (room already reserved); returns bytes written. */
+/* Encodes into o (room already reserved); returns bytes written. Runs of unreserved bytes
+ * (a whole JWT, most path segments) are copied at once. */
 static size_t encode_to(char *o, const char *s, size_t n, unsigned flags) {
   size_t w = 0;
   for (size_t i = 0; i < n; i++) {
+    size_t j = i;
+    while (j < n && (hg__url_cls[(unsigned char)s[j]] & HG__C_UNRES)) j++;
+    memcpy(o + w, s + i, j - i);
+    w += j - i;
+    if ((i = j) == n) break;
     unsigned char c = (unsigned char)s[i];
-    if ((hg__url_cls[c] & HG__C_UNRES) || (c == '/' && (flags & HG_URL_ENC_KEEP_SLASH))) {
+    if (c == '/' && (flags & HG_URL_ENC_KEEP_SLASH)) {
       o[w++] = (char)c;
     } else if (c == ' ' && (flags & HG_URL_ENC_SPACE_PLUS)) {
       o[w++] = '+';

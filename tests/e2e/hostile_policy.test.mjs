@@ -233,3 +233,76 @@ describe('http origin without max_redirects (#12)', () => {
     assert.match(JSON.parse(six.body).error, /redirect/);
   });
 });
+
+// A policy that hoards memory up to --lua-memory, then returns: what the core does after
+// on_request (reading the answer, the error's traceback, an on_uri hook's argument and
+// answer) allocates too. Any of those raising outside a protected call used to be a Lua
+// panic: the whole process aborted (exit 134) on the first such request.
+const HOARD_POLICY = `
+local hoard
+local function fill()
+  hoard = {}
+  for _, n in ipairs({ 4096, 256, 16 }) do
+    pcall(function() while true do hoard[#hoard + 1] = ("x"):rep(n) .. #hoard end end)
+  end
+end
+local origin = { type = "http", url = "http://127.0.0.1:1/x.m3u8", allow_private = true }
+local routes = {
+  ["/err"] = function() fill() error("boom") end,
+  ["/err_number"] = function() fill() error(42.5) end,
+  ["/response_number"] = function() fill() return { status = 200, headers = { ["X-A"] = 1.5 }, body = "x" } end,
+  ["/response_bad"] = function() fill() return { status = 200, headers = { ["X-B"] = {} }, body = "x" } end,
+  ["/plan_bad"] = function() fill() return { origin = origin, rewrite = 42 } end,
+  ["/plan_hook"] = function() fill() return { origin = origin, on_uri = function() end } end,
+  ["/uri_hook"] = function(req)
+    return { origin = { type = "http", url = req.query.u, allow_private = true },
+             on_uri = function(u) fill() return 1.5 end }
+  end,
+}
+return { on_request = function(req)
+  hoard = nil
+  local r = routes[req.path]
+  if r then return r(req) end
+  return "ok"
+end }
+`;
+
+describe('a policy at its memory cap (one worker, --lua-memory 1)', () => {
+  let gw, origin;
+  before(async () => {
+    origin = await startOrigin({ routes: { '/m.m3u8': (req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/vnd.apple.mpegurl' });
+      res.end('#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXTINF:4,\nb.ts\n#EXT-X-ENDLIST\n');
+    } } });
+    gw = await startGateway({ policy: HOARD_POLICY, workers: 1, args: ['--lua-memory', '1'] });
+  });
+  after(async () => {
+    await origin?.close();
+    const { code } = await gw.stop();
+    assert.equal(code, 0, `exit code (ASan leak check included):\n${gw.stderrText.slice(-3000)}`);
+  });
+
+  // valid answers may still be read (the collector frees the fill's garbage): 200 or 500
+  const CASES = { '/err': [500], '/err_number': [500], '/plan_bad': [500], '/plan_hook': [500],
+                  '/response_number': [200, 500], '/response_bad': [200, 500] };
+  for (const [p, statuses] of Object.entries(CASES)) {
+    it(`${p}: ${statuses.join(' or ')}, the process alive, the next request answered`, async () => {
+      for (let i = 0; i < 3; i++) {
+        const res = await get(gw.port, p);
+        assert.ok(statuses.includes(res.status), `${res.status} ${res.body}`);
+        if (res.status === 500) assert.ok(JSON.parse(res.body).request_id);
+      }
+      const ok = await get(gw.port, '/ok');
+      assert.equal(ok.status, 200, gw.stderrText.slice(-2000));
+      assert.equal(ok.body, 'ok');
+    });
+  }
+
+  it('an on_uri hook hoarding memory: answered (200 or 500), the process alive', async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await get(gw.port, `/uri_hook?u=${enc(`${origin.base}/m.m3u8`)}`);
+      assert.ok([200, 500].includes(res.status), `${res.status} ${res.body}`);
+      assert.equal((await get(gw.port, '/ok')).body, 'ok');
+    }
+  });
+});

@@ -1,5 +1,6 @@
 /* Unit tests for base/lru: the stores' hash table with an LRU list. */
 #include <stdio.h>
+#include <string.h>
 
 #include "hgtest.h"
 
@@ -81,8 +82,38 @@ HG_TEST(colliding_keys) {
   hg_lru_free(&t);
 }
 
+/* The hash: every byte and the length count (a key differing in one bit, or extended by
+ * a zero byte, hashes apart), at every length across the 16-byte blocks and the tail;
+ * the low bits (the bucket index) spread. */
+HG_TEST(hash_covers_every_byte) {
+  char a[80] = {0}, b[81] = {0};
+  for (size_t n = 0; n <= 70; n++) {
+    for (size_t i = 0; i < n; i++) a[i] = (char)('a' + (i * 7) % 26);
+    uint64_t h = hg_lru_hash(a, n);
+    CHECK(h == hg_lru_hash(a, n));
+    for (size_t i = 0; i < n; i++) {
+      memcpy(b, a, n);
+      b[i] ^= 1;
+      CHECK(hg_lru_hash(b, n) != h);
+    }
+    memcpy(b, a, n);
+    b[n] = '\0';
+    CHECK(hg_lru_hash(b, n + 1) != h);
+  }
+  /* 4,096 keys "k0".."k4095" over 256 buckets: no bucket with more than 4x its share */
+  int count[256] = {0}, most = 0;
+  for (int i = 0; i < 4096; i++) {
+    char k[16];
+    int kl = snprintf(k, sizeof(k), "k%d", i);
+    int c = ++count[hg_lru_hash(k, (size_t)kl) & 255];
+    if (c > most) most = c;
+  }
+  CHECK(most <= 64);
+}
+
 int main(void) {
   RUN(find_grow_remove);
+  RUN(hash_covers_every_byte);
   RUN(lru_order);
   RUN(colliding_keys);
   return hgtest_done();
