@@ -33,6 +33,8 @@ typedef struct app_s {
   hg_worker_t **workers;
   int nworkers;
   uv_signal_t sig_hup, sig_term, sig_int, sig_chld;
+  uv_timer_t exit_poll; /* while draining: have all workers exited? */
+  int stopping;
   int reaper; /* PID 1: reap re-parented orphans */
   hg_policy_limits_t limits;
   hg_worker_shared_t shared;
@@ -120,6 +122,10 @@ static void on_hup(uv_signal_t *h, int signum) {
   (void)signum;
   app_t *app = h->data;
   char err[512];
+  if (app->stopping) { /* still handled: its default action would end the process */
+    hg_log(HG_LOG_INFO, "SIGHUP while draining: no reload");
+    return;
+  }
   reload_tls(app);
   hg_policy_src_t *src = load_checked(&app->cfg, &app->limits, err, sizeof(err));
   if (src == NULL) {
@@ -143,15 +149,36 @@ static void on_chld(uv_signal_t *h, int signum) {
   }
 }
 
-static void on_stop(uv_signal_t *h, int signum) {
-  app_t *app = h->data;
-  hg_log(HG_LOG_INFO, "%s: draining (up to %llu ms)", signum == SIGINT ? "SIGINT" : "SIGTERM",
-         (unsigned long long)app->cfg.drain_timeout_ms);
-  for (int i = 0; i < app->nworkers; i++) hg_worker_stop(app->workers[i]);
+/* Once every worker has drained, the main loop's last handles close and run() joins. */
+static void on_exit_poll(uv_timer_t *t) {
+  app_t *app = t->data;
+  for (int i = 0; i < app->nworkers; i++)
+    if (!hg_worker_exited(app->workers[i])) return;
+  uv_close((uv_handle_t *)&app->exit_poll, NULL);
   uv_close((uv_handle_t *)&app->sig_hup, NULL);
   uv_close((uv_handle_t *)&app->sig_term, NULL);
   uv_close((uv_handle_t *)&app->sig_int, NULL);
   if (app->reaper) uv_close((uv_handle_t *)&app->sig_chld, NULL);
+}
+
+/* The first TERM/INT drains (bounded by --drain-timeout); another one while draining
+ * closes the remaining connections now. The handlers (HUP's too) stay installed until
+ * the workers are gone: a signal's default action would kill the process with its
+ * access-log buffers unwritten. */
+static void on_stop(uv_signal_t *h, int signum) {
+  app_t *app = h->data;
+  const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+  if (app->stopping) {
+    hg_log(HG_LOG_INFO, "%s while draining: closing the remaining connections now", name);
+    for (int i = 0; i < app->nworkers; i++) hg_worker_stop_now(app->workers[i]);
+    return;
+  }
+  app->stopping = 1;
+  hg_log(HG_LOG_INFO, "%s: draining (up to %llu ms)", name, (unsigned long long)app->cfg.drain_timeout_ms);
+  for (int i = 0; i < app->nworkers; i++) hg_worker_stop(app->workers[i]);
+  uv_timer_init(h->loop, &app->exit_poll);
+  app->exit_poll.data = app;
+  uv_timer_start(&app->exit_poll, on_exit_poll, 20, 20);
 }
 
 /* Opens one socket per (worker, address); port 0 is resolved by the probe and shared by

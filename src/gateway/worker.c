@@ -49,7 +49,8 @@ struct hg_worker_s {
   uv_mutex_t lock;
   hg_policy_src_t *pending; /* newest source to switch to */
   int tls_reload;           /* reload the listeners' certificates */
-  int stop;
+  int stop;                 /* 1: drain (hg_worker_stop), 2: and end it now */
+  int exited;               /* the thread is done (atomic) */
 };
 
 static const char json_ok[] = "{\"status\":\"ok\"}\n";
@@ -293,6 +294,10 @@ static void on_async(uv_async_t *a) {
     hg_http_server_drain(w->http, w->cfg->drain_timeout_ms, on_server_drained, w);
     if (w->admin) hg_http_server_drain(w->admin, w->cfg->drain_timeout_ms, on_server_drained, w);
   }
+  if (stop == 2) { /* hg_worker_stop_now */
+    hg_http_server_drain_now(w->http);
+    hg_http_server_drain_now(w->admin);
+  }
 }
 
 static int listen_all(hg_worker_t *w, hg_http_server_t *srv, int *fds, size_t n, int admin) {
@@ -332,6 +337,7 @@ static void worker_main(void *arg) {
   if (w->policy == NULL) {
     hg_log(HG_LOG_ERROR, "%s", err);
     w->start_rc = HG_EPOLICY;
+    __atomic_store_n(&w->exited, 1, __ATOMIC_RELEASE);
     uv_sem_post(&w->started);
     return;
   }
@@ -387,6 +393,7 @@ static void worker_main(void *arg) {
   hg_policy_release(w->policy);
   w->policy = NULL;
   hg_log_access_end(); /* the last lines, then the buffer */
+  __atomic_store_n(&w->exited, 1, __ATOMIC_RELEASE);
 }
 
 hg_worker_t *hg_worker_new(int id, const hg_config_t *cfg, const hg_worker_shared_t *shared,
@@ -437,12 +444,18 @@ void hg_worker_reload_tls(hg_worker_t *w) {
   uv_async_send(&w->async);
 }
 
-void hg_worker_stop(hg_worker_t *w) {
+static void ask_stop(hg_worker_t *w, int level) {
   uv_mutex_lock(&w->lock);
-  w->stop = 1;
+  if (w->stop < level) w->stop = level;
   uv_mutex_unlock(&w->lock);
   uv_async_send(&w->async);
 }
+
+void hg_worker_stop(hg_worker_t *w) { ask_stop(w, 1); }
+
+void hg_worker_stop_now(hg_worker_t *w) { ask_stop(w, 2); }
+
+int hg_worker_exited(hg_worker_t *w) { return __atomic_load_n(&w->exited, __ATOMIC_ACQUIRE); }
 
 void hg_worker_join_free(hg_worker_t *w) {
   if (w == NULL) return;

@@ -46,6 +46,14 @@ void hg_worker_reload_tls(hg_worker_t *w);
  * drain timeout). Returns at once. Any thread. */
 void hg_worker_stop(hg_worker_t *w);
 
+/* Ends the drain now: connections still open are closed as at the drain timeout (a
+ * second SIGTERM). Starts the drain first if need be. Returns at once. Any thread. */
+void hg_worker_stop_now(hg_worker_t *w);
+
+/* 1 once the worker's thread has finished (hg_worker_join_free will not wait), else 0.
+ * Any thread. */
+int hg_worker_exited(hg_worker_t *w);
+
 /* Waits for the thread to exit, then frees the worker. Main thread. */
 void hg_worker_join_free(hg_worker_t *w);
 

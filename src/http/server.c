@@ -342,6 +342,11 @@ void hg_http_server_drain(hg_http_server_t *s, uint64_t timeout_ms, void (*done)
   check_drained(s);
 }
 
+void hg_http_server_drain_now(hg_http_server_t *s) {
+  if (s == NULL || !s->draining || s->drain_done == NULL || !s->drain_timer_open) return;
+  uv_timer_start(&s->drain_timer, on_drain_timeout, 0, 0);
+}
+
 void hg_http_server_free(hg_http_server_t *s) {
   if (s == NULL) return;
   if (s->drain_timer_open) {

@@ -57,6 +57,10 @@ int hg_http_server_reload_tls(hg_http_server_t *srv, char *err, size_t errlen);
 void hg_http_server_drain(hg_http_server_t *srv, uint64_t timeout_ms,
                           void (*done)(void *ud), void *ud);
 
+/* Ends a drain now: the remaining connections are closed as at its timeout. Nothing
+ * happens when the server is not draining, or is done. Loop thread. */
+void hg_http_server_drain_now(hg_http_server_t *srv);
+
 /* Frees a drained server (after its done callback). */
 void hg_http_server_free(hg_http_server_t *srv);
 

@@ -384,6 +384,29 @@ describe('reload and drain', () => {
     assert.equal(code, 0, gw.stderrText.slice(-3000));
   });
 
+  it('while draining: SIGHUP is ignored, a second SIGTERM ends the drain now; exit 0, access log written', async () => {
+    const gw = await startGateway({ policy: answer('x'), args: ['--drain-timeout', '60'] });
+    for (let i = 0; i < 3; i++) assert.equal((await get(gw.port, `/before-${i}`)).status, 200);
+    const c = await connect(gw.port); // a stuck upload keeps the drain going
+    c.write('POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab');
+    await sleep(100);
+    gw.signal('SIGTERM');
+    await gw.waitForStderr(/SIGTERM: draining/);
+    gw.signal('SIGHUP'); // its default action would end the process
+    await gw.waitForStderr(/SIGHUP while draining: no reload/);
+    await sleep(200);
+    assert.equal(gw.exited, null, 'still draining');
+    const t0 = Date.now();
+    gw.signal('SIGTERM');
+    const { code, signal } = await gw.exit(5000);
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, gw.stderrText.slice(-3000));
+    assert.ok(Date.now() - t0 < 3000, `${Date.now() - t0} ms`);
+    assert.match(gw.stderrText, /SIGTERM while draining: closing the remaining connections now/);
+    // the buffered access log (flushed once a second) was written before the exit
+    for (let i = 0; i < 3; i++) assert.ok(gw.stdoutText.includes(`/before-${i}`), gw.stdoutText.slice(-2000));
+    c.close();
+  });
+
   it('SIGTERM with a stuck client is bounded by the drain timeout', async () => {
     const gw = await startGateway({ policy: answer('x'), args: ['--drain-timeout', '1'] });
     const c = await connect(gw.port);
