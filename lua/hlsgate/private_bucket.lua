@@ -57,6 +57,7 @@ function M.new(opts)
   local token_ttl = opts.token_ttl or 86400
   local presign_ttl = opts.presign_ttl or 86400
   local keys = opts.secret
+  local verify_opts = { alg = "HS256", leeway = opts.leeway or 30 } -- read, never kept, by verify
   local s3, root = opts.s3, opts.root
   local base -- the URL that objects resolve under (what proxied URIs are mapped from)
   if s3 then
@@ -111,7 +112,7 @@ function M.new(opts)
     if not keys then return util.deny(503, "HLSGATE_JWT_SECRET is not configured") end
     local token = req.query.token
     if not token or token == "" then return util.deny(401, "missing token") end
-    local claims, why = hg.jwt.verify(token, keys, { alg = "HS256", leeway = opts.leeway or 30 })
+    local claims, why = hg.jwt.verify(token, keys, verify_opts)
     if not claims then return util.deny(401, "invalid token: " .. why) end
     if claims.sub ~= "hls" then return util.deny(403, "token not valid for streaming") end
     if type(claims.pfx) ~= "string" or claims.pfx == "" then return util.deny(403, "token has no prefix") end
@@ -175,7 +176,7 @@ function M.new(opts)
     local jti, exp = body.jti, tonumber(body.exp)
     if type(body.token) == "string" then
       if not keys then return util.deny(503, "HLSGATE_JWT_SECRET is not configured") end
-      local claims, why = hg.jwt.verify(body.token, keys, { alg = "HS256", leeway = opts.leeway or 30 })
+      local claims, why = hg.jwt.verify(body.token, keys, verify_opts)
       if not claims then
         if why == "token expired" then return hg.json(200, { revoked = false, reason = why }) end
         return util.deny(400, "not a token of this gateway: " .. why)
