@@ -384,6 +384,7 @@ chmod a+r "$DATA"/static/*
 log "wrk -t$THREADS -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up) per measurement"
 # ---- target 1: 1,000-segment playlist, every segment presigned ----
 ratio() { awk -v a="${RPS[$1]}" -v b="${RPS[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
+cpu_us() { awk -v c="${CPU[$1]}" -v r="${RPS[$1]}" 'BEGIN {printf "%.1f", c / 100 * 1e6 / r}'; } # server CPU µs per request
 mbratio() { awk -v a="${MBS[$1]}" -v b="${MBS[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN {print (r >= t) ? "met" : "NOT met"}'; }
 # ---- HTTPS (issue 16): hlsgate's TLS listener / nginx, same certificate, cipher, workload ----
@@ -482,6 +483,11 @@ or_ratios() {
   done
   x=$(ratio hg2_small hg1_small)
   echo "     hlsgate 2 workers / 1 worker, small playlist: $x [>= 1.7: $(verdict "$x" 1.7)] (OpenResty: $(ratio or2_small or1_small))"
+  # What scaling needs is a second core, not less work: with wrk on CPU 1 the two-worker
+  # servers get no more CPU than one worker does. The cost per request shows whether two
+  # workers cost more per request than one (locks, contention) — they should not.
+  echo "     server CPU per request, small playlist (µs): hlsgate 1 worker $(cpu_us hg1_small), 2 workers $(cpu_us hg2_small);" \
+       "OpenResty $(cpu_us or1_small), $(cpu_us or2_small)"
   echo "     peak RSS (VmHWM, kB): hlsgate 1 worker $OR_HWM_HG1, 2 workers $OR_HWM_HG2 (whole run; --cache-size 256 MiB, cached: ~2.3 MB);" \
        "OpenResty 1 worker $OR_HWM_OR1, 2 workers $OR_HWM_OR2 (master + workers)"
 }
