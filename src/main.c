@@ -159,6 +159,11 @@ static void on_exit_poll(uv_timer_t *t) {
   uv_close((uv_handle_t *)&app->sig_term, NULL);
   uv_close((uv_handle_t *)&app->sig_int, NULL);
   if (app->reaper) uv_close((uv_handle_t *)&app->sig_chld, NULL);
+  /* closing the handlers restored the default actions: a late TERM would kill the
+   * process while it joins and frees */
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
 }
 
 /* The first TERM/INT drains (bounded by --drain-timeout); another one while draining

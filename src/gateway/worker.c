@@ -51,6 +51,7 @@ struct hg_worker_s {
   int tls_reload;           /* reload the listeners' certificates */
   int stop;                 /* 1: drain (hg_worker_stop), 2: and end it now */
   int exited;               /* the thread is done (atomic) */
+  int async_open;           /* w->async may be sent to (under lock) */
 };
 
 static const char json_ok[] = "{\"status\":\"ok\"}\n";
@@ -250,6 +251,9 @@ static void on_request(void *ud, hg_http_txn_t *txn, hg_request_t *req) {
 static void on_server_drained(void *ud) {
   hg_worker_t *w = ud;
   if (--w->servers_open > 0) return;
+  uv_mutex_lock(&w->lock);
+  w->async_open = 0;
+  uv_mutex_unlock(&w->lock);
   uv_close((uv_handle_t *)&w->async, NULL);
   if (w->callouts_ok) hg_callouts_close(&w->callouts);
   w->callouts_ok = 0;
@@ -344,6 +348,9 @@ static void worker_main(void *arg) {
   uv_loop_init(&w->loop);
   uv_async_init(&w->loop, &w->async, on_async);
   w->async.data = w;
+  uv_mutex_lock(&w->lock);
+  w->async_open = 1;
+  uv_mutex_unlock(&w->lock);
   hg_http_limits_t limits = {
       .max_headers = 16 * 1024,
       .max_uri = 8 * 1024,
@@ -432,23 +439,23 @@ void hg_worker_reload(hg_worker_t *w, hg_policy_src_t *src) {
   uv_mutex_lock(&w->lock);
   hg_policy_src_t *old = w->pending; /* superseded before the worker saw it */
   w->pending = src;
+  if (w->async_open) uv_async_send(&w->async);
   uv_mutex_unlock(&w->lock);
   if (old) hg_policy_src_release(old);
-  uv_async_send(&w->async);
 }
 
 void hg_worker_reload_tls(hg_worker_t *w) {
   uv_mutex_lock(&w->lock);
   w->tls_reload = 1;
+  if (w->async_open) uv_async_send(&w->async);
   uv_mutex_unlock(&w->lock);
-  uv_async_send(&w->async);
 }
 
 static void ask_stop(hg_worker_t *w, int level) {
   uv_mutex_lock(&w->lock);
   if (w->stop < level) w->stop = level;
+  if (w->async_open) uv_async_send(&w->async);
   uv_mutex_unlock(&w->lock);
-  uv_async_send(&w->async);
 }
 
 void hg_worker_stop(hg_worker_t *w) { ask_stop(w, 1); }

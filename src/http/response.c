@@ -81,7 +81,7 @@ static void txn_done(conn_t *c) {
 }
 
 /* Tells a streaming handler, once, that its client is gone. */
-static void notify_gone(conn_t *c, int status) {
+void hg__http_notify_gone(conn_t *c, int status) {
   if (c->ended || c->gone_notified || c->drain == NULL) return;
   c->gone_notified = 1;
   c->drain(c->drain_ud, status < 0 ? status : UV_ECONNRESET);
@@ -103,7 +103,7 @@ static void on_write(uv_write_t *req, int status) {
   free(w);
   if (status < 0) {
     hg__http_conn_close(c);
-    notify_gone(c, status);
+    hg__http_notify_gone(c, status);
   }
   if (c->pending > 0) { /* progress: the send timeout counts from here (a slow reader is fine) */
     hg__http_timer_start(c, c->srv->lim.send_timeout_ms);

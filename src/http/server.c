@@ -55,6 +55,14 @@ static void on_handle_close(uv_handle_t *h) {
   conn_t *c = h->data;
   c->handles--;
   if (c->handles == 0 && c->h2) hg__h2_closed(c); /* streams still handled learn it */
+  if (c->handles == 0 && !c->h2 && c->state == S_BUSY && c->drain && !c->ended && !c->gone_notified) {
+    /* A response still streaming on a connection closed under it (a write that failed at
+     * once, the drain's end): its source stops now instead of running to its end for
+     * nobody. Security: a client asking for a large body and leaving must not keep the
+     * gateway downloading it. The handler ends the response, which frees c. */
+    hg__http_notify_gone(c, UV_ECONNRESET);
+    return;
+  }
   hg__http_conn_maybe_free(c);
 }
 

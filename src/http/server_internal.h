@@ -134,6 +134,10 @@ void hg__http_new_id(hg_http_server_t *s, char id[33]);
 
 /* response.c */
 void hg__http_respond_error(conn_t *c, int status, const char *msg); /* and close after */
+/* Tells a streaming handler (hg_http_stream_start's drain callback), once, that its
+ * client is gone: it stops its source and ends the response, maybe at once (which may
+ * free c: touch nothing after). */
+void hg__http_notify_gone(conn_t *c, int status);
 /* The access-log line of `req` (with its protocol) and the observer's request_done. */
 void hg__http_access_log(hg_http_server_t *s, hg_request_t *req, int status, size_t bytes);
 const char *hg__http_date(hg_http_server_t *s);

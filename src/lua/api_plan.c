@@ -149,6 +149,10 @@ static int freeze(lua_State *L, int keep_source) {
   lua_Alloc f = lua_getallocf(L, &aud);
   /* Memory: the plan counts against the state's cap like the table it came from. */
   hg_arena_t *arena = hg_arena_new_with(sizeof(hg_plan_frozen_t) + 1024, (hg_arena_allocf)f, aud);
+  if (arena == NULL) { /* the allocator, called directly, skips Lua's emergency collection */
+    lua_gc(L, LUA_GCCOLLECT);
+    arena = hg_arena_new_with(sizeof(hg_plan_frozen_t) + 1024, (hg_arena_allocf)f, aud);
+  }
   hg_plan_frozen_t *fz = arena ? hg_arena_alloc(arena, sizeof(*fz)) : NULL;
   if (fz == NULL) {
     hg_arena_free(arena);
@@ -217,7 +221,7 @@ hg_plan_frozen_t *hg__lua_freeze_reusable(lua_State *L, int idx) {
   lua_pushvalue(L, idx);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) return NULL; /* the message is left for the caller */
   hg_plan_frozen_t *fz = hg__lua_test_frozen(L, -1);
-  lua_replace(L, idx);
+  if (fz) lua_replace(L, idx); /* else nil is left: no memory for it (the table stays) */
   return fz;
 }
 

@@ -104,8 +104,9 @@ int hg__lua_to_plan(lua_State *L, int t, hg_arena_t *arena, hg_plan_t *plan);
 hg_plan_frozen_t *hg__lua_test_frozen(lua_State *L, int idx);
 void hg__lua_frozen_retain(hg_plan_frozen_t *fz);
 /* For a plan table at idx with a `reuse` rule: freezes it (protected) and puts the frozen
- * plan in its place. Returns it, or NULL: no rule (nothing changed), or an invalid plan
- * or rule (the error message pushed on top). */
+ * plan in its place. Returns it, or NULL: no rule (nothing changed), an invalid plan or
+ * rule (the error message pushed on top), or no memory for the copy (nil pushed, the
+ * table left at idx). */
 hg_plan_frozen_t *hg__lua_freeze_reusable(lua_State *L, int idx);
 void hg__lua_frozen_release(hg_plan_frozen_t *fz);
 int hg__lua_parse_action(lua_State *L, int idx);

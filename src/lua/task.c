@@ -97,10 +97,14 @@ static int read_result(hg_policy_task_t *t, int nres) {
     /* A plan table with a reuse rule (and no hook): frozen here, then as below. */
     int top = lua_gettop(L);
     fz = hg__lua_freeze_reusable(L, top);
-    if (fz == NULL) {
+    if (fz == NULL && lua_type(L, -1) == LUA_TSTRING) { /* an invalid plan */
       hg_log(HG_LOG_ERROR, "request %s: policy error: %s", req->id, lua_tostring(L, -1));
       lua_settop(L, 0);
       return HG_EPOLICY;
+    }
+    if (fz == NULL) { /* no memory for a frozen copy: this request reads the table, unkept */
+      lua_settop(L, top);
+      reuse = 0;
     }
   }
   if (fz) {
@@ -212,9 +216,10 @@ static int step(hg_policy_task_t *t, int nargs) {
   p->cur = outer;
   t->used = p->meter.used;
   int exceeded = p->meter.exceeded;
+  const char *yielded = NULL; /* not pushed: at the memory cap that would be a panic */
   if (rc == LUA_YIELD && !exceeded) {
     if (t->pending) return HG_PLAN_PENDING;
-    lua_pushliteral(t->co, "on_request yielded outside a callout (coroutine.yield at its top level?)");
+    yielded = "on_request yielded outside a callout (coroutine.yield at its top level?)";
     rc = LUA_ERRRUN;
   }
   int result;
@@ -226,7 +231,8 @@ static int step(hg_policy_task_t *t, int nargs) {
       t->pending = 0;
     }
     /* only a string is read as it is: converting a number would allocate */
-    const char *msg = rc != LUA_OK && rc != LUA_YIELD && lua_type(t->co, -1) == LUA_TSTRING
+    const char *msg = yielded ? yielded
+                      : rc != LUA_OK && rc != LUA_YIELD && lua_type(t->co, -1) == LUA_TSTRING
                           ? lua_tostring(t->co, -1) : NULL;
     if (exceeded && rc == LUA_ERRMEM) msg = "instruction budget exceeded (allocations count too)";
     int top = lua_gettop(p->L);

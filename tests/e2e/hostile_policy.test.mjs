@@ -306,3 +306,193 @@ describe('a policy at its memory cap (one worker, --lua-memory 1)', () => {
     }
   });
 });
+
+// The same, filled tight: after the arrays, a collection, then chains of small tables
+// until not even one more fits, so that the next allocation anywhere fails even after
+// the emergency collection (the fill above leaves room for small ones). Every place the
+// core allocates after on_request then meets a full state.
+const TIGHT_POLICY = `
+local hg = require("hlsgate")
+local hoard
+local function fill()
+  hoard = {}
+  for _, n in ipairs({ 4096, 256, 16 }) do
+    pcall(function() while true do hoard[#hoard + 1] = ("x"):rep(n) .. #hoard end end)
+  end
+  collectgarbage()
+  local f = function() while true do hoard = { hoard } end end
+  pcall(f) collectgarbage() pcall(f)
+  pcall(function() while true do hoard = { hoard, true } end end)
+end
+local origin = { type = "http", url = "http://127.0.0.1:1/x.m3u8", allow_private = true }
+-- an on_uri hook keeps what it hoards in a local: alive while the core handles its error
+-- (message handler, traceback), garbage afterwards (a hook that kept the state full for
+-- good would leave no room for the next request's table: every request 500 until reload)
+-- (fill itself may run out of memory outside its pcalls: caught here, or hoard stays set)
+local function fill_local() pcall(fill) local h = hoard hoard = nil return h end
+local function hooked(req, hook)
+  return { origin = { type = "http", url = req.query.u, allow_private = true }, on_uri = hook }
+end
+local routes = {
+  ["/err_table"] = function() fill() error({}) end,
+  ["/err_nil"] = function() fill() error(nil) end,
+  ["/err_close"] = function()
+    local x <close> = setmetatable({}, { __close = function() fill() error({}) end })
+    return "x"
+  end,
+  ["/many_values"] = function() local t = {} for i = 1, 200000 do t[i] = i end return table.unpack(t) end,
+  ["/frozen"] = function() local p = hg.plan({ origin = origin, route = "f" }) fill() return p end,
+  ["/plan_table"] = function()
+    local p = hg.plan({ origin = origin, headers = { ["X-A"] = "b" } }) fill() return hg.plan_table(p)
+  end,
+  ["/gc_errors"] = function()
+    for i = 1, 20 do setmetatable({}, { __gc = function() error("gc " .. i) end }) end
+    for i = 1, 20 do setmetatable({}, { __gc = function() fill() error({}) end }) end
+    fill() return { status = 200, headers = { ["X-N"] = 1.5 }, body = "x" }
+  end,
+  ["/uri_err_table"] = function(req) return hooked(req, function() local h = fill_local() error({ h }) end) end,
+  ["/uri_err_nil"] = function(req) return hooked(req, function() local h = fill_local() error() end) end,
+  ["/uri_yield"] = function(req) return hooked(req, function() local h = fill_local() coroutine.yield(h) end) end,
+}
+return { on_request = function(req)
+  hoard = nil
+  local r = routes[req.path]
+  if r then return r(req) end
+  return "ok"
+end }
+`;
+
+describe('a policy at its memory cap, filled tight (one worker, --lua-memory 1)', () => {
+  let gw, origin;
+  before(async () => {
+    origin = await startOrigin({ routes: { '/m.m3u8': (req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/vnd.apple.mpegurl' });
+      res.end('#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXTINF:4,\nb.ts\n#EXT-X-ENDLIST\n');
+    } } });
+    gw = await startGateway({ policy: TIGHT_POLICY, workers: 1, args: ['--lua-memory', '1'] });
+  });
+  after(async () => {
+    await origin?.close();
+    const { code } = await gw.stop();
+    assert.equal(code, 0, `exit code (ASan leak check included):\n${gw.stderrText.slice(-3000)}`);
+  });
+
+  // what a full state may still manage to answer varies: 404 is a nil answer (hg.plan's
+  // "nil, out of memory": its arena is allocated outside Lua's emergency collection, so the
+  // previous request's garbage can make it fail), 502 the unreachable origin of a plan read
+  const CASES = { '/err_table': [500], '/err_nil': [500],
+                  '/err_close': [500], '/many_values': [200, 500], '/frozen': [404, 500, 502],
+                  '/plan_table': [404, 500, 502], '/gc_errors': [200, 500],
+                  '/uri_err_table?u=U': [500], '/uri_err_nil?u=U': [500], '/uri_yield?u=U': [500] };
+  for (const [p, statuses] of Object.entries(CASES)) {
+    it(`${p}: ${statuses.join(' or ')}, the process alive, the next request answered`, async () => {
+      const target = p.replace('U', enc(`${origin.base}/m.m3u8`));
+      for (let i = 0; i < 3; i++) {
+        const res = await get(gw.port, target);
+        assert.equal(gw.exited, null, `the process died: ${gw.stderrText.slice(-2000)}`);
+        assert.ok(statuses.includes(res.status), `${res.status} ${res.body}`);
+        if (res.status >= 500) assert.ok(JSON.parse(res.body).request_id);
+        const ok = await get(gw.port, '/ok');
+        assert.equal(ok.status, 200, gw.stderrText.slice(-2000));
+        assert.equal(ok.body, 'ok');
+      }
+    });
+  }
+});
+
+// A top-level coroutine.yield (not a callout) at the cap: the core pushed its own message
+// onto the finished coroutine outside any protected call, a Lua panic (abort) when that
+// allocation fails. The fill below leaves too little room for it once yield has run (the
+// exact layout matters: this policy, its first request, aborts the binary every time).
+describe('a top-level coroutine.yield at the memory cap (one worker, --lua-memory 1)', () => {
+  let gw;
+  before(async () => {
+    gw = await startGateway({ workers: 1, args: ['--lua-memory', '1'], policy: `
+local hoard
+local function fill()
+  hoard = {}
+  for _, n in ipairs({ 4096, 256, 16 }) do
+    pcall(function() while true do hoard[#hoard + 1] = ("x"):rep(n) .. #hoard end end)
+  end
+  collectgarbage()
+  local f = function() while true do hoard = { hoard } end end
+  pcall(f) collectgarbage() pcall(f)
+  local g = function() while true do hoard = { hoard, true } end end
+  pcall(g)
+end
+return { on_request = function(req)
+  hoard = nil
+  if req.path == "/count" then fill() local c = collectgarbage("count") return { status = 200, body = tostring(1048576 - c * 1024) } end
+  if req.path == "/yield" then fill() coroutine.yield() end
+  return "ok"
+end }` });
+  });
+  after(async () => {
+    if (gw.exited) return; // reported by the test
+    const { code } = await gw.stop();
+    assert.equal(code, 0, gw.stderrText.slice(-3000));
+  });
+
+  it('500 (JSON, request id), the process alive, the next request answered', async () => {
+    for (const p of ['/yield', '/yield', '/yield']) {
+      let res;
+      try { res = await get(gw.port, p); } catch (e) { res = { status: e.message }; }
+      assert.equal(gw.exited, null, `${p}: the process died ${JSON.stringify(gw.exited)}:\n${gw.stderrText.slice(-2000)}`);
+      assert.equal(res.status, 500, res.body);
+      assert.ok(JSON.parse(res.body).request_id);
+      assert.equal((await get(gw.port, '/ok')).body, 'ok');
+    }
+  });
+});
+
+// A reusable plan table (policy `reuse = true`) the core freezes itself, with room for the
+// frozen plan's userdata but not for its arena: hg.plan's "nil, out of memory" answer was
+// read as if it were an error message (the log said "policy error: (null)").
+describe('a reusable plan frozen by the core at the memory cap', () => {
+  let gw;
+  before(async () => {
+    gw = await startGateway({ workers: 1, args: ['--lua-memory', '1'], policy: `
+local hg = require("hlsgate")
+local hoard, spare
+local function fill()
+  hoard = {}
+  for _, n in ipairs({ 4096, 256, 16 }) do
+    pcall(function() while true do hoard[#hoard + 1] = ("x"):rep(n) .. #hoard end end)
+  end
+  collectgarbage()
+  local f = function() while true do hoard = { hoard } end end
+  pcall(f) collectgarbage() pcall(f)
+  pcall(function() while true do hoard = { hoard, true } end end)
+end
+local origin = { type = "http", url = "http://127.0.0.1:1/x.m3u8", allow_private = true }
+hg.plan({ origin = origin }) -- its metatable exists: freezing costs the userdata, then the arena
+return { reuse = true, on_request = function(req)
+  hoard = nil
+  if req.path == "/r" then
+    local t = { origin = origin, route = "r", reuse = { vary = { "origin" }, ttl = 5 } }
+    spare = {}
+    for i = 1, tonumber(req.query.n) do spare[i] = true end
+    fill()
+    spare = nil -- a gap of the size asked for
+    collectgarbage()
+    return t
+  end
+  return "ok"
+end }` });
+  });
+  after(async () => {
+    const { code } = await gw.stop();
+    assert.equal(code, 0, gw.stderrText.slice(-3000));
+  });
+
+  it('each answer is 500 or 502, every failure logged with its reason', async () => {
+    for (let n = 8; n <= 160; n += 8) {
+      for (let i = 0; i < 3; i++) { // a target seen before is admitted for reuse: frozen
+        const res = await get(gw.port, `/r?n=${n}`);
+        assert.ok([500, 502].includes(res.status), `n=${n}: ${res.status} ${res.body}`);
+        assert.equal((await get(gw.port, '/ok')).body, 'ok');
+      }
+    }
+    assert.doesNotMatch(gw.stderrText, /policy error: \(null\)/);
+  });
+});

@@ -9,8 +9,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRequire } from 'node:module';
 
-import { ROOT, startGateway, tempDir, waitFor } from './lib/gateway.mjs';
+import { ROOT, sleep, startGateway, tempDir, waitFor } from './lib/gateway.mjs';
 import { makeHls } from './lib/media.mjs';
+import { startOrigin } from './lib/origin.mjs';
 import { curl, fingerprint, h2get, h2session, makeCa, makeCert, tlsConnect, tlsPort } from './lib/tls.mjs';
 
 const require = createRequire(import.meta.url);
@@ -227,6 +228,61 @@ describe('TLS configuration errors', () => {
     } finally {
       p.kill('SIGTERM');
       await new Promise((res) => p.once('exit', res));
+    }
+  });
+});
+
+// Signals while HTTP/2 streams wait on a stalled origin: the first TERM sends GOAWAY and
+// drains, HUPs are ignored, an INT closes what is left now (the worker then exits), and a
+// TERM after that must find no exited worker to wake (libuv aborts on a closed loop).
+describe('TLS listener: signals while HTTP/2 streams are in flight', () => {
+  it('TERM, a HUP storm, INT, then TERM again: exit 0, within a second of the INT', async () => {
+    const dir = tempDir('hg-tls-sig-');
+    const ca = makeCa(dir).pem;
+    const c = makeCert(dir, 'a', ['localhost']);
+    const origin = await startOrigin({ routes: { '/slow.ts': (req, res) => {
+      res.writeHead(200, { 'Content-Type': 'video/mp2t', 'Content-Length': 1000000 });
+      res.write(Buffer.alloc(1000)); // then nothing
+    } } });
+    const gw = await startGateway({
+      policy: `return { on_request = function(req)
+        if req.path == "/slow.ts" then
+          return { origin = { type = "http", url = "${origin.base}/slow.ts", allow_private = true } }
+        end
+        return "ok" end }`,
+      args: ['--drain-timeout', '60', '--listen', '127.0.0.1:0', '--tls-cert', c.cert, '--tls-key', c.key] });
+    const sessions = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = await h2session(tlsPort(gw), ca);
+        sessions.push(s);
+        for (let j = 0; j < 3; j++) {
+          const r = s.request({ ':path': '/slow.ts' });
+          r.on('error', () => {});
+          r.on('data', () => {});
+          r.end();
+        }
+      }
+      await sleep(300);
+      gw.signal('SIGTERM');
+      await gw.waitForStderr(/SIGTERM: draining/);
+      for (let i = 0; i < 20; i++) gw.signal('SIGHUP');
+      await sleep(200);
+      assert.equal(gw.exited, null, 'still draining (streams in flight)');
+      gw.signal('SIGINT');
+      const t0 = Date.now();
+      await gw.waitForStderr(/SIGINT while draining/);
+      for (let i = 0; i < 40 && !gw.exited; i++) { // more, while the worker exits (an impatient operator)
+        gw.signal('SIGTERM');
+        await sleep(5);
+      }
+      const { code, signal } = await gw.exit(5000);
+      assert.deepEqual({ code, signal }, { code: 0, signal: null }, gw.stderrText.slice(-3000));
+      assert.ok(Date.now() - t0 < 1500, `${Date.now() - t0} ms`);
+      assert.doesNotMatch(gw.stderrText, /reloading (policy|TLS)/);
+    } finally {
+      for (const s of sessions) s.destroy();
+      await origin.close();
     }
   });
 });

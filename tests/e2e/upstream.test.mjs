@@ -157,9 +157,17 @@ describe('HTTPS origin', () => {
 describe('plain HTTP origins', () => {
   let origin, gw;
   let slowHits = 0;
+  let endless = null; // { sent, closedAt } of the last /endless.ts
   before(async () => {
     const routes = {
       '/big.ts': bigRoute(200 * 1024 * 1024),
+      '/endless.ts': (q, r) => { // 6.5 MB/s for as long as someone reads
+        const st = endless = { sent: 0, closedAt: null };
+        r.writeHead(200, { 'Content-Type': 'video/mp2t' });
+        const chunk = Buffer.alloc(65536, 0x47);
+        const t = setInterval(() => { if (!r.destroyed) { r.write(chunk); st.sent += chunk.length; } }, 10);
+        r.on('close', () => { st.closedAt = Date.now(); clearInterval(t); });
+      },
       '/slow.m3u8': (q, r) => { slowHits++; setTimeout(() => { r.writeHead(200); r.end('#EXTM3U\n#EXT-X-ENDLIST\n'); }, 300); },
       '/stall': () => {}, // never answers
       '/final.m3u8': (q, r) => { r.writeHead(200); r.end('#EXTM3U\n'); },
@@ -194,6 +202,22 @@ describe('plain HTTP origins', () => {
     assert.equal(res.status, 403);
     assert.match(JSON.parse(res.body).error, /loopback.*HLSGATE_ALLOW_PRIVATE/);
     assert.equal(origin.hits.get('/final.m3u8') || 0, before, 'the loopback target was never requested');
+  });
+
+  it('a client that leaves mid-body stops the upstream download at once (no bandwidth for nobody)', async () => {
+    // The gateway used to go on reading the origin to its end after the client's socket
+    // was gone (its writes failed, nobody told the relay): an endless body, forever.
+    const sock = net.connect(gw.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(`GET /fetch?private=1&u=${enc(`${origin.base}/endless.ts`)} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    let got = 0;
+    await new Promise((resolve) => sock.on('data', (d) => { got += d.length; if (got > 512 * 1024) resolve(); }));
+    const left = Date.now();
+    sock.destroy();
+    for (let i = 0; i < 50 && !endless.closedAt; i++) await sleep(100);
+    assert.ok(endless.closedAt, `the origin still sends after 5 s (${endless.sent} bytes)`);
+    assert.ok(endless.closedAt - left < 3000, `closed ${endless.closedAt - left} ms after the client left`);
+    assert.equal((await get(gw.port, '/healthz')).status, 200);
   });
 
   it('100 concurrent requests for the same cold playlist make exactly one upstream fetch', async () => {
