@@ -1,19 +1,25 @@
 /* playlist.c — rewriting a buffered playlist for one exchange (see exchange.h): the
- * plan's per-URI actions (lua/actions.h), overridden by its on_uri hook, and publishing
- * the output in the output cache.
+ * plan's per-URI actions (lua/actions.h), overridden by its on_uri hook, publishing the
+ * output in the output cache, and the templates that spare a private plan's viewers a
+ * rewrite each.
  */
+#define _GNU_SOURCE /* memmem */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <uv.h>
+
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "crypto/hash.h"
 #include "gateway/exchange.h"
 #include "gateway/live.h"
 #include "lua/actions.h"
+#include "url/url.h"
 
 static int decide(void *ud, const hg_hls_uri_t *uri, hg_buf_t *out);
 static void store_output(exchange_t *x, const char *body, size_t len, uint64_t ttl);
@@ -63,6 +69,127 @@ static void store_output(exchange_t *x, const char *body, size_t len, uint64_t t
   hg_cache_obj_release(hg_cache_fill_end(x->ctx->cache, fill, o, uv_now(x->ctx->loop), ttl, 0));
 }
 
+/* ---- one rewrite for every viewer ---- */
+
+/* A private plan's output differs from viewer to viewer only where its proxy params (the
+ * viewer's token) are written, each time as the percent-encoded value (lua/actions.c:
+ * act_proxy). So the playlist is rewritten once with a stand-in for each value, and each
+ * viewer's output is that template with their encoded values spliced in: a copy instead
+ * of a rewrite, for every one of the viewers a live event brings at once. The template
+ * is kept in the output cache under the viewer-independent key (everything that shapes
+ * the output but the params) plus "template" and the params' names. Security: the stand-in is random per
+ * process, made of characters the encoding leaves alone, and never leaves the process
+ * (only spliced outputs do), so an origin cannot plant one in a playlist: the holes in a
+ * template are exactly the ones the rewrite made. */
+#define TPL_PARAMS 4 /* params a template can stand in for */
+#define TPL_MARK 32  /* random hex characters, then 'g' + the param's index */
+
+static char tpl_mark[TPL_MARK + 1];
+static int tpl_ok; /* 1 once tpl_mark is random */
+static uv_once_t tpl_once = UV_ONCE_INIT;
+
+static void tpl_init(void) {
+  unsigned char r[TPL_MARK / 2];
+  if (hg_random(r, sizeof(r)) != 0) return; /* no templates: every viewer is rewritten */
+  hg_hex(r, sizeof(r), tpl_mark);
+  tpl_ok = 1;
+}
+
+/* Whether this exchange's output may come from a template: per-viewer params (a private
+ * plan), no hook (it may do anything per viewer), no signature over the URL (it covers
+ * the params), output caching on (the viewer-independent key), values without NUL (the
+ * rewrite reads them as C strings). */
+static int tpl_usable(const exchange_t *x) {
+  const hg_plan_t *p = &x->plan;
+  if (!p->carries_token || p->nproxy_params == 0 || p->nproxy_params > TPL_PARAMS || p->hook_ref >= 0 ||
+      p->proxy_sign_secret || x->skey_len == 0 || x->no_store)
+    return 0;
+  for (size_t i = 0; i < p->nproxy_params; i++)
+    if (strlen(p->proxy_params[i].value) != p->proxy_params[i].value_len) return 0;
+  uv_once(&tpl_once, tpl_init);
+  return tpl_ok;
+}
+
+/* Appends to out the template t[0..n) with each stand-in replaced by its param's value,
+ * encoded as act_proxy encodes it. Returns 0, HG_ETOOBIG past lim, or HG_ENOMEM. */
+static int tpl_splice(const exchange_t *x, const char *t, size_t n, hg_buf_t *out, size_t lim) {
+  const char *end = t + n;
+  while (t < end) {
+    const char *m = memmem(t, (size_t)(end - t), tpl_mark, TPL_MARK);
+    size_t k = m ? (size_t)(m - t) : (size_t)(end - t);
+    if (hg_buf_append(out, t, k)) return HG_ENOMEM;
+    if (m == NULL) break;
+    unsigned i = m + TPL_MARK < end ? (unsigned)(m[TPL_MARK] - 'g') : TPL_PARAMS;
+    if (i >= x->plan.nproxy_params) return HG_EINVAL; /* not ours: cannot happen (see above) */
+    const hg_header_t *kv = &x->plan.proxy_params[i];
+    if (hg_url_encode(out, kv->value, kv->value_len, 0)) return HG_ENOMEM;
+    if (out->len > lim) return HG_ETOOBIG;
+    t = m + TPL_MARK + 1;
+  }
+  return out->len > lim ? HG_ETOOBIG : 0;
+}
+
+/* Rewrites x->body into out: from the template when there is one, else by a rewrite —
+ * with stand-ins when a template can be made, which is then kept for ttl and spliced. */
+static int rewrite(exchange_t *x, hg_buf_t *out, size_t lim, uint64_t ttl) {
+  const char *base = x->final_url;
+  hg_hls_rewriter_limit(x->ctx->rewriter, lim);
+  if (!tpl_usable(x))
+    return hg_hls_rewrite(x->ctx->rewriter, out, x->body.data ? x->body.data : "", x->body.len, base,
+                          strlen(base), decide, x, NULL);
+  hg_pipeline_ctx_t *ctx = x->ctx;
+  uint64_t now = uv_now(ctx->loop);
+  hg_buf_t tkey = HG_BUF_INIT;
+  hg_buf_append(&tkey, x->skey, x->skey_len);
+  hg_buf_puts(&tkey, "\ntemplate"); /* and the params' names, in order: the holes' meaning */
+  for (size_t i = 0; i < x->plan.nproxy_params; i++) {
+    hg_buf_putc(&tkey, '\n');
+    hg_buf_append(&tkey, x->plan.proxy_params[i].name, x->plan.proxy_params[i].name_len);
+  }
+  hg_cache_obj_t *t = NULL;
+  int rc;
+  if (!hg_buf_error(&tkey) && hg_cache_peek(ctx->cache, tkey.data, tkey.len, now, &t)) {
+    rc = tpl_splice(x, t->body, t->len, out, lim);
+    x->act.proxied = 1; /* a template has holes: the output is this viewer's */
+    x->req->log_cache = "template";
+    hg_cache_obj_release(t);
+    hg_buf_free(&tkey);
+    return rc;
+  }
+  hg_header_t real[TPL_PARAMS];
+  char stand[TPL_PARAMS][TPL_MARK + 2];
+  hg_plan_t *p = &x->plan;
+  for (size_t i = 0; i < p->nproxy_params; i++) {
+    real[i] = p->proxy_params[i];
+    memcpy(stand[i], tpl_mark, TPL_MARK);
+    stand[i][TPL_MARK] = (char)('g' + i);
+    stand[i][TPL_MARK + 1] = '\0';
+    p->proxy_params[i].value = stand[i];
+    p->proxy_params[i].value_len = TPL_MARK + 1;
+  }
+  hg_buf_t tpl = HG_BUF_INIT;
+  rc = hg_hls_rewrite(ctx->rewriter, &tpl, x->body.data ? x->body.data : "", x->body.len, base, strlen(base),
+                      decide, x, NULL);
+  for (size_t i = 0; i < p->nproxy_params; i++) p->proxy_params[i] = real[i];
+  if (rc == 0 && x->act.proxied == 0) { /* no holes: this is everyone's output as it is */
+    *out = tpl;
+    hg_buf_free(&tkey);
+    return 0;
+  }
+  if (rc == 0) rc = tpl_splice(x, tpl.data, tpl.len, out, lim);
+  char *copy = rc == 0 && ttl > 0 && !hg_buf_error(&tkey) ? malloc(tpl.len) : NULL;
+  hg_cache_obj_t *o = copy ? hg_cache_obj_new(copy, tpl.len, NULL, NULL, NULL, NULL) : NULL;
+  if (o) {
+    memcpy(copy, tpl.data, tpl.len);
+    hg_cache_put(ctx->cache, tkey.data, tkey.len, o, now, ttl);
+  } else {
+    free(copy);
+  }
+  hg_buf_free(&tpl);
+  hg_buf_free(&tkey);
+  return rc;
+}
+
 /* Too many playlists buffered at once (HELD_MULT): the client may retry shortly. */
 void hg__x_respond_busy(exchange_t *x) {
   hg_response_t res;
@@ -83,12 +210,14 @@ void hg__x_rewrite_and_respond(exchange_t *x) {
    * its bytes are given back before the answer goes out. */
   (void)hg__x_body_info(x);
   hg_buf_t out = HG_BUF_INIT;
-  const char *base = x->final_url;
   size_t in = x->body.len, lim = OUT_MAX_MULT * x->ctx->max_playlist;
   if (in < (lim - OUT_SLACK) / OUT_RATIO) lim = in * OUT_RATIO + OUT_SLACK;
-  hg_hls_rewriter_limit(x->ctx->rewriter, lim);
-  int rc = hg_hls_rewrite(x->ctx->rewriter, &out, x->body.data ? x->body.data : "", x->body.len,
-                          base, strlen(base), decide, x, NULL);
+  /* The output never outlives its input, nor the time bucket its presigned URLs were
+   * signed in (SPEC §7). */
+  uint64_t ttl = hg__x_answer_ttl(x, hg__x_body_info(x));
+  int64_t left = x->act.presign_at + x->act.presign_bucket - (int64_t)time(NULL);
+  if (x->plan.has_s3 && left * 1000 < (int64_t)ttl) ttl = left > 0 ? (uint64_t)left * 1000 : 0;
+  int rc = rewrite(x, &out, lim, ttl);
   /* The input is done with: give it back before the output is copied to the server. */
   hg_buf_free(&x->body);
   hg__x_unhold(x);
@@ -112,11 +241,6 @@ void hg__x_rewrite_and_respond(exchange_t *x) {
   memset(&res, 0, sizeof(res));
   res.status = 200;
   res.body = ""; /* the body goes in x->out_body: hg__x_respond hands it over without a copy */
-  /* The output never outlives its input, nor the time bucket its presigned URLs were
-   * signed in (SPEC §7). */
-  uint64_t ttl = hg__x_answer_ttl(x, hg__x_body_info(x));
-  int64_t left = x->act.presign_at + x->act.presign_bucket - (int64_t)time(NULL);
-  if (x->plan.has_s3 && left * 1000 < (int64_t)ttl) ttl = left > 0 ? (uint64_t)left * 1000 : 0;
   if (x->out_fill) store_output(x, out.len ? out.data : "", out.len, x->no_store ? 0 : ttl);
   x->out_body = out;
   hg__x_respond_playlist(x, &res, ttl);
