@@ -77,7 +77,9 @@ static void store_output(exchange_t *x, const char *body, size_t len, uint64_t t
  * viewer's output is that template with their encoded values spliced in: a copy instead
  * of a rewrite, for every one of the viewers a live event brings at once. The template
  * is kept in the output cache under the viewer-independent key (everything that shapes
- * the output but the params) plus "template" and the params' names. Security: the stand-in is random per
+ * the output but the params) plus "template", the params' names and a digest of the body
+ * and base URL it was made from (a raw object fetched again must not meet the template
+ * of its previous version). Security: the stand-in is random per
  * process, made of characters the encoding leaves alone, and never leaves the process
  * (only spliced outputs do), so an origin cannot plant one in a playlist: the holes in a
  * template are exactly the ones the rewrite made. */
@@ -146,6 +148,18 @@ static int rewrite(exchange_t *x, hg_buf_t *out, size_t lim, uint64_t ttl) {
     hg_buf_putc(&tkey, '\n');
     hg_buf_append(&tkey, x->plan.proxy_params[i].name, x->plan.proxy_params[i].name_len);
   }
+  { /* the body and base it was made from: a template never outlives them */
+    hg_sha256_t h;
+    unsigned char d[32];
+    char hex[65];
+    hg_sha256_init(&h);
+    hg_sha256_update(&h, base, strlen(base) + 1);
+    hg_sha256_update(&h, x->body.data ? x->body.data : "", x->body.len);
+    hg_sha256_final(&h, d);
+    hg_hex(d, sizeof(d), hex);
+    hg_buf_putc(&tkey, '\n');
+    hg_buf_append(&tkey, hex, 64);
+  }
   hg_cache_obj_t *t = NULL;
   int rc;
   if (!hg_buf_error(&tkey) && hg_cache_peek(ctx->cache, tkey.data, tkey.len, now, &t)) {
@@ -171,6 +185,12 @@ static int rewrite(exchange_t *x, hg_buf_t *out, size_t lim, uint64_t ttl) {
   rc = hg_hls_rewrite(ctx->rewriter, &tpl, x->body.data ? x->body.data : "", x->body.len, base, strlen(base),
                       decide, x, NULL);
   for (size_t i = 0; i < p->nproxy_params; i++) p->proxy_params[i] = real[i];
+  if (rc == HG_ETOOBIG) { /* the stand-ins may be longer than the values: the rewrite decides */
+    hg_buf_free(&tpl);
+    hg_buf_free(&tkey);
+    return hg_hls_rewrite(ctx->rewriter, out, x->body.data ? x->body.data : "", x->body.len, base, strlen(base),
+                          decide, x, NULL);
+  }
   if (rc == 0 && x->act.proxied == 0) { /* no holes: this is everyone's output as it is */
     *out = tpl;
     hg_buf_free(&tkey);

@@ -98,7 +98,17 @@ static int rd_pairs(reader_t *r, const char *field, hg_header_t *out, size_t cap
       lua_pop(L, 3);
       return rd_fail(r, field, "string pairs without CR/LF (at most 16)");
     }
-    hg_header_t *h = &out[(*n)++];
+    /* Kept sorted by name: a table's traversal order differs between Lua states (each
+     * worker's seeds its string hashes), and the pairs shape URLs and cache keys, which
+     * must not depend on the worker a request lands on. */
+    size_t at = *n;
+    while (at > 0 && (out[at - 1].name_len > nl ||
+                      (out[at - 1].name_len == nl && memcmp(out[at - 1].name, name, nl) > 0))) {
+      out[at] = out[at - 1];
+      at--;
+    }
+    (*n)++;
+    hg_header_t *h = &out[at];
     h->name = hg_arena_strndup(r->arena, name, nl);
     h->name_len = nl;
     h->value = hg_arena_strndup(r->arena, value, vl);

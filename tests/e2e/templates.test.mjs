@@ -11,6 +11,12 @@ import { startOrigin } from './lib/origin.mjs';
 
 const enc = encodeURIComponent;
 
+// The params are written in the order lua_next gives them, and Lua seeds its string
+// hashes per state: each worker has its own order ("session=…&token=…" on one, the other
+// way round on the other) with or without templates. Compared in one order (names and
+// values stay paired: a value spliced into the wrong param still differs).
+const canon = (body) => body.replace(/(session=[^&"\n#]*)&(token=[^&"\n#]*)/g, '$2&$1');
+
 const MASTER = `#EXTM3U
 #EXT-X-VERSION:7
 #EXT-X-INDEPENDENT-SEGMENTS
@@ -86,7 +92,7 @@ describe('rewrite templates: every viewer gets what a rewrite of their own would
     const n = await get(gw.port, `/n/${file}?${q}`);
     assert.equal(t.status, 200, t.body);
     assert.equal(n.status, 200, n.body);
-    return { t: t.body.replaceAll('/t/', '/M/'), n: n.body.replaceAll('/n/', '/M/'), headers: t.headers };
+    return { t: canon(t.body.replaceAll('/t/', '/M/')), n: canon(n.body.replaceAll('/n/', '/M/')), headers: t.headers };
   };
 
   for (const file of ['master.m3u8', '360p/index.m3u8']) {
@@ -127,5 +133,76 @@ describe('rewrite templates: every viewer gets what a rewrite of their own would
     const ok = await get(gw.port, '/t/master.m3u8?v=small');
     assert.equal(ok.status, 200);
     assert.ok(ok.body.includes('token=small'));
+  });
+});
+
+// A template must not be judged by what its stand-ins (33 characters each) cost, nor
+// outlive the body it was made from. One worker and a 1 MiB cache: which entry is
+// evicted first is then known.
+describe('rewrite templates: the stand-ins and the cache never show through', () => {
+  let gw, origin;
+  const LONG = `d${'l'.repeat(369)}`; // a long directory: each proxied URI is ~400 bytes
+  const SEGS = 2000;
+  let live = ''; // a VOD playlist (kept for cache_ttl, 30 s), as the origin has it now
+  const livePlaylist = (tag, pad = '') =>
+    `#EXTM3U\n#EXT-X-TARGETDURATION:4\n${pad}#EXTINF:4.0,\n${tag}-1.ts\n#EXT-X-ENDLIST\n`;
+  const filler = { size: 0 };
+  before(async () => {
+    const serve = (text) => (req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/vnd.apple.mpegurl' });
+      res.end(typeof text === 'function' ? text() : text);
+    };
+    const big = `#EXTM3U\n#EXT-X-TARGETDURATION:1\n${'#EXTINF:1,\na\n'.repeat(SEGS)}#EXT-X-ENDLIST\n`;
+    origin = await startOrigin({ routes: {
+      [`/${LONG}/big.m3u8`]: serve(big),
+      '/ev/index.m3u8': serve(() => live),
+      '/ev/filler.bin': (req, res) => {
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+        res.end(Buffer.alloc(filler.size, 7));
+      },
+    } });
+    gw = await startGateway({ policy: POLICY, workers: 1, env: { ORIGIN: origin.base },
+                              args: ['--cache-size', '1', '--cache-max-object', '1'] });
+  });
+  after(async () => {
+    await origin?.close();
+    const { code } = await gw.stop();
+    assert.equal(code, 0, gw.stderrText.slice(-3000));
+  });
+
+  it('short values the rewrite fits within the output limit are not refused because the stand-ins would not fit', async () => {
+    // per URI: the input is 13 bytes (limit 416 = 32 x 13); written with "a" and "b" the
+    // output is ~405 bytes, with two 33-character stand-ins ~469: over the limit once the
+    // 64 KiB slack is used up
+    const q = 'v=a&w=b';
+    const n = await get(gw.port, `/n/${LONG}/big.m3u8?${q}`);
+    assert.equal(n.status, 200, n.body.slice(0, 300));
+    const t = await get(gw.port, `/t/${LONG}/big.m3u8?${q}`);
+    assert.equal(t.status, n.status, t.body.slice(0, 300));
+    assert.equal(canon(t.body.replaceAll('/t/', '/M/')), canon(n.body.replaceAll('/n/', '/M/')));
+  });
+
+  it('a body fetched again after its raw object was evicted is rewritten, not answered from the older template', async () => {
+    live = livePlaylist('old', `#${'c'.repeat(300)}\n`); // a comment: the old body is the larger
+    const first = await get(gw.port, '/t/ev/index.m3u8?v=a');
+    assert.equal(first.status, 200);
+    assert.match(first.body, /\/t\/ev\/old-1\.ts\?token=a/);
+    // the template's size: the output with a 33-character value in each hole
+    const same = await get(gw.port, `/n/ev/index.m3u8?v=${'x'.repeat(33)}`);
+    const tplLen = Buffer.byteLength(same.body);
+    // an object that leaves room for the template and the new (smaller) body, not for the
+    // old one: the old raw playlist (least recently used) is evicted, the template stays
+    // and the new body is stored beside it
+    filler.size = (1 << 20) - tplLen - Buffer.byteLength(livePlaylist('new'));
+    const f = await fetch(`${gw.base}/t/ev/filler.bin?v=a`); // relayed chunked: read to the end
+    assert.equal(f.status, 200);
+    assert.equal((await f.arrayBuffer()).byteLength, filler.size);
+    live = livePlaylist('new');
+    const fetched = origin.hits.get('/ev/index.m3u8');
+    const t = await get(gw.port, '/t/ev/index.m3u8?v=b');
+    assert.equal(origin.hits.get('/ev/index.m3u8'), fetched + 1, 'the raw playlist was evicted: fetched again');
+    const n = await get(gw.port, '/n/ev/index.m3u8?v=b');
+    assert.match(n.body, /new-1\.ts\?token=b/);
+    assert.equal(t.body.replaceAll('/t/', '/M/'), n.body.replaceAll('/n/', '/M/'));
   });
 });
