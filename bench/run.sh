@@ -22,6 +22,8 @@
 # BENCH_ONLY=https (only the HTTPS scenario: hlsgate's TLS listener vs nginx with the same
 # certificate and cipher, HTTP/1.1 keep-alive with wrk; ~1 minute; docs/tls.md),
 # BENCH_ONLY=openresty (only hlsgate's open proxy against the OpenResty peer; ~6 minutes),
+# BENCH_ONLY=private (only SPEC §11 targets 1 and 2, the private bucket against nginx
+# static, median of BENCH_REPEAT, default 3; ~4 minutes),
 # BENCH_OR_REPEAT (3: runs of each hlsgate-vs-OpenResty measurement, the median kept),
 # BENCH_OR_CONNS (50: their connections).
 #
@@ -517,7 +519,31 @@ if [[ $ONLY == https ]]; then
   } | tee "$TMP/table.txt"
   exit 0
 fi
-[[ -n $ONLY ]] && die "BENCH_ONLY=$ONLY: only 'https' and 'openresty' are known"
+if [[ $ONLY == private ]]; then # targets 1 and 2 alone, each measurement the median of 3
+  REPEAT=${BENCH_REPEAT:-3}
+  measure nginx_static_w1 "$NG/static/w1.m3u8" "$NGINX_PID"
+  measure hg_w1_viewers "$HG$(head -1 "$TMP/paths-w1")" "$HG_PID" "" "$TMP/paths-w1"
+  expect_count hg_w1_viewers 'X-Amz-Signature=' 1000
+  measure nginx_static_w2 "$NG/static/w2.m3u8" "$NGINX_PID"
+  measure hg_w2_viewers "$HG$(head -1 "$TMP/paths-w2")" "$HG_PID" "" "$TMP/paths-w2"
+  expect_count hg_w2_viewers "token=" 5
+  measure hg_w2_one_viewer "$HG$W2_PATH" "$HG_PID"
+  {
+    echo
+    echo "hlsgate bench (BENCH_ONLY=private) — $(date -u '+%Y-%m-%d %H:%M UTC'), wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $REPEAT"
+    for n in "${ORDER[@]}"; do
+      printf '| %-22s | %9s req/s | server CPU %4s%% | wrk CPU %4s%% | other CPU %3s%% | p99 %6s ms | spread %s |\n' "$n" \
+        "${RPS[$n]}" "${CPU[$n]}" "${WRKCPU[$n]}" "${OTHER[$n]}" "${P99[$n]}" "${SPREAD[$n]}"
+    done
+    x=$(ratio hg_w1_viewers nginx_static_w1)
+    echo "  1. 1,000-segment presigned playlist / nginx static same size, a new viewer (token) per request: $x  [>= 0.50: $(verdict "$x" 0.5)]"
+    x=$(ratio hg_w2_viewers nginx_static_w2)
+    echo "  2. small multivariant playlist / nginx static same size, a new viewer per request: $x  [>= 0.70: $(verdict "$x" 0.7)];" \
+         "one viewer repeating: $(ratio hg_w2_one_viewer nginx_static_w2)"
+  } | tee "$TMP/table.txt"
+  exit 0
+fi
+[[ -n $ONLY ]] && die "BENCH_ONLY=$ONLY: only 'https', 'openresty' and 'private' are known"
 
 VIEWER1=$(head -1 "$TMP/paths-w1")
 measure nginx_static_w1 "$NG/static/w1.m3u8" "$NGINX_PID"
