@@ -267,20 +267,28 @@ return { on_request = function(req)
 end }
 `;
 
-describe('a policy at its memory cap (one worker, --lua-memory 1)', () => {
-  let gw, origin;
+/** A one-worker gateway at --lua-memory 1 running `policy`, and an origin serving one
+ * playlist (/m.m3u8); both stopped after the suite, the gateway's exit checked (ASan's
+ * leak check included). Returns { gw, origin } once `before` has run. */
+function atCap(policy) {
+  const at = {};
   before(async () => {
-    origin = await startOrigin({ routes: { '/m.m3u8': (req, res) => {
+    at.origin = await startOrigin({ routes: { '/m.m3u8': (req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/vnd.apple.mpegurl' });
       res.end('#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXTINF:4,\nb.ts\n#EXT-X-ENDLIST\n');
     } } });
-    gw = await startGateway({ policy: HOARD_POLICY, workers: 1, args: ['--lua-memory', '1'] });
+    at.gw = await startGateway({ policy, workers: 1, args: ['--lua-memory', '1'] });
   });
   after(async () => {
-    await origin?.close();
-    const { code } = await gw.stop();
-    assert.equal(code, 0, `exit code (ASan leak check included):\n${gw.stderrText.slice(-3000)}`);
+    await at.origin?.close();
+    const { code } = await at.gw.stop();
+    assert.equal(code, 0, `exit code (ASan leak check included):\n${at.gw.stderrText.slice(-3000)}`);
   });
+  return at;
+}
+
+describe('a policy at its memory cap (one worker, --lua-memory 1)', () => {
+  const at = atCap(HOARD_POLICY);
 
   // valid answers may still be read (the collector frees the fill's garbage): 200 or 500
   const CASES = { '/err': [500], '/err_number': [500], '/plan_bad': [500], '/plan_hook': [500],
@@ -288,21 +296,21 @@ describe('a policy at its memory cap (one worker, --lua-memory 1)', () => {
   for (const [p, statuses] of Object.entries(CASES)) {
     it(`${p}: ${statuses.join(' or ')}, the process alive, the next request answered`, async () => {
       for (let i = 0; i < 3; i++) {
-        const res = await get(gw.port, p);
+        const res = await get(at.gw.port, p);
         assert.ok(statuses.includes(res.status), `${res.status} ${res.body}`);
         if (res.status === 500) assert.ok(JSON.parse(res.body).request_id);
       }
-      const ok = await get(gw.port, '/ok');
-      assert.equal(ok.status, 200, gw.stderrText.slice(-2000));
+      const ok = await get(at.gw.port, '/ok');
+      assert.equal(ok.status, 200, at.gw.stderrText.slice(-2000));
       assert.equal(ok.body, 'ok');
     });
   }
 
   it('an on_uri hook hoarding memory: answered (200 or 500), the process alive', async () => {
     for (let i = 0; i < 3; i++) {
-      const res = await get(gw.port, `/uri_hook?u=${enc(`${origin.base}/m.m3u8`)}`);
+      const res = await get(at.gw.port, `/uri_hook?u=${enc(`${at.origin.base}/m.m3u8`)}`);
       assert.ok([200, 500].includes(res.status), `${res.status} ${res.body}`);
-      assert.equal((await get(gw.port, '/ok')).body, 'ok');
+      assert.equal((await get(at.gw.port, '/ok')).body, 'ok');
     }
   });
 });
@@ -363,19 +371,7 @@ end }
 `;
 
 describe('a policy at its memory cap, filled tight (one worker, --lua-memory 1)', () => {
-  let gw, origin;
-  before(async () => {
-    origin = await startOrigin({ routes: { '/m.m3u8': (req, res) => {
-      res.writeHead(200, { 'Content-Type': 'application/vnd.apple.mpegurl' });
-      res.end('#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXTINF:4,\nb.ts\n#EXT-X-ENDLIST\n');
-    } } });
-    gw = await startGateway({ policy: TIGHT_POLICY, workers: 1, args: ['--lua-memory', '1'] });
-  });
-  after(async () => {
-    await origin?.close();
-    const { code } = await gw.stop();
-    assert.equal(code, 0, `exit code (ASan leak check included):\n${gw.stderrText.slice(-3000)}`);
-  });
+  const at = atCap(TIGHT_POLICY);
 
   // what a full state may still manage to answer varies: 404 is a nil answer (hg.plan's
   // "nil, out of memory": its arena is allocated outside Lua's emergency collection, so the
@@ -386,14 +382,14 @@ describe('a policy at its memory cap, filled tight (one worker, --lua-memory 1)'
                   '/uri_err_table?u=U': [500], '/uri_err_nil?u=U': [500], '/uri_yield?u=U': [500] };
   for (const [p, statuses] of Object.entries(CASES)) {
     it(`${p}: ${statuses.join(' or ')}, the process alive, the next request answered`, async () => {
-      const target = p.replace('U', enc(`${origin.base}/m.m3u8`));
+      const target = p.replace('U', enc(`${at.origin.base}/m.m3u8`));
       for (let i = 0; i < 3; i++) {
-        const res = await get(gw.port, target);
-        assert.equal(gw.exited, null, `the process died: ${gw.stderrText.slice(-2000)}`);
+        const res = await get(at.gw.port, target);
+        assert.equal(at.gw.exited, null, `the process died: ${at.gw.stderrText.slice(-2000)}`);
         assert.ok(statuses.includes(res.status), `${res.status} ${res.body}`);
         if (res.status >= 500) assert.ok(JSON.parse(res.body).request_id);
-        const ok = await get(gw.port, '/ok');
-        assert.equal(ok.status, 200, gw.stderrText.slice(-2000));
+        const ok = await get(at.gw.port, '/ok');
+        assert.equal(ok.status, 200, at.gw.stderrText.slice(-2000));
         assert.equal(ok.body, 'ok');
       }
     });
