@@ -319,9 +319,9 @@ describe('a policy at its memory cap (one worker, --lua-memory 1)', () => {
 // until not even one more fits, so that the next allocation anywhere fails even after
 // the emergency collection (the fill above leaves room for small ones). Every place the
 // core allocates after on_request then meets a full state.
-const TIGHT_POLICY = `
-local hg = require("hlsgate")
-local hoard
+// Lua: fills the state to its cap, arrays first, then chains of small tables until not
+// even one more fits (into the policy's upvalue `hoard`).
+const FILL_TIGHT = `
 local function fill()
   hoard = {}
   for _, n in ipairs({ 4096, 256, 16 }) do
@@ -332,7 +332,12 @@ local function fill()
   pcall(f) collectgarbage() pcall(f)
   pcall(function() while true do hoard = { hoard, true } end end)
 end
-local origin = { type = "http", url = "http://127.0.0.1:1/x.m3u8", allow_private = true }
+`;
+
+const TIGHT_POLICY = `
+local hg = require("hlsgate")
+local hoard
+${FILL_TIGHT}local origin = { type = "http", url = "http://127.0.0.1:1/x.m3u8", allow_private = true }
 -- an on_uri hook keeps what it hoards in a local: alive while the core handles its error
 -- (message handler, traceback), garbage afterwards (a hook that kept the state full for
 -- good would leave no room for the next request's table: every request 500 until reload)
@@ -450,17 +455,7 @@ describe('a reusable plan frozen by the core at the memory cap', () => {
     gw = await startGateway({ workers: 1, args: ['--lua-memory', '1'], policy: `
 local hg = require("hlsgate")
 local hoard, spare
-local function fill()
-  hoard = {}
-  for _, n in ipairs({ 4096, 256, 16 }) do
-    pcall(function() while true do hoard[#hoard + 1] = ("x"):rep(n) .. #hoard end end)
-  end
-  collectgarbage()
-  local f = function() while true do hoard = { hoard } end end
-  pcall(f) collectgarbage() pcall(f)
-  pcall(function() while true do hoard = { hoard, true } end end)
-end
-local origin = { type = "http", url = "http://127.0.0.1:1/x.m3u8", allow_private = true }
+${FILL_TIGHT}local origin = { type = "http", url = "http://127.0.0.1:1/x.m3u8", allow_private = true }
 hg.plan({ origin = origin }) -- its metatable exists: freezing costs the userdata, then the arena
 return { reuse = true, on_request = function(req)
   hoard = nil
