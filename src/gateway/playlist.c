@@ -79,10 +79,10 @@ static void store_output(exchange_t *x, const char *body, size_t len, uint64_t t
  * is kept in the output cache under the viewer-independent key (everything that shapes
  * the output but the params) plus "template", the params' names and a digest of the body
  * and base URL it was made from (a raw object fetched again must not meet the template
- * of its previous version). Security: the stand-in is random per
- * process, made of characters the encoding leaves alone, and never leaves the process
- * (only spliced outputs do), so an origin cannot plant one in a playlist: the holes in a
- * template are exactly the ones the rewrite made. */
+ * of its previous version). Security: the stand-in is random per process, made of
+ * characters the encoding leaves alone, and never leaves the process (only spliced
+ * outputs do), so an origin cannot plant one in a playlist: the holes in a template are
+ * exactly the ones the rewrite made. */
 #define TPL_PARAMS 4 /* params a template can stand in for */
 #define TPL_MARK 32  /* random hex characters, then 'g' + the param's index */
 
@@ -112,6 +112,26 @@ static int tpl_usable(const exchange_t *x) {
   return tpl_ok;
 }
 
+/* The template's cache key (see above). */
+static void tpl_key(const exchange_t *x, hg_buf_t *k) {
+  hg_buf_append(k, x->skey, x->skey_len);
+  hg_buf_puts(k, "\ntemplate"); /* and the params' names, in order: the holes' meaning */
+  for (size_t i = 0; i < x->plan.nproxy_params; i++) {
+    hg_buf_putc(k, '\n');
+    hg_buf_append(k, x->plan.proxy_params[i].name, x->plan.proxy_params[i].name_len);
+  }
+  hg_sha256_t h;
+  unsigned char d[32];
+  char hex[65];
+  hg_sha256_init(&h);
+  hg_sha256_update(&h, x->final_url, strlen(x->final_url) + 1);
+  hg_sha256_update(&h, x->body.data ? x->body.data : "", x->body.len);
+  hg_sha256_final(&h, d);
+  hg_hex(d, sizeof(d), hex);
+  hg_buf_putc(k, '\n');
+  hg_buf_append(k, hex, 64);
+}
+
 /* Appends to out the template t[0..n) with each stand-in replaced by its param's value,
  * encoded as act_proxy encodes it. Returns 0, HG_ETOOBIG past lim, or HG_ENOMEM. */
 static int tpl_splice(const exchange_t *x, const char *t, size_t n, hg_buf_t *out, size_t lim) {
@@ -131,48 +151,17 @@ static int tpl_splice(const exchange_t *x, const char *t, size_t n, hg_buf_t *ou
   return out->len > lim ? HG_ETOOBIG : 0;
 }
 
-/* Rewrites x->body into out: from the template when there is one, else by a rewrite —
- * with stand-ins when a template can be made, which is then kept for ttl and spliced. */
-static int rewrite(exchange_t *x, hg_buf_t *out, size_t lim, uint64_t ttl) {
-  const char *base = x->final_url;
-  hg_hls_rewriter_limit(x->ctx->rewriter, lim);
-  if (!tpl_usable(x))
-    return hg_hls_rewrite(x->ctx->rewriter, out, x->body.data ? x->body.data : "", x->body.len, base,
-                          strlen(base), decide, x, NULL);
-  hg_pipeline_ctx_t *ctx = x->ctx;
-  uint64_t now = uv_now(ctx->loop);
-  hg_buf_t tkey = HG_BUF_INIT;
-  hg_buf_append(&tkey, x->skey, x->skey_len);
-  hg_buf_puts(&tkey, "\ntemplate"); /* and the params' names, in order: the holes' meaning */
-  for (size_t i = 0; i < x->plan.nproxy_params; i++) {
-    hg_buf_putc(&tkey, '\n');
-    hg_buf_append(&tkey, x->plan.proxy_params[i].name, x->plan.proxy_params[i].name_len);
-  }
-  { /* the body and base it was made from: a template never outlives them */
-    hg_sha256_t h;
-    unsigned char d[32];
-    char hex[65];
-    hg_sha256_init(&h);
-    hg_sha256_update(&h, base, strlen(base) + 1);
-    hg_sha256_update(&h, x->body.data ? x->body.data : "", x->body.len);
-    hg_sha256_final(&h, d);
-    hg_hex(d, sizeof(d), hex);
-    hg_buf_putc(&tkey, '\n');
-    hg_buf_append(&tkey, hex, 64);
-  }
-  hg_cache_obj_t *t = NULL;
-  int rc;
-  if (!hg_buf_error(&tkey) && hg_cache_peek(ctx->cache, tkey.data, tkey.len, now, &t)) {
-    rc = tpl_splice(x, t->body, t->len, out, lim);
-    x->act.proxied = 1; /* a template has holes: the output is this viewer's */
-    x->req->log_cache = "template";
-    hg_cache_obj_release(t);
-    hg_buf_free(&tkey);
-    return rc;
-  }
+/* The rewrite of x->body, with the plan as it is now. */
+static int rewrite_body(exchange_t *x, hg_buf_t *out) {
+  return hg_hls_rewrite(x->ctx->rewriter, out, x->body.data ? x->body.data : "", x->body.len, x->final_url,
+                        strlen(x->final_url), decide, x, NULL);
+}
+
+/* Rewrites with a stand-in for each param value (the values are put back after). */
+static int rewrite_with_stand_ins(exchange_t *x, hg_buf_t *out) {
+  hg_plan_t *p = &x->plan;
   hg_header_t real[TPL_PARAMS];
   char stand[TPL_PARAMS][TPL_MARK + 2];
-  hg_plan_t *p = &x->plan;
   for (size_t i = 0; i < p->nproxy_params; i++) {
     real[i] = p->proxy_params[i];
     memcpy(stand[i], tpl_mark, TPL_MARK);
@@ -181,32 +170,47 @@ static int rewrite(exchange_t *x, hg_buf_t *out, size_t lim, uint64_t ttl) {
     p->proxy_params[i].value = stand[i];
     p->proxy_params[i].value_len = TPL_MARK + 1;
   }
-  hg_buf_t tpl = HG_BUF_INIT;
-  rc = hg_hls_rewrite(ctx->rewriter, &tpl, x->body.data ? x->body.data : "", x->body.len, base, strlen(base),
-                      decide, x, NULL);
+  int rc = rewrite_body(x, out);
   for (size_t i = 0; i < p->nproxy_params; i++) p->proxy_params[i] = real[i];
-  if (rc == HG_ETOOBIG) { /* the stand-ins may be longer than the values: the rewrite decides */
-    hg_buf_free(&tpl);
-    hg_buf_free(&tkey);
-    return hg_hls_rewrite(ctx->rewriter, out, x->body.data ? x->body.data : "", x->body.len, base, strlen(base),
-                          decide, x, NULL);
-  }
-  if (rc == 0 && x->act.proxied == 0) { /* no holes: this is everyone's output as it is */
+  return rc;
+}
+
+/* Rewrites x->body into out (limited to lim bytes): from the template when there is
+ * one, else by a rewrite — with stand-ins when a template can be made, which is then
+ * kept for ttl and spliced. */
+static int rewrite(exchange_t *x, hg_buf_t *out, size_t lim, uint64_t ttl) {
+  hg_pipeline_ctx_t *ctx = x->ctx;
+  hg_hls_rewriter_limit(ctx->rewriter, lim);
+  if (!tpl_usable(x)) return rewrite_body(x, out);
+  uint64_t now = uv_now(ctx->loop);
+  hg_buf_t key = HG_BUF_INIT, tpl = HG_BUF_INIT;
+  tpl_key(x, &key);
+  hg_cache_obj_t *t = NULL;
+  int rc;
+  if (!hg_buf_error(&key) && hg_cache_peek(ctx->cache, key.data, key.len, now, &t)) {
+    rc = tpl_splice(x, t->body, t->len, out, lim);
+    x->act.proxied = 1; /* a template has holes: the output is this viewer's */
+    x->req->log_cache = "template";
+    hg_cache_obj_release(t);
+  } else if ((rc = rewrite_with_stand_ins(x, &tpl)) == HG_ETOOBIG) {
+    rc = rewrite_body(x, out); /* the stand-ins may be longer than the values: this decides */
+  } else if (rc == 0 && x->act.proxied == 0) {
+    hg_buf_t swap = *out; /* no holes: this is everyone's output as it is */
     *out = tpl;
-    hg_buf_free(&tkey);
-    return 0;
-  }
-  if (rc == 0) rc = tpl_splice(x, tpl.data, tpl.len, out, lim);
-  char *copy = rc == 0 && ttl > 0 && !hg_buf_error(&tkey) ? malloc(tpl.len) : NULL;
-  hg_cache_obj_t *o = copy ? hg_cache_obj_new(copy, tpl.len, NULL, NULL, NULL, NULL) : NULL;
-  if (o) {
-    memcpy(copy, tpl.data, tpl.len);
-    hg_cache_put(ctx->cache, tkey.data, tkey.len, o, now, ttl);
-  } else {
-    free(copy);
+    tpl = swap;
+  } else if (rc == 0 && (rc = tpl_splice(x, tpl.data, tpl.len, out, lim)) == 0 && ttl > 0 &&
+             !hg_buf_error(&key)) {
+    char *copy = malloc(tpl.len ? tpl.len : 1);
+    hg_cache_obj_t *o = copy ? hg_cache_obj_new(copy, tpl.len, NULL, NULL, NULL, NULL) : NULL;
+    if (o) {
+      memcpy(copy, tpl.data, tpl.len);
+      hg_cache_put(ctx->cache, key.data, key.len, o, now, ttl);
+    } else {
+      free(copy);
+    }
   }
   hg_buf_free(&tpl);
-  hg_buf_free(&tkey);
+  hg_buf_free(&key);
   return rc;
 }
 
