@@ -146,10 +146,7 @@ function M.new(opts)
     if not (viewers and viewers.per_request) then
       reuse = { vary = { "origin" }, ttl = 60, expires = tonumber(claims.exp) }
     end
-    -- one constructor, every field in it (also `route`, which label() would add): a
-    -- table that grows after it is made is rehashed, on every request
     return {
-      route = "stream",
       origin = origin,
       s3 = s3 and origin or nil,
       rewrite = rewrite_rules(s3 and "presign" or "proxy"),

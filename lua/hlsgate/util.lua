@@ -55,9 +55,6 @@ function M.cors(origins)
   local expose = "Content-Length, Content-Range, Accept-Ranges, X-Request-Id"
   local c = {}
   function c.headers(req, extra)
-    if any and not extra then -- the common case, on every request: one constructor
-      return { ["Access-Control-Allow-Origin"] = "*", ["Access-Control-Expose-Headers"] = expose }
-    end
     local h = extra or {}
     if any then
       h["Access-Control-Allow-Origin"] = "*"

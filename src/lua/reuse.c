@@ -150,7 +150,8 @@ void hg__reuse_put(hg_policy_t *p, const hg_request_t *req, hg_plan_frozen_t *fz
   size_t vbytes = 0;
   for (size_t i = 0; i < fz->nvary; i++) vbytes += put_value(req, fz->vary[i], NULL);
   if (p->reuse.nbuckets == 0 && hg_lru_init(&p->reuse, 256) != 0) return;
-  hg_lru_node_t *old = hg_lru_find(&p->reuse, key, kl, hg_lru_hash(key, kl));
+  uint64_t hash = hg_lru_hash(key, kl);
+  hg_lru_node_t *old = hg_lru_find(&p->reuse, key, kl, hash);
   if (old) drop(p, hg_lru_entry(old, reuse_t, node));
   if (p->reuse.n >= HG_REUSE_MAX) drop(p, hg_lru_entry(p->reuse.tail, reuse_t, node));
   reuse_t *e = malloc(sizeof(*e) + kl + vbytes);
@@ -165,7 +166,7 @@ void hg__reuse_put(hg_policy_t *p, const hg_request_t *req, hg_plan_frozen_t *fz
   e->until = fz->reuse_until;
   e->node.key = e->key;
   e->node.klen = kl;
-  e->node.hash = hg_lru_hash(key, kl);
+  e->node.hash = hash;
   hg_lru_insert(&p->reuse, &e->node);
 }
 
