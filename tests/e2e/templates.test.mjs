@@ -125,6 +125,21 @@ describe('rewrite templates: every viewer gets what a rewrite of their own would
     assert.ok(lines.some((l) => JSON.parse(l).cache === 'template'), lines.slice(-3).join('\n'));
   });
 
+  it('what players add: LL-HLS directives and Range get the same bytes as the rewrite', async () => {
+    // a blocking reload (its own cache key, so its own template) and a player's
+    // "Range: bytes=0-" (never output-cached: rewritten per request)
+    for (const v of ['one', 'two', 'a b&c']) {
+      const q = `v=${enc(v)}&_HLS_msn=11&_HLS_part=1`;
+      const d = await fetchBoth('360p/index.m3u8', q);
+      assert.equal(d.t, d.n, q);
+      assert.ok(d.t.includes(`token=${enc(v)}`), d.t);
+      const t = await get(gw.port, `/t/360p/index.m3u8?v=${enc(v)}`, 'Range: bytes=0-\r\n');
+      const n = await get(gw.port, `/n/360p/index.m3u8?v=${enc(v)}`, 'Range: bytes=0-\r\n');
+      assert.equal(t.status, n.status);
+      assert.equal(t.body.replaceAll('/t/', '/M/'), n.body.replaceAll('/n/', '/M/'));
+    }
+  });
+
   it('a value that makes the output too large is refused as the rewrite would (502), others unaffected', async () => {
     // the limit: 32 output bytes per input byte + 64 KiB; 6 holes x 20 KB exceeds it
     const big = await get(gw.port, `/t/master.m3u8?v=${'z'.repeat(20000)}`);
