@@ -20,6 +20,8 @@ local viewers_mod = require("hlsgate.viewers")
 
 local M = {}
 
+local TOKEN_CLAIMS = { "sub", "pfx" } -- what stream() reads of a token (but exp, verified)
+
 -- The rewrite rules: playlists (and whatever a player fetches before it exists) stay in
 -- the gateway; media goes to `media` ("presign" from a bucket). A new table per plan (a
 -- wrapper may edit what it is given), built by one constructor: it is on every request.
@@ -140,11 +142,14 @@ function M.new(opts)
       origin = { type = "file", root = root, path = key }
     end
     -- Reusable (docs/policy-api.md) when the policy allows it: this answer follows from
-    -- the target (token, path), the scheme and Origin (the CORS answer), until the token
-    -- expires — unless viewers are checked per request (Redis state, client binding).
+    -- the path, the scheme, Origin (the CORS answer) and the token's `sub` and `pfx`, so
+    -- any viewer whose token verifies and has those claims gets it, with their own token
+    -- in the proxied URIs — unless viewers are checked per request (Redis state, client
+    -- binding).
     local reuse
     if not (viewers and viewers.per_request) then
-      reuse = { vary = { "origin" }, ttl = 60, expires = tonumber(claims.exp) }
+      reuse = { vary = { "origin" }, ttl = 60,
+                token = { param = "token", keys = keys, verify = verify_opts, claims = TOKEN_CLAIMS } }
     end
     return {
       origin = origin,

@@ -296,3 +296,31 @@ int hg_jwt_verify(const char *token, size_t n, const hg_jwt_verify_opts_t *o,
   hg_buf_free(&scratch);
   return 0;
 }
+
+typedef struct find_s {
+  const char *const *names;
+  size_t n;
+  const char **vals;
+  size_t *lens;
+} find_t;
+
+static int find_member(void *ud, const hg_json_val_t *key, const hg_json_val_t *val) {
+  find_t *f = ud;
+  for (size_t i = 0; i < f->n; i++) {
+    if (!hg__json_str_eq(key, f->names[i], strlen(f->names[i]))) continue;
+    int quoted = val->type == HG_JSON_STRING; /* p/n is the text between the quotes */
+    f->vals[i] = val->p - quoted;
+    f->lens[i] = val->n + 2 * (size_t)quoted;
+  }
+  return 0;
+}
+
+int hg_jwt_claims_find(const char *claims, size_t len, const char *const *names, size_t n,
+                       const char **vals, size_t *lens) {
+  for (size_t i = 0; i < n; i++) vals[i] = NULL, lens[i] = 0;
+  hg_json_val_t v;
+  const char *why;
+  if (hg__json_parse(claims, len, &v, &why) || v.type != HG_JSON_OBJECT) return HG_EPARSE;
+  find_t f = {names, n, vals, lens};
+  return hg__json_object_each(&v, find_member, &f);
+}

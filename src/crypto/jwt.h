@@ -66,4 +66,11 @@ typedef struct hg_jwt_verify_opts_s {
 int hg_jwt_verify(const char *token, size_t n, const hg_jwt_verify_opts_t *opts,
                   hg_buf_t *claims, const char **reason);
 
+/* For each of names[0..n) (NUL-terminated), the raw JSON text of that member of the claims
+ * object claims[0..len) (as hg_jwt_verify appended it; compared after unescaping, strings
+ * with their quotes) in vals[i], lens[i]; NULL, 0 when absent. Returns 0, or HG_EPARSE when
+ * claims is not a JSON object. The spans point into claims. Pure; any thread. */
+int hg_jwt_claims_find(const char *claims, size_t len, const char *const *names, size_t n,
+                       const char **vals, size_t *lens);
+
 #endif

@@ -44,6 +44,7 @@ void hg__x_serve_obj(exchange_t *x, hg_cache_obj_t *o) {
   if (o->etag) hg__x_keep_header(x, "ETag", 4, o->etag, strlen(o->etag));
   if (o->last_modified) hg__x_keep_header(x, "Last-Modified", 13, o->last_modified, strlen(o->last_modified));
   if (o->final_url) x->final_url = hg_arena_strndup(x->req->arena, o->final_url, strlen(o->final_url));
+  x->raw_id = o->id;
   uint64_t now = uv_now(x->ctx->loop);
   x->obj_left_ms = o->expires_ms > now ? (int64_t)(o->expires_ms - now) : 0;
   x->up_cc = x->up_expires = x->up_date = x->up_age = NULL; /* a failed fetch's, if any */
@@ -147,6 +148,9 @@ static void cache_key(exchange_t *x, hg_buf_t *k) {
   if (hg_buf_error(k)) hg_buf_clear(k); /* a half-built key would merge objects: no caching */
 }
 
+#define SHARED "\nshared" /* ends the viewer-independent key */
+static void put_params(exchange_t *x);
+
 /* Builds the output cache keys into keybuf/skeybuf (see hg__x_output_key). */
 static void build_output_key(exchange_t *x) {
   hg_plan_t *p = &x->plan;
@@ -175,13 +179,19 @@ static void build_output_key(exchange_t *x) {
   /* The viewer-independent key stops here; the per-viewer one adds the proxy params. */
   hg_buf_clear(&x->skeybuf);
   hg_buf_append(&x->skeybuf, k->data, k->len);
-  hg_buf_puts(&x->skeybuf, "\nshared");
+  hg_buf_puts(&x->skeybuf, SHARED);
+  put_params(x);
+}
+
+/* Ends the per-viewer key in keybuf with the proxy params. Security: a key cut short by a
+ * failed append could be another viewer's (their token is in the proxy params): any
+ * failure means no output caching at all. */
+static void put_params(exchange_t *x) {
+  hg_plan_t *p = &x->plan;
   for (size_t i = 0; i < p->nproxy_params; i++)
-    put_strs(k, "\n", S(p->proxy_params[i].name), "=", S(p->proxy_params[i].value), NULL);
-  /* Security: a key cut short by a failed append could be another viewer's (their token
-   * is in the proxy params): any failure means no output caching at all. */
-  if (hg_buf_error(k) || hg_buf_error(&x->skeybuf)) {
-    hg_buf_clear(k);
+    put_strs(&x->keybuf, "\n", S(p->proxy_params[i].name), "=", S(p->proxy_params[i].value), NULL);
+  if (hg_buf_error(&x->keybuf) || hg_buf_error(&x->skeybuf)) {
+    hg_buf_clear(&x->keybuf);
     hg_buf_clear(&x->skeybuf);
   }
 }
@@ -200,9 +210,17 @@ void hg__x_output_key(exchange_t *x) {
   if (p->cache_ttl == 0 || p->hook_ref >= 0) return;
   int plan_only = fz && x->dir.n == 0 && !(p->has_s3 && x->act.presign_at > 0) &&
                   !hg_request_header(x->req, "Range");
-  if (plan_only && fz->out_key) {
+  if (plan_only && fz->out_key && !p->params_bound) {
     x->okey = fz->out_key, x->okey_len = fz->out_key_len;
     x->skey = fz->shared_key, x->skey_len = fz->shared_key_len;
+    return;
+  }
+  if (plan_only && fz->out_key && fz->shared_key_len >= sizeof(SHARED) - 1) { /* the kept key is another viewer's: this one's params */
+    hg_buf_clear(&x->keybuf);
+    hg_buf_append(&x->keybuf, fz->shared_key, fz->shared_key_len - (sizeof(SHARED) - 1));
+    put_params(x);
+    x->okey = x->keybuf.data, x->okey_len = x->keybuf.len;
+    x->skey = fz->shared_key, x->skey_len = x->okey_len ? fz->shared_key_len : 0;
     return;
   }
   build_output_key(x);

@@ -59,6 +59,7 @@ typedef struct hg_exchange_s {
   size_t nup;
   const char *ctype;
   const char *final_url;
+  uint64_t raw_id;          /* the cache object body and final_url came from (its id), or 0 */
   const char *origin_name; /* for messages: "s3 bucket b", "https://host:port", "file" */
   hg_buf_t body;
   uint64_t up_start;

@@ -329,6 +329,7 @@ hg_cache_obj_t *hg__x_end_fill(exchange_t *x, int ok) {
     char *body = hg_buf_steal(&x->tee, &n);
     if (body == NULL) body = calloc(1, 1);
     o = hg_cache_obj_new(body, n, x->ctype, NULL, NULL, x->final_url);
+    x->raw_id = o ? o->id : 0; /* the bytes being rewritten are this object's */
     for (size_t i = 0; o && i < x->nup; i++) { /* validators travel with the object */
       if (strcmp(x->up_headers[i].name, "ETag") == 0) o->etag = strdup(x->up_headers[i].value);
       else if (strcmp(x->up_headers[i].name, "Last-Modified") == 0)

@@ -77,9 +77,9 @@ static void store_output(exchange_t *x, const char *body, size_t len, uint64_t t
  * viewer's output is that template with their encoded values spliced in: a copy instead
  * of a rewrite, for every one of the viewers a live event brings at once. The template
  * is kept in the output cache under the viewer-independent key (everything that shapes
- * the output but the params) plus "template", the params' names and a digest of the body
- * and base URL it was made from (a raw object fetched again must not meet the template
- * of its previous version). Security: the stand-in is random per process, made of
+ * the output but the params) plus "template", the params' names and the number of the
+ * cached raw object it was made from (else a digest of the body and base URL: a raw
+ * object fetched again must not meet the template of its previous version). Security: the stand-in is random per process, made of
  * characters the encoding leaves alone, and never leaves the process (only spliced
  * outputs do), so an origin cannot plant one in a playlist: the holes in a template are
  * exactly the ones the rewrite made. */
@@ -120,6 +120,11 @@ static void tpl_key(const exchange_t *x, hg_buf_t *k) {
     hg_buf_putc(k, '\n');
     hg_buf_append(k, x->plan.proxy_params[i].name, x->plan.proxy_params[i].name_len);
   }
+  hg_buf_putc(k, '\n');
+  if (x->raw_id) { /* the cached object the body is: its number says it all */
+    hg_buf_put_u64(k, (unsigned long long)x->raw_id);
+    return;
+  }
   hg_sha256_t h;
   unsigned char d[32];
   char hex[65];
@@ -128,7 +133,6 @@ static void tpl_key(const exchange_t *x, hg_buf_t *k) {
   hg_sha256_update(&h, x->body.data ? x->body.data : "", x->body.len);
   hg_sha256_final(&h, d);
   hg_hex(d, sizeof(d), hex);
-  hg_buf_putc(k, '\n');
   hg_buf_append(k, hex, 64);
 }
 

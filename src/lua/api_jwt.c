@@ -19,7 +19,7 @@
 #include "crypto/jwt.h"
 #include "lua/lapi.h"
 
-#define MAX_KEYS 64
+#define MAX_KEYS HG_LUA_JWT_MAX_KEYS
 
 
 static hg_jwt_alg_t opt_alg(lua_State *L, int idx, int required) {
@@ -124,7 +124,7 @@ static int l_sign(lua_State *L) {
 /* Collects keys from a string or a table: array entries are kid-less secrets (tried for
  * every token, in order), string-keyed entries map kid -> secret. The key strings stay
  * referenced by the table at idx for the duration of the call. */
-static size_t collect_keys(lua_State *L, int idx, hg_jwt_key_t *keys) {
+size_t hg__lua_jwt_keys(lua_State *L, int idx, hg_jwt_key_t *keys) {
   size_t n = 0;
   if (lua_type(L, idx) == LUA_TSTRING) {
     keys[0].kid = NULL;
@@ -185,6 +185,25 @@ static void integerize(lua_State *L, int idx, int depth) {
   }
 }
 
+void hg__lua_jwt_opts(lua_State *L, int idx, hg_jwt_verify_opts_t *o, int allow_now) {
+  static const char *const allowed[] = {"alg", "leeway", "now", "require_exp", "max_age", NULL};
+  hg__lua_check_opts(L, idx, allowed);
+  if (!allow_now && lua_getfield(L, idx, "now") != LUA_TNIL) /* the core verifies at each request's time */
+    luaL_argerror(L, idx, "opts.now is not allowed here");
+  if (!allow_now) lua_pop(L, 1);
+  memset(o, 0, sizeof(*o));
+  o->alg = opt_alg(L, idx, 1);
+  o->leeway = opt_number(L, idx, "leeway", 0);
+  luaL_argcheck(L, o->leeway >= 0, idx, "opts.leeway must be >= 0");
+  o->max_age = opt_number(L, idx, "max_age", 0);
+  luaL_argcheck(L, o->max_age >= 0, idx, "opts.max_age must be >= 0");
+  lua_getfield(L, idx, "require_exp");
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    luaL_argerror(L, idx, "opts.require_exp must be a boolean");
+  o->flags = lua_isnil(L, -1) || lua_toboolean(L, -1) ? HG_JWT_REQUIRE_EXP : 0;
+  lua_pop(L, 1);
+}
+
 /* hg.jwt.verify(token, keys, opts) */
 static int l_verify(lua_State *L) {
   size_t tn;
@@ -193,28 +212,16 @@ static int l_verify(lua_State *L) {
   luaL_argexpected(L, kt == LUA_TSTRING || kt == LUA_TTABLE, 2, "key string or table of keys");
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
-  static const char *const allowed[] = {"alg", "leeway", "now", "require_exp", "max_age", NULL};
-  hg__lua_check_opts(L, 3, allowed);
   hg_jwt_verify_opts_t o;
-  memset(&o, 0, sizeof(o));
-  o.alg = opt_alg(L, 3, 1);
-  o.leeway = opt_number(L, 3, "leeway", 0);
-  luaL_argcheck(L, o.leeway >= 0, 3, "opts.leeway must be >= 0");
-  o.max_age = opt_number(L, 3, "max_age", 0);
-  luaL_argcheck(L, o.max_age >= 0, 3, "opts.max_age must be >= 0");
+  hg__lua_jwt_opts(L, 3, &o, 1);
   lua_getfield(L, 3, "now");
   int has_now = !lua_isnil(L, -1);
   lua_pop(L, 1);
   o.now = has_now ? opt_number(L, 3, "now", 0) : now_seconds(); /* tests pin the clock */
-  lua_getfield(L, 3, "require_exp");
-  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-    luaL_argerror(L, 3, "opts.require_exp must be a boolean");
-  o.flags = lua_isnil(L, -1) || lua_toboolean(L, -1) ? HG_JWT_REQUIRE_EXP : 0;
-  lua_pop(L, 1);
 
   hg_jwt_key_t keys[MAX_KEYS];
   o.keys = keys;
-  o.nkeys = collect_keys(L, 2, keys);
+  o.nkeys = hg__lua_jwt_keys(L, 2, keys);
 
   hg_buf_t claims = HG_BUF_INIT;
   const char *why = NULL;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/arena.h"
+#include "crypto/jwt.h"
 #include "lua/lapi.h"
 #include "lua/policy_internal.h"
 
@@ -70,10 +71,74 @@ static void deep_copy(lua_State *L, int idx, int depth) {
   }
 }
 
+static void *need(lua_State *L, void *p) {
+  if (p == NULL) luaL_error(L, "out of memory");
+  return p;
+}
+
+static const char *arena_str(lua_State *L, hg_arena_t *a, const char *s, size_t n) {
+  return need(L, hg_arena_strndup(a, s, n));
+}
+
+/* Reads the list of strings at the top (at most max) into the arena; raises with `what`. */
+static const char **read_names(lua_State *L, hg_arena_t *a, size_t max, const char *what, size_t *n) {
+  luaL_argcheck(L, lua_istable(L, -1), 2, what);
+  *n = lua_rawlen(L, -1);
+  luaL_argcheck(L, *n <= max, 2, what);
+  const char **v = need(L, hg_arena_alloc(a, (*n ? *n : 1) * sizeof(char *)));
+  for (size_t i = 0; i < *n; i++) {
+    size_t len = 0;
+    luaL_argcheck(L, lua_rawgeti(L, -1, (lua_Integer)i + 1) == LUA_TSTRING, 2, what);
+    const char *name = lua_tolstring(L, -1, &len);
+    luaL_argcheck(L, len > 0 && len <= 64 && strlen(name) == len, 2, what);
+    v[i] = arena_str(L, a, name, len);
+    lua_pop(L, 1);
+  }
+  return v;
+}
+
+/* Reads reuse.token (the table on top): { param = "token", keys = secret or { … },
+ * verify = { alg = …, leeway, max_age, require_exp }, claims = { names } }. Raises on
+ * misuse. Security: the keys are copied into the plan's arena, never logged. */
+static void read_token(lua_State *L, hg_plan_frozen_t *fz) {
+  static const char *const allowed[] = {"param", "keys", "verify", "claims", NULL};
+  int t = lua_gettop(L);
+  luaL_argcheck(L, lua_istable(L, t), 2, "reuse.token must be a table");
+  hg__lua_check_opts(L, t, allowed);
+  hg_reuse_token_t *tk = need(L, hg_arena_alloc(fz->arena, sizeof(*tk)));
+  memset(tk, 0, sizeof(*tk));
+  size_t n;
+  const char *param = lua_getfield(L, t, "param") == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  luaL_argcheck(L, param && n > 0 && n <= 64 && strlen(param) == n, 2, "reuse.token.param must be a query parameter name");
+  tk->param = arena_str(L, fz->arena, param, n);
+  lua_pop(L, 1);
+  luaL_argcheck(L, lua_getfield(L, t, "verify") == LUA_TTABLE, 2, "reuse.token.verify must be hg.jwt.verify's options");
+  hg__lua_jwt_opts(L, lua_gettop(L), &tk->verify, 0);
+  lua_pop(L, 1);
+  int kt = lua_getfield(L, t, "keys");
+  luaL_argcheck(L, kt == LUA_TSTRING || kt == LUA_TTABLE, 2, "reuse.token.keys must be hg.jwt.verify's keys");
+  hg_jwt_key_t keys[HG_LUA_JWT_MAX_KEYS];
+  size_t nk = hg__lua_jwt_keys(L, lua_gettop(L), keys);
+  luaL_argcheck(L, nk > 0, 2, "reuse.token.keys: no key");
+  hg_jwt_key_t *kept = need(L, hg_arena_alloc(fz->arena, nk * sizeof(*kept)));
+  for (size_t i = 0; i < nk; i++) {
+    kept[i].kid = keys[i].kid ? arena_str(L, fz->arena, keys[i].kid, strlen(keys[i].kid)) : NULL;
+    kept[i].secret = arena_str(L, fz->arena, keys[i].secret, keys[i].secret_len);
+    kept[i].secret_len = keys[i].secret_len;
+  }
+  tk->verify.keys = kept;
+  tk->verify.nkeys = nk;
+  lua_pop(L, 1);
+  if (lua_getfield(L, t, "claims") != LUA_TNIL)
+    tk->claims = read_names(L, fz->arena, 8, "reuse.token.claims must be a list of at most 8 claim names", &tk->nclaims);
+  lua_pop(L, 1);
+  fz->token = tk;
+}
+
 /* Reads hg.plan's reuse rule at index 2: { vary = { header names }, ttl = seconds (60),
- * expires = unix seconds }. Raises on misuse. */
+ * expires = unix seconds, token = { … } }. Raises on misuse. */
 static void read_reuse(lua_State *L, hg_plan_frozen_t *fz) {
-  static const char *const allowed[] = {"vary", "ttl", "expires", NULL};
+  static const char *const allowed[] = {"vary", "ttl", "expires", "token", NULL};
   hg__lua_check_opts(L, 2, allowed);
   lua_Integer ttl = 60;
   if (lua_getfield(L, 2, "ttl") != LUA_TNIL) {
@@ -114,6 +179,8 @@ static void read_reuse(lua_State *L, hg_plan_frozen_t *fz) {
       lua_pop(L, 1);
     }
   }
+  lua_pop(L, 1);
+  if (lua_getfield(L, 2, "token") != LUA_TNIL) read_token(L, fz);
   lua_pop(L, 1);
   fz->reuse_ttl_ms = (uint64_t)ttl * 1000;
 }

@@ -33,6 +33,17 @@ void hg__lua_push_stats(lua_State *L, const struct hg_hls_stats_s *st);
  * terminated): a misspelt option must not silently weaken a check. */
 void hg__lua_check_opts(lua_State *L, int idx, const char *const *allowed);
 
+/* hg.jwt's readers, shared with hg.plan's reuse.token (api_plan.c). Keys: a string, or
+ * a table of secrets (array) and/or kid = secret, at idx into keys[0..HG_LUA_JWT_MAX_KEYS)
+ * (pointing into the Lua strings); returns how many. Options: alg (required), leeway,
+ * max_age, require_exp — and now when allow_now — at idx into *o (keys and now unset).
+ * Both raise on misuse. */
+#define HG_LUA_JWT_MAX_KEYS 64
+struct hg_jwt_key_s;
+struct hg_jwt_verify_opts_s;
+size_t hg__lua_jwt_keys(lua_State *L, int idx, struct hg_jwt_key_s *keys);
+void hg__lua_jwt_opts(lua_State *L, int idx, struct hg_jwt_verify_opts_s *o, int allow_now);
+
 /* Pushes a private lua-cjson instance (cjson.new(), so a policy changing cjson's
  * settings cannot affect the bindings), or nil when lua-cjson is not installed. */
 void hg__lua_push_cjson(lua_State *L);

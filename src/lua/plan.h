@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/arena.h"
+#include "crypto/jwt.h"
 #include "hls/hls.h"
 #include "http/message.h"
 
@@ -102,7 +103,21 @@ typedef struct hg_plan_s {
   /* The frozen plan (hg.plan) the fields above are a copy of, or NULL: the request holds a
    * reference to it (its strings), dropped by hg_policy_plan_done. */
   hg_plan_frozen_t *frozen;
+  /* A proxy param of `frozen` was given this request's own value (its reuse.token): the
+   * plan's kept per-viewer output key is another viewer's. */
+  int params_bound;
 } hg_plan_t;
+
+/* A reuse rule's `token` (src/lua/reuse.c, docs/policy-api.md): the plan also answers
+ * requests whose query parameter `param` is another JWT that verifies under `verify` and
+ * has the same values of the named `claims`; its proxy param of that name then carries the
+ * request's own token. Everything in the frozen plan's arena. */
+typedef struct hg_reuse_token_s {
+  const char *param;           /* the query parameter (decoded name) */
+  hg_jwt_verify_opts_t verify; /* keys and options; `now` is each request's */
+  const char **claims;         /* the claims the plan depends on */
+  size_t nclaims;
+} hg_reuse_token_t;
 
 /* A frozen plan (hg.plan, docs/policy-api.md): a plan table converted once and returned
  * by any number of requests, so a hot answer does not read a table per request. It lives
@@ -121,6 +136,7 @@ struct hg_plan_frozen_s {
   size_t nvary;
   uint64_t reuse_ttl_ms;     /* 0: not to be reused */
   int64_t reuse_until;
+  hg_reuse_token_t *token;   /* the rule's `token`, or NULL */
   /* What the pipeline derived from this plan alone (src/gateway/cached.c), kept for the
    * next request: its output cache keys, per viewer and viewer-independent (exchange.h).
    * NULL until made; in the arena. */

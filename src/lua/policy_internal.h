@@ -20,6 +20,8 @@
 
 /* One compiled policy (policy.h). policy.c builds it; task.c runs on_request in
  * coroutines on it. */
+#define HG_REUSE_TOKEN_PARAMS 4 /* distinct reuse.token parameters a policy's plans may use */
+
 struct hg_policy_s {
   int refs;
   lua_State *L;
@@ -38,6 +40,8 @@ struct hg_policy_s {
   int reuse_plans;      /* the policy table says `reuse = true` (reuse.c) */
   hg_lru_t reuse;       /* requests answered by a reusable frozen plan */
   uint64_t *reuse_seen; /* hashes of requests seen lately (admission), or NULL */
+  char *token_params[HG_REUSE_TOKEN_PARAMS]; /* query parameters of kept token rules */
+  size_t ntoken_params;
 };
 
 /* t[k] without metamethods, pushed; returns its type. What on_request returned is read
@@ -60,7 +64,8 @@ int hg__policy_call_hook(hg_policy_t *p, const hg_request_t *req, int nargs, int
  * (a reference held, as for a returned frozen plan) or 0; put: remembers fz for req when
  * its rule allows; clear: forgets all (before the state closes). Owner thread. */
 int hg__reuse_get(hg_policy_t *p, hg_request_t *req, hg_plan_t *plan);
-int hg__reuse_admit(hg_policy_t *p, const hg_request_t *req); /* 1: seen before: keep it */
+/* admit: 1 when req was seen before (keep its plan); param: a token rule's parameter, or NULL */
+int hg__reuse_admit(hg_policy_t *p, const hg_request_t *req, const char *param);
 void hg__reuse_put(hg_policy_t *p, const hg_request_t *req, hg_plan_frozen_t *fz);
 void hg__reuse_clear(hg_policy_t *p);
 

@@ -65,11 +65,18 @@ static void task_free(hg_policy_task_t *t) {
 }
 
 /* Whether the table on top is a plan with a reuse rule and without an on_uri hook (a hook
- * runs per request: such a plan is not reused, whatever its rule says). */
-static int reusable_table(lua_State *L) {
+ * runs per request: such a plan is not reused, whatever its rule says); the rule's token
+ * parameter, if it names one, into param (cap bytes; "" for none). */
+static int reusable_table(lua_State *L, char *param, size_t cap) {
   int t = lua_gettop(L);
   int ok = hg__lua_rawfield(L, t, "origin") != LUA_TNIL && hg__lua_rawfield(L, t, "reuse") == LUA_TTABLE &&
            hg__lua_rawfield(L, t, "on_uri") == LUA_TNIL;
+  param[0] = '\0';
+  if (ok && hg__lua_rawfield(L, t + 2, "token") == LUA_TTABLE && hg__lua_rawfield(L, -1, "param") == LUA_TSTRING) {
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    if (n < cap) memcpy(param, s, n + 1); /* else freezing refuses it */
+  }
   lua_settop(L, t);
   return ok;
 }
@@ -91,8 +98,12 @@ static int read_result(hg_policy_task_t *t, int nres) {
     lua_settop(L, 0);
     return HG_EPOLICY;
   }
-  int reuse = t->p->reuse_plans && (fz ? fz->reuse_ttl_ms > 0 : lua_istable(L, -1) && reusable_table(L)) &&
-              hg__reuse_admit(t->p, req);
+  char param[65];
+  int reuse = t->p->reuse_plans && (fz ? fz->reuse_ttl_ms > 0 : lua_istable(L, -1) && reusable_table(L, param, sizeof(param)));
+  if (reuse) {
+    const char *tp = fz ? (fz->token ? fz->token->param : NULL) : param[0] ? param : NULL;
+    reuse = hg__reuse_admit(t->p, req, tp);
+  }
   if (fz == NULL && reuse) {
     /* A plan table with a reuse rule (and no hook): frozen here, then as below. */
     int top = lua_gettop(L);

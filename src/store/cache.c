@@ -89,6 +89,8 @@ hg_cache_obj_t *hg_cache_obj_new(char *body, size_t len, const char *content_typ
   o->len = len;
   o->refs = 1;
   o->fd = -1;
+  static _Atomic uint64_t last_id;
+  o->id = ++last_id; /* atomic: objects are made on every worker */
   if (len >= HG_CACHE_FILE_MIN) to_file(o);
   int fail = 0;
 #define DUP(field, s) if ((s) && !(o->field = strdup(s))) fail = 1

@@ -27,6 +27,9 @@ typedef struct hg_cache_obj_s {
    * at `body`: readers use the memory, the server may sendfile(2) from `fd` instead of
    * copying it into every response. -1 otherwise. */
   int fd;
+  /* This object's number, unique in the process (never 0): what it says of its bytes and
+   * final_url, a digest would say at a cost (the rewrite templates' key). */
+  uint64_t id;
   /* private */
   int refs;
   uint64_t expires_ms, stale_ms;
