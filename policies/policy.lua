@@ -22,8 +22,9 @@ local route = util.router({
 return {
   on_request = route,
   -- A request a recipe already answered with a reusable plan (same target and scheme, and
-  -- for the open proxy Host and Origin, for a stream Origin until the token expires) gets
-  -- it again without on_request running (docs/policy-api.md, "Reusing plans"). Remove
+  -- for the open proxy Host and Origin, for a stream Origin and any token of the same
+  -- prefix that verifies) gets it again without on_request running (docs/policy-api.md,
+  -- "Reusing plans"). Remove
   -- this line if you wrap the recipes in checks of anything else (client address, time, …).
   reuse = true,
 }

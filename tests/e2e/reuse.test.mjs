@@ -4,6 +4,7 @@
 // headers, within ttl and before expires, and never across a reload. Without the flag
 // a recipe's reusable plans are never reused (a wrapper's checks always run).
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -203,6 +204,151 @@ describe('the open proxy, reusing its plans', () => {
         assert.equal(r.headers['access-control-allow-origin'], allowed ? o : undefined, `${o} ${host}`);
         assert.match(r.body, new RegExp(`^http://${host.replace('.', '\\.')}/proxy\\?url=`, 'm'));
       }
+    }
+  });
+});
+
+// reuse.token: a plan reused across viewers whose tokens verify with the same claims. The
+// policy below checks a JWT itself and says, in its rule, what of the token it read.
+const tokenPolicy = `
+local hg = require("hlsgate")
+local runs = 0
+local ROOT = os.getenv("REUSE_ROOT")
+local KEYS = { k2 = "second-secret", "first-secret" }
+local VERIFY = { alg = "HS256", leeway = 0 }
+return {
+  reuse = true,
+  on_request = function(req)
+    if req.path == "/count" then return hg.json(200, { runs = runs }) end
+    runs = runs + 1
+    local claims, why = hg.jwt.verify(req.query.token or "", KEYS, VERIFY)
+    if not claims then return hg.error(401, "invalid token: " .. why) end
+    if claims.sub ~= "hls" then return hg.error(403, "not for streaming") end
+    local tok = req.query.token
+    return {
+      origin = { type = "file", root = ROOT, path = claims.pfx .. "/a.m3u8" }, cache_ttl = 0,
+      rewrite = { default = "proxy" }, private = true,
+      proxy = { from = "http://file.invalid/" .. claims.pfx .. "/", to = "/v/", params = { token = tok } },
+      headers = { ["X-Pfx"] = claims.pfx, ["X-Echo"] = req.query.echo and tok or nil },
+      reuse = { vary = { "origin" }, token = { param = "token", keys = KEYS, verify = VERIFY, claims = { "sub", "pfx" } } },
+    }
+  end,
+}
+`;
+
+describe('reusing a plan for every viewer (reuse.token)', () => {
+  let dir, gw;
+  let jti = 0;
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const mint = (claims, { secret = 'first-secret', kid } = {}) => {
+    const head = b64({ alg: 'HS256', typ: 'JWT', ...(kid ? { kid } : {}) });
+    const body = b64({ sub: 'hls', pfx: 'a', exp: Math.floor(Date.now() / 1000) + 600, jti: String(++jti), ...claims });
+    const sig = crypto.createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url');
+    return `${head}.${body}.${sig}`;
+  };
+  const runs = async () => JSON.parse((await get(gw.port, '/count')).body).runs;
+  const tokensIn = (body) => [...body.matchAll(/[?&]token=([^&\s"]+)/g)].map((m) => decodeURIComponent(m[1]));
+  before(async () => {
+    dir = tempDir('hg-reuse-token-');
+    for (const p of ['a', 'b']) {
+      fs.mkdirSync(path.join(dir, p));
+      fs.writeFileSync(path.join(dir, p, 'a.m3u8'), `#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n${p}/v.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2\nw.m3u8\n`);
+    }
+    gw = await startGateway({ policy: tokenPolicy, env: { REUSE_ROOT: dir } });
+  });
+  after(async () => assert.equal((await gw.stop()).code, 0, gw.stderrText.slice(-3000)));
+
+  it('answers new viewers without on_request, each with their own token in every URI', async () => {
+    const n0 = await runs();
+    for (let i = 0; i < 12; i++) {
+      const t = mint({}, i % 3 === 2 ? { secret: 'second-secret', kid: 'k2' } : {});
+      const r = await get(gw.port, `/x/a.m3u8?token=${t}`);
+      assert.equal(r.status, 200, r.body);
+      assert.equal(r.headers['x-pfx'], 'a');
+      assert.deepEqual(tokensIn(r.body), [t, t], r.body);
+    }
+    assert.equal(await runs(), n0 + 2); // the first seen, the second kept, then none
+  });
+
+  it('leaves every token it cannot vouch for to on_request', async () => {
+    await get(gw.port, `/y/a.m3u8?token=${mint({})}`);
+    await get(gw.port, `/y/a.m3u8?token=${mint({})}`); // kept
+    const n0 = await runs();
+    assert.equal((await get(gw.port, `/y/a.m3u8?token=${mint({})}`)).status, 200);
+    assert.equal(await runs(), n0);
+    const good = mint({});
+    const cases = [
+      [mint({}, { secret: 'wrong' }), 401],                      // signature
+      [mint({ exp: Math.floor(Date.now() / 1000) - 5 }), 401],    // expired
+      [mint({ sub: 'admin' }), 403],                              // a claim the plan depends on
+      [`${good.slice(0, -2)}xx`, 401],                            // tampered
+      ['', 401], ['not.a.token', 401],
+    ];
+    for (const [t, status] of cases) {
+      const r = await get(gw.port, `/y/a.m3u8?token=${t}`);
+      assert.equal(r.status, status, t);
+      assert.ok(!r.body.includes(good));
+    }
+    assert.equal(await runs(), n0 + cases.length);
+    // another prefix: its own plan, never the kept one
+    const b = mint({ pfx: 'b' });
+    const rb = await get(gw.port, `/y/a.m3u8?token=${b}`);
+    assert.equal(rb.headers['x-pfx'], 'b');
+    assert.match(rb.body, /^\/v\/b\/v\.m3u8\?token=/m);
+    assert.equal(await runs(), n0 + cases.length + 1);
+    // the token twice: which one would the policy read? on_request decides
+    await get(gw.port, `/y/a.m3u8?token=${mint({})}&token=${mint({})}`);
+    assert.equal(await runs(), n0 + cases.length + 2);
+    // another Origin (vary): on_request
+    await get(gw.port, `/y/a.m3u8?token=${mint({})}`, 'Origin: https://o.example\r\n');
+    assert.equal(await runs(), n0 + cases.length + 3);
+  });
+
+  it('takes the token as req.query decodes it', async () => {
+    const enc = (t) => t.replace(/\./g, '%2E').replace(/-/g, '%2d');
+    await get(gw.port, `/z/a.m3u8?token=${enc(mint({}))}`);
+    await get(gw.port, `/z/a.m3u8?token=${enc(mint({}))}`);
+    const n0 = await runs();
+    const t = mint({});
+    const r = await get(gw.port, `/z/a.m3u8?token=${enc(t)}`);
+    assert.equal(r.status, 200);
+    assert.deepEqual(tokensIn(r.body), [t, t]);
+    assert.equal(await runs(), n0);
+  });
+
+  it('never keeps a plan that holds the token anywhere but the bound param', async () => {
+    const n0 = await runs();
+    for (let i = 0; i < 5; i++) {
+      const t = mint({});
+      const r = await get(gw.port, `/w/a.m3u8?echo=1&token=${t}`);
+      assert.equal(r.headers['x-echo'], t); // each viewer's own, never another's
+      assert.deepEqual(tokensIn(r.body), [t, t]);
+    }
+    assert.equal(await runs(), n0 + 5);
+  });
+
+  it('refuses bad token rules loudly', async () => {
+    const g = await startGateway({ policy: `
+      local hg = require("hlsgate")
+      return { reuse = true, on_request = function(req)
+        local t = { origin = { type = "file", root = "/nonexistent", path = "a.m3u8" } }
+        local rules = {
+          ["/param"] = { param = "", keys = "k", verify = { alg = "HS256" } },
+          ["/alg"] = { param = "token", keys = "k", verify = {} },
+          ["/now"] = { param = "token", keys = "k", verify = { alg = "HS256", now = 1 } },
+          ["/keys"] = { param = "token", keys = {}, verify = { alg = "HS256" } },
+          ["/claims"] = { param = "token", keys = "k", verify = { alg = "HS256" }, claims = "pfx" },
+        }
+        return hg.plan(t, { token = rules[req.path] })
+      end }` });
+    try {
+      for (const p of ['/param', '/alg', '/now', '/keys', '/claims']) assert.equal((await get(g.port, p)).status, 500, p);
+      for (const re of [/reuse\.token\.param must be/, /opts\.alg is required/, /opts\.now is not allowed here/,
+                        /reuse\.token\.keys: no key/, /reuse\.token\.claims must be a list/]) {
+        await g.waitForStderr(re);
+      }
+    } finally {
+      assert.equal((await g.stop()).code, 0, g.stderrText.slice(-3000));
     }
   });
 });
