@@ -137,22 +137,31 @@ static void tpl_key(const exchange_t *x, hg_buf_t *k) {
 }
 
 /* Appends to out the template t[0..n) with each stand-in replaced by its param's value,
- * encoded as act_proxy encodes it. Returns 0, HG_ETOOBIG past lim, or HG_ENOMEM. */
+ * encoded as act_proxy encodes it (once per param: a token is spliced into every URI).
+ * Returns 0, HG_ETOOBIG past lim, or HG_ENOMEM. */
 static int tpl_splice(const exchange_t *x, const char *t, size_t n, hg_buf_t *out, size_t lim) {
   const char *end = t + n;
-  while (t < end) {
+  hg_buf_t enc = HG_BUF_INIT;
+  size_t at[TPL_PARAMS + 1] = {0};
+  int rc = 0;
+  for (size_t i = 0; i < x->plan.nproxy_params; i++) {
+    const hg_header_t *kv = &x->plan.proxy_params[i];
+    if (hg_url_encode(&enc, kv->value, kv->value_len, 0)) rc = HG_ENOMEM;
+    at[i + 1] = enc.len;
+  }
+  while (rc == 0 && t < end) {
     const char *m = memmem(t, (size_t)(end - t), tpl_mark, TPL_MARK);
     size_t k = m ? (size_t)(m - t) : (size_t)(end - t);
-    if (hg_buf_append(out, t, k)) return HG_ENOMEM;
-    if (m == NULL) break;
+    if (hg_buf_append(out, t, k)) rc = HG_ENOMEM;
+    if (rc || m == NULL) break;
     unsigned i = m + TPL_MARK < end ? (unsigned)(m[TPL_MARK] - 'g') : TPL_PARAMS;
-    if (i >= x->plan.nproxy_params) return HG_EINVAL; /* not ours: cannot happen (see above) */
-    const hg_header_t *kv = &x->plan.proxy_params[i];
-    if (hg_url_encode(out, kv->value, kv->value_len, 0)) return HG_ENOMEM;
-    if (out->len > lim) return HG_ETOOBIG;
+    if (i >= x->plan.nproxy_params) rc = HG_EINVAL; /* not ours: cannot happen (see above) */
+    else if (hg_buf_append(out, enc.data ? enc.data + at[i] : "", at[i + 1] - at[i])) rc = HG_ENOMEM;
+    else if (out->len > lim) rc = HG_ETOOBIG;
     t = m + TPL_MARK + 1;
   }
-  return out->len > lim ? HG_ETOOBIG : 0;
+  hg_buf_free(&enc);
+  return rc ? rc : out->len > lim ? HG_ETOOBIG : 0;
 }
 
 /* The rewrite of x->body, with the plan as it is now. */
