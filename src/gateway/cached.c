@@ -148,13 +148,12 @@ static void cache_key(exchange_t *x, hg_buf_t *k) {
   if (hg_buf_error(k)) hg_buf_clear(k); /* a half-built key would merge objects: no caching */
 }
 
-#define SHARED "\nshared" /* ends the viewer-independent key */
-static void put_params(exchange_t *x);
-
-/* Builds the output cache keys into keybuf/skeybuf (see hg__x_output_key). */
-static void build_output_key(exchange_t *x) {
+/* The part of the output keys that follows from the plan and the request alone, into k:
+ * the raw object's key and everything in the plan that shapes the rewritten bytes but
+ * the presign time bucket and the proxy params. Empty when the output is not to be kept
+ * (no raw key, not a playlist's path). */
+static void key_stem(exchange_t *x, hg_buf_t *k) {
   hg_plan_t *p = &x->plan;
-  hg_buf_t *k = &x->keybuf;
   cache_key(x, k);
   const char *path = p->origin == HG_ORIGIN_S3 ? p->s3_key : p->url;
   size_t n = strcspn(path, "?#");
@@ -171,28 +170,31 @@ static void build_output_key(exchange_t *x) {
   if (p->has_s3)
     hg_buf_printf(k, "%s\n%s\n%s\n%s\n%d\n", p->s3.public_endpoint ? p->s3.public_endpoint : p->s3.endpoint,
                   p->s3.bucket, p->s3.access_key, p->s3.region, p->s3.path_style);
-  /* The presign time bucket only when URIs may be presigned: otherwise it would make a
-   * new key (a new copy of the output) every second. */
   hg_buf_put_u64(k, p->presign_ttl);
   put_strs(k, "\n", S(p->presign_prefix), "\n", NULL);
-  hg_buf_put_u64(k, p->has_s3 && x->act.presign_at > 0 ? (unsigned long long)x->act.presign_at : 0ULL);
-  /* The viewer-independent key stops here; the per-viewer one adds the proxy params. */
-  hg_buf_clear(&x->skeybuf);
-  hg_buf_append(&x->skeybuf, k->data, k->len);
-  hg_buf_puts(&x->skeybuf, SHARED);
-  put_params(x);
+  if (hg_buf_error(k)) hg_buf_clear(k);
 }
 
-/* Ends the per-viewer key in keybuf with the proxy params. Security: a key cut short by a
- * failed append could be another viewer's (their token is in the proxy params): any
+/* Both output keys from a stem: the presign time bucket, then "\nshared" (the
+ * viewer-independent key) or the proxy params (this viewer's). Security: a key cut short
+ * by a failed append could be another viewer's (their token is in the proxy params): any
  * failure means no output caching at all. */
-static void put_params(exchange_t *x) {
+static void finish_keys(exchange_t *x, const char *stem, size_t n) {
   hg_plan_t *p = &x->plan;
+  hg_buf_t *k = &x->keybuf, *sk = &x->skeybuf;
+  hg_buf_clear(k);
+  hg_buf_clear(sk);
+  hg_buf_append(k, stem, n);
+  /* The presign time bucket only when URIs may be presigned: otherwise it would make a
+   * new key (a new copy of the output) every second. */
+  hg_buf_put_u64(k, p->has_s3 && x->act.presign_at > 0 ? (unsigned long long)x->act.presign_at : 0ULL);
+  hg_buf_append(sk, k->data, k->len);
+  hg_buf_puts(sk, "\nshared");
   for (size_t i = 0; i < p->nproxy_params; i++)
-    put_strs(&x->keybuf, "\n", S(p->proxy_params[i].name), "=", S(p->proxy_params[i].value), NULL);
-  if (hg_buf_error(&x->keybuf) || hg_buf_error(&x->skeybuf)) {
-    hg_buf_clear(&x->keybuf);
-    hg_buf_clear(&x->skeybuf);
+    put_strs(k, "\n", S(p->proxy_params[i].name), "=", S(p->proxy_params[i].value), NULL);
+  if (hg_buf_error(k) || hg_buf_error(sk)) {
+    hg_buf_clear(k);
+    hg_buf_clear(sk);
   }
 }
 
@@ -200,40 +202,28 @@ static void put_params(exchange_t *x) {
  * rewritten bytes (rules, proxy mapping and params — so the viewer's token — presign
  * settings and time bucket). Empty when the output must not be cached: no raw caching,
  * an on_uri hook (it may depend on the viewer), or a path that is not a playlist's.
- * A frozen plan keeps its keys when they follow from the plan alone (no Range, no
- * LL-HLS directive, no presign time bucket): the next request reuses them as they are. */
+ * A frozen plan keeps the stem when it follows from the plan alone (no Range, no LL-HLS
+ * directive): the next request, whoever's token it carries, only finishes it. */
 void hg__x_output_key(exchange_t *x) {
   hg_plan_t *p = &x->plan;
   hg_plan_frozen_t *fz = p->frozen;
   x->okey = x->skey = NULL;
   x->okey_len = x->skey_len = 0;
   if (p->cache_ttl == 0 || p->hook_ref >= 0) return;
-  int plan_only = fz && x->dir.n == 0 && !(p->has_s3 && x->act.presign_at > 0) &&
-                  !hg_request_header(x->req, "Range");
-  if (plan_only && fz->out_key && !p->params_bound) {
-    x->okey = fz->out_key, x->okey_len = fz->out_key_len;
-    x->skey = fz->shared_key, x->skey_len = fz->shared_key_len;
-    return;
+  int plan_only = fz && x->dir.n == 0 && !hg_request_header(x->req, "Range");
+  if (plan_only && fz->key_stem) {
+    finish_keys(x, fz->key_stem, fz->key_stem_len);
+  } else {
+    hg_buf_t stem = HG_BUF_INIT;
+    key_stem(x, &stem);
+    if (stem.len) finish_keys(x, stem.data, stem.len);
+    if (plan_only && stem.len) /* kept for the next request (memory: the plan's arena) */
+      if ((fz->key_stem = hg_arena_strndup(fz->arena, stem.data, stem.len))) fz->key_stem_len = stem.len;
+    hg_buf_free(&stem);
   }
-  if (plan_only && fz->out_key && fz->shared_key_len >= sizeof(SHARED) - 1) { /* the kept key is another viewer's: this one's params */
-    hg_buf_clear(&x->keybuf);
-    hg_buf_append(&x->keybuf, fz->shared_key, fz->shared_key_len - (sizeof(SHARED) - 1));
-    put_params(x);
-    x->okey = x->keybuf.data, x->okey_len = x->keybuf.len;
-    x->skey = fz->shared_key, x->skey_len = x->okey_len ? fz->shared_key_len : 0;
-    return;
-  }
-  build_output_key(x);
+  if (x->keybuf.len == 0) return;
   x->okey = x->keybuf.data, x->okey_len = x->keybuf.len;
   x->skey = x->skeybuf.data, x->skey_len = x->skeybuf.len;
-  if (plan_only && x->okey_len) { /* kept for the next request (memory: the plan's arena) */
-    char *k = hg_arena_strndup(fz->arena, x->okey, x->okey_len);
-    char *s = k ? hg_arena_strndup(fz->arena, x->skey ? x->skey : "", x->skey_len) : NULL;
-    if (s) {
-      fz->out_key = k, fz->out_key_len = x->okey_len;
-      fz->shared_key = s, fz->shared_key_len = x->skey_len;
-    }
-  }
 }
 
 /* Answers from a cached rewritten playlist; releases `o`. No source runs. */

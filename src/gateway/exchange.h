@@ -77,7 +77,7 @@ typedef struct hg_exchange_s {
   int waiting_output;        /* the wait is for a rewritten playlist (else a raw object) */
   hg_cache_fill_t *out_fill; /* we rewrite for the output cache */
   /* output cache keys (hg__x_output_key): for this viewer's output, and for output that
-   * is the same for every viewer; in keybuf/skeybuf, or a frozen plan's (lua/plan.h) */
+   * is the same for every viewer; in keybuf/skeybuf (a frozen plan keeps their stem) */
   const char *okey, *skey;
   size_t okey_len, skey_len;
   hg_buf_t keybuf, skeybuf;

@@ -103,9 +103,6 @@ typedef struct hg_plan_s {
   /* The frozen plan (hg.plan) the fields above are a copy of, or NULL: the request holds a
    * reference to it (its strings), dropped by hg_policy_plan_done. */
   hg_plan_frozen_t *frozen;
-  /* A proxy param of `frozen` was given this request's own value (its reuse.token): the
-   * plan's kept per-viewer output key is another viewer's. */
-  int params_bound;
 } hg_plan_t;
 
 /* A reuse rule's `token` (src/lua/reuse.c, docs/policy-api.md): the plan also answers
@@ -138,10 +135,10 @@ struct hg_plan_frozen_s {
   int64_t reuse_until;
   hg_reuse_token_t *token;   /* the rule's `token`, or NULL */
   /* What the pipeline derived from this plan alone (src/gateway/cached.c), kept for the
-   * next request: its output cache keys, per viewer and viewer-independent (exchange.h).
-   * NULL until made; in the arena. */
-  const char *out_key, *shared_key;
-  size_t out_key_len, shared_key_len;
+   * next request: the stem of its output cache keys (exchange.h). NULL until made; in the
+   * arena. */
+  const char *key_stem;
+  size_t key_stem_len;
 };
 
 #endif

@@ -68,6 +68,8 @@ static size_t make_key(const hg_request_t *req, char *buf, size_t cap) {
 typedef struct token_s {
   const char *val;
   size_t len;
+  const char *raw; /* the value as the target has it */
+  size_t rawlen;
   hg_buf_t dec;
 } token_t;
 
@@ -85,8 +87,8 @@ static int name_is(const hg_url_param_t *prm, const char *name, size_t nl, hg_bu
  * 0 when the parameter is absent, empty, repeated (which one would the policy have read?)
  * or too long. Free t->dec after. */
 static size_t token_key(const hg_request_t *req, const char *param, char *buf, size_t cap, token_t *t) {
-  t->val = NULL;
-  t->len = 0;
+  t->val = t->raw = NULL;
+  t->len = t->rawlen = 0;
   t->dec = (hg_buf_t)HG_BUF_INIT;
   if (req->path_len >= req->target_len) return 0; /* no query */
   const char *q = req->target + req->path_len + 1, *vs = NULL;
@@ -98,6 +100,7 @@ static size_t token_key(const hg_request_t *req, const char *param, char *buf, s
     if (name_is(&prm, param, nl, &t->dec) && seen++ == 0) vs = prm.value, vn = prm.value_len;
   hg_buf_clear(&t->dec);
   if (seen != 1 || vn == 0 || vn > HG_REUSE_TOKEN_MAX) return 0;
+  t->raw = vs, t->rawlen = vn;
   if (plain(vs, vn)) {
     t->val = vs, t->len = vn;
   } else {
@@ -160,7 +163,7 @@ static int same_claims(const char *v, const char *const *vals, const size_t *len
 static int has(const char *s, size_t n, const char *tok, size_t tl) { return s && memmem(s, n, tok, tl); }
 static int hass(const char *s, const char *tok, size_t tl) { return s && has(s, strlen(s), tok, tl); }
 
-static int token_elsewhere(const hg_plan_frozen_t *fz, const char *tok, size_t tl) {
+static int token_elsewhere(const hg_plan_frozen_t *fz, const char *tok, size_t tl, int raw) {
   const hg_plan_t *p = &fz->plan;
   const char *strs[] = {p->file_root, p->file_path, p->url, p->s3_key, p->s3.endpoint, p->s3.public_endpoint,
                         p->s3.region, p->s3.bucket, p->s3.access_key, p->s3.secret_key, p->s3.session_token,
@@ -178,7 +181,7 @@ static int token_elsewhere(const hg_plan_frozen_t *fz, const char *tok, size_t t
   if (has(p->proxy_sign_secret, p->proxy_sign_secret_len, tok, tl)) return 1;
   for (size_t i = 0; i < p->nproxy_params; i++) {
     const hg_header_t *kv = &p->proxy_params[i];
-    int bound = strcmp(kv->name, fz->token->param) == 0;
+    int bound = !raw && strcmp(kv->name, fz->token->param) == 0;
     if (hass(kv->name, tok, tl)) return 1;
     if (bound ? kv->value_len != tl || memcmp(kv->value, tok, tl) != 0 : has(kv->value, kv->value_len, tok, tl))
       return 1; /* a bound param that is not this token would be replaced by the next one's */
@@ -288,7 +291,6 @@ static int get_by_token(hg_policy_t *p, hg_request_t *req, const char *param, hg
         if (strcmp(plan->proxy_params[i].name, param) == 0) {
           plan->proxy_params[i].value = tok;
           plan->proxy_params[i].value_len = t.len;
-          plan->params_bound = 1;
         }
     }
   }
@@ -343,7 +345,8 @@ static size_t token_put(hg_policy_t *p, const hg_request_t *req, const hg_plan_f
   const hg_reuse_token_t *rule = fz->token;
   token_t t;
   size_t kl = token_key(req, rule->param, key, cap, &t);
-  if (kl && (token_claims(rule, &t, claims, vals, lens) != 0 || token_elsewhere(fz, t.val, t.len))) kl = 0;
+  if (kl && (token_claims(rule, &t, claims, vals, lens) != 0 || token_elsewhere(fz, t.val, t.len, 0) ||
+             (t.val != t.raw && token_elsewhere(fz, t.raw, t.rawlen, 1)))) kl = 0;
   hg_buf_free(&t.dec);
   size_t i = 0;
   while (kl && i < p->ntoken_params && strcmp(p->token_params[i], rule->param) != 0) i++;

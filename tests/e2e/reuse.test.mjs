@@ -229,7 +229,8 @@ return {
       origin = { type = "file", root = ROOT, path = claims.pfx .. "/a.m3u8" }, cache_ttl = 0,
       rewrite = { default = "proxy" }, private = true,
       proxy = { from = "http://file.invalid/" .. claims.pfx .. "/", to = "/v/", params = { token = tok } },
-      headers = { ["X-Pfx"] = claims.pfx, ["X-Echo"] = req.query.echo and tok or nil },
+      headers = { ["X-Pfx"] = claims.pfx, ["X-Echo"] = req.query.echo and tok or nil,
+                  ["X-Target"] = req.query.target and req.target or nil },
       reuse = { vary = { "origin" }, token = { param = "token", keys = KEYS, verify = VERIFY, claims = { "sub", "pfx" } } },
     }
   end,
@@ -325,6 +326,54 @@ describe('reusing a plan for every viewer (reuse.token)', () => {
       assert.deepEqual(tokensIn(r.body), [t, t]);
     }
     assert.equal(await runs(), n0 + 5);
+    // the token as written (percent-encoded) echoed through req.target: never shared either
+    for (let i = 0; i < 4; i++) {
+      const t = mint({});
+      const r = await get(gw.port, `/w/a.m3u8?target=1&token=${t.replace(/e/g, '%65')}`);
+      assert.ok(decodeURIComponent(r.headers['x-target']).endsWith(`token=${t}`), r.headers['x-target']);
+    }
+  });
+
+  it('gives a memoized plan back to its viewer with their own token, whoever was served it since', async () => {
+    // A recipe that keeps one hg.plan per target (as the open proxy does) returns the same
+    // frozen plan again once the reuse entry is gone; a viewer served it in between, with
+    // their token bound, must have left nothing of theirs in it (a kept output key, say).
+    let jtiMemo = 0;
+    const mintS = () => {
+      const head = b64({ alg: 'HS256', typ: 'JWT' });
+      const body = b64({ sub: 'hls', exp: Math.floor(Date.now() / 1000) + 600, jti: `m${++jtiMemo}` });
+      return `${head}.${body}.${crypto.createHmac('sha256', 's').update(`${head}.${body}`).digest('base64url')}`;
+    };
+    const origin = await startOrigin({ routes: { '/a.m3u8': (req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/vnd.apple.mpegurl' });
+      res.end('#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n');
+    } } });
+    const g = await startGateway({ env: { ORIGIN: origin.base }, policy: `
+      local hg = require("hlsgate")
+      local VERIFY = { alg = "HS256", leeway = 0 }
+      local memo = {}
+      return { reuse = true, on_request = function(req)
+        local tok = req.query.token
+        if not hg.jwt.verify(tok or "", "s", VERIFY) then return hg.error(401, "no") end
+        memo[req.target] = memo[req.target] or hg.plan({
+          origin = { type = "http", url = os.getenv("ORIGIN") .. "/a.m3u8", allow_private = true },
+          rewrite = { default = "proxy" }, private = false, cache_ttl = 30,
+          proxy = { from = os.getenv("ORIGIN") .. "/", to = "/v/", params = { token = tok } },
+        }, { ttl = 1, token = { param = "token", keys = "s", verify = VERIFY, claims = { "sub" } } })
+        return memo[req.target]
+      end }` });
+    try {
+      const A = mintS(), B = mintS();
+      for (let i = 0; i < 2; i++) await get(g.port, `/p.m3u8?token=${A}`, 'Range: bytes=0-\r\n'); // kept
+      const rb = await get(g.port, `/p.m3u8?token=${B}`); // A's plan, B's token bound
+      assert.deepEqual(tokensIn(rb.body), [B]);
+      await sleep(1200); // the entry is gone: on_request gives A's memoized plan again
+      const ra = await get(g.port, `/p.m3u8?token=${A}`);
+      assert.deepEqual(tokensIn(ra.body), [A], ra.body);
+    } finally {
+      await origin.close();
+      assert.equal((await g.stop()).code, 0, g.stderrText.slice(-3000));
+    }
   });
 
   it('refuses bad token rules loudly', async () => {
