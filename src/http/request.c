@@ -114,6 +114,10 @@ static size_t scan_head(conn_t *c, const char *p, size_t n, int *status, const c
   size_t i = 0;
 #define BAD(m) do { *status = 400; *msg = (m); c->head_scan = st; return i; } while (0)
   for (; i < n && st != HS_DONE; i++) {
+    if (st == HS_LINE0 || st == HS_VALUE) { /* the long runs (target, values): to the line end */
+      while (i < n && p[i] != '\r' && p[i] != '\n') i++;
+      if (i == n) break;
+    }
     char ch = p[i];
     switch (st) {
     case HS_START: /* RFC 9112 §2.2: empty lines before the request line are ignored */

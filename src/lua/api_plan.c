@@ -107,7 +107,7 @@ static void read_token(lua_State *L, hg_plan_frozen_t *fz) {
   hg__lua_check_opts(L, t, allowed);
   hg_reuse_token_t *tk = need(L, hg_arena_alloc(fz->arena, sizeof(*tk)));
   memset(tk, 0, sizeof(*tk));
-  size_t n;
+  size_t n = 0;
   const char *param = lua_getfield(L, t, "param") == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
   luaL_argcheck(L, param && n > 0 && n <= 64 && strlen(param) == n, 2, "reuse.token.param must be a query parameter name");
   tk->param = arena_str(L, fz->arena, param, n);
