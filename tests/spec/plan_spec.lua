@@ -71,4 +71,24 @@ describe("hg.plan", function()
       assert.has_error(function() hg.plan(plan(), bad) end)
     end
   end)
+
+  it("checks a reuse rule's token (param, keys and verify options as hg.jwt.verify takes them)", function()
+    local V = { alg = "HS256", leeway = 30 }
+    for _, keys in ipairs({ "k", { "k1", "k2" }, { kid1 = "k1" } }) do
+      assert.is_not_nil(hg.plan(plan(), { token = { param = "token", keys = keys, verify = V, claims = { "sub", "pfx" } } }))
+    end
+    assert.is_not_nil(hg.plan(plan(), { token = { param = "t", keys = "k", verify = { alg = "HS512", max_age = 60, require_exp = false } } }))
+    for _, bad in ipairs({
+      { param = "", keys = "k", verify = V }, { keys = "k", verify = V }, { param = "token", verify = V },
+      { param = "token", keys = {}, verify = V }, { param = "token", keys = { 1 }, verify = V },
+      { param = "token", keys = "k" }, { param = "token", keys = "k", verify = {} },
+      { param = "token", keys = "k", verify = { alg = "none" } }, { param = "token", keys = "k", verify = { alg = "HS256", now = 1 } },
+      { param = "token", keys = "k", verify = { alg = "HS256", leewa = 1 } },
+      { param = "token", keys = "k", verify = V, claims = "pfx" }, { param = "token", keys = "k", verify = V, claims = { 1 } },
+      { param = "token", keys = "k", verify = V, claims = { "a", "b", "c", "d", "e", "f", "g", "h", "i" } },
+      { param = "token", keys = "k", verify = V, extra = 1 }, "token",
+    }) do
+      assert.has_error(function() hg.plan(plan(), { token = bad }) end)
+    end
+  end)
 end)
