@@ -212,10 +212,12 @@ void hg__http_timer_start(conn_t *c, uint64_t ms) {
 /* At most NOTSENT_LOWAT bytes of a response wait unsent in the kernel (TCP_NOTSENT_LOWAT):
  * the socket says writable again only below it. Without it, sendfile fills a send buffer
  * of megabytes that the kernel then transmits from the softirq of each ACK — on the
- * client's CPU (on loopback, the benchmark's wrk spent 13 % of its time there, and a
- * 2 MiB segment went at 690 req/s instead of 1,180). Memory: it also bounds what a slow
- * client holds of the kernel's memory beyond what is in flight. */
-#define NOTSENT_LOWAT (128 << 10)
+ * client's CPU (on loopback, the benchmark's wrk spent 13 % of its time there and became
+ * the bottleneck of 2 MiB segments). Lower values move that work to the sending process
+ * (128 KiB: ~1.2 ms of our CPU per 2 MiB on loopback, 512 KiB: the client's again);
+ * 256 KiB shares it as nginx's sending does (bench/RESULTS.md). Memory: it also bounds
+ * what a slow client holds of the kernel's memory beyond what is in flight. */
+#define NOTSENT_LOWAT (256 << 10)
 static void limit_unsent(conn_t *c) {
   int fd, lowat = NOTSENT_LOWAT;
   if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
