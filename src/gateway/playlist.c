@@ -46,14 +46,20 @@ void hg__x_respond_playlist(exchange_t *x, hg_response_t *res, uint64_t ttl_ms) 
   hg__x_respond(x, res);
 }
 
+/* A cache object holding a copy of body[0..len), or NULL (out of memory). */
+static hg_cache_obj_t *obj_copy(const char *body, size_t len) {
+  char *copy = malloc(len ? len : 1);
+  if (copy == NULL) return NULL;
+  memcpy(copy, body, len);
+  return hg_cache_obj_new(copy, len, NULL, NULL, NULL, NULL); /* frees copy when it fails */
+}
+
 /* Publishes a rewritten playlist in the output cache until its presign bucket ends (and no
  * longer than the raw object may be cached): under the viewer-independent key when nothing
  * was proxied; under its own key when its proxy params are not a viewer's (plan not
  * `private`); a per-viewer one goes to the fill's waiters only. */
 static void store_output(exchange_t *x, const char *body, size_t len, uint64_t ttl) {
-  char *copy = malloc(len ? len : 1);
-  if (copy) memcpy(copy, body, len);
-  hg_cache_obj_t *o = copy ? hg_cache_obj_new(copy, len, NULL, NULL, NULL, NULL) : NULL;
+  hg_cache_obj_t *o = obj_copy(body, len);
   hg_cache_fill_t *fill = x->out_fill;
   x->out_fill = NULL;
   if (o && x->act.proxied == 0 && x->skey_len) {
@@ -78,10 +84,10 @@ static void store_output(exchange_t *x, const char *body, size_t len, uint64_t t
  * is kept in the output cache under the viewer-independent key (everything that shapes
  * the output but the params) plus "template", the params' names and the number of the
  * cached raw object it was made from (else a digest of the body and base URL: a raw
- * object fetched again must not meet the template of its previous version). Security: the stand-in is random per process, made of
- * characters the encoding leaves alone, and never leaves the process (only spliced
- * outputs do), so an origin cannot plant one in a playlist: the holes in a template are
- * exactly the ones the rewrite made. */
+ * object fetched again must not meet the template of its previous version). Security:
+ * the stand-in is random per process, made of characters the encoding leaves alone, and
+ * never leaves the process (only spliced outputs do), so an origin cannot plant one in a
+ * playlist: the holes in a template are exactly the ones the rewrite made. */
 #define TPL_PARAMS 4 /* params a template can stand in for */
 #define TPL_MARK 32  /* random hex characters, then 'g' + the param's index */
 
@@ -223,14 +229,8 @@ static int rewrite(exchange_t *x, hg_buf_t *out, size_t lim, uint64_t ttl) {
     tpl = swap;
   } else if (rc == 0 && (rc = tpl_splice(x, tpl.data, tpl.len, out, lim)) == 0 && ttl > 0 &&
              !hg_buf_error(&key)) {
-    char *copy = malloc(tpl.len ? tpl.len : 1);
-    hg_cache_obj_t *o = copy ? hg_cache_obj_new(copy, tpl.len, NULL, NULL, NULL, NULL) : NULL;
-    if (o) {
-      memcpy(copy, tpl.data, tpl.len);
-      hg_cache_put(ctx->cache, key.data, key.len, o, now, ttl);
-    } else {
-      free(copy);
-    }
+    hg_cache_obj_t *o = obj_copy(tpl.data ? tpl.data : "", tpl.len);
+    if (o) hg_cache_put(ctx->cache, key.data, key.len, o, now, ttl);
   }
   hg_buf_free(&tpl);
   hg_buf_free(&key);

@@ -19,7 +19,6 @@
 #include "crypto/jwt.h"
 #include "lua/lapi.h"
 
-#define MAX_KEYS HG_LUA_JWT_MAX_KEYS
 
 
 static hg_jwt_alg_t opt_alg(lua_State *L, int idx, int required) {
@@ -135,7 +134,7 @@ size_t hg__lua_jwt_keys(lua_State *L, int idx, hg_jwt_key_t *keys) {
   for (lua_Integer i = 1; i <= len; i++) {
     lua_rawgeti(L, idx, i);
     if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, "keys must be strings");
-    if (n == MAX_KEYS) luaL_argerror(L, idx, "too many keys (max 64)");
+    if (n == HG_LUA_JWT_MAX_KEYS) luaL_argerror(L, idx, "too many keys (max 64)");
     keys[n].kid = NULL;
     keys[n].secret = lua_tolstring(L, -1, &keys[n].secret_len);
     n++;
@@ -145,7 +144,7 @@ size_t hg__lua_jwt_keys(lua_State *L, int idx, hg_jwt_key_t *keys) {
   while (lua_next(L, idx) != 0) {
     if (lua_type(L, -2) == LUA_TSTRING) {
       if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, idx, "keys must be strings");
-      if (n == MAX_KEYS) luaL_argerror(L, idx, "too many keys (max 64)");
+      if (n == HG_LUA_JWT_MAX_KEYS) luaL_argerror(L, idx, "too many keys (max 64)");
       keys[n].kid = lua_tostring(L, -2);
       keys[n].secret = lua_tolstring(L, -1, &keys[n].secret_len);
       n++;
@@ -188,9 +187,10 @@ static void integerize(lua_State *L, int idx, int depth) {
 void hg__lua_jwt_opts(lua_State *L, int idx, hg_jwt_verify_opts_t *o, int allow_now) {
   static const char *const allowed[] = {"alg", "leeway", "now", "require_exp", "max_age", NULL};
   hg__lua_check_opts(L, idx, allowed);
-  if (!allow_now && lua_getfield(L, idx, "now") != LUA_TNIL) /* the core verifies at each request's time */
-    luaL_argerror(L, idx, "opts.now is not allowed here");
-  if (!allow_now) lua_pop(L, 1);
+  if (!allow_now) { /* the core verifies at each request's time */
+    if (lua_getfield(L, idx, "now") != LUA_TNIL) luaL_argerror(L, idx, "opts.now is not allowed here");
+    lua_pop(L, 1);
+  }
   memset(o, 0, sizeof(*o));
   o->alg = opt_alg(L, idx, 1);
   o->leeway = opt_number(L, idx, "leeway", 0);
@@ -219,7 +219,7 @@ static int l_verify(lua_State *L) {
   lua_pop(L, 1);
   o.now = has_now ? opt_number(L, 3, "now", 0) : now_seconds(); /* tests pin the clock */
 
-  hg_jwt_key_t keys[MAX_KEYS];
+  hg_jwt_key_t keys[HG_LUA_JWT_MAX_KEYS];
   o.keys = keys;
   o.nkeys = hg__lua_jwt_keys(L, 2, keys);
 

@@ -69,10 +69,10 @@ static void task_free(hg_policy_task_t *t) {
  * parameter, if it names one, into param (cap bytes; "" for none). */
 static int reusable_table(lua_State *L, char *param, size_t cap) {
   int t = lua_gettop(L);
-  int ok = hg__lua_rawfield(L, t, "origin") != LUA_TNIL && hg__lua_rawfield(L, t, "reuse") == LUA_TTABLE &&
-           hg__lua_rawfield(L, t, "on_uri") == LUA_TNIL;
+  int ok = hg__lua_rawfield(L, t, "origin") != LUA_TNIL && hg__lua_rawfield(L, t, "on_uri") == LUA_TNIL &&
+           hg__lua_rawfield(L, t, "reuse") == LUA_TTABLE; /* when ok, the rule is on top */
   param[0] = '\0';
-  if (ok && hg__lua_rawfield(L, t + 2, "token") == LUA_TTABLE && hg__lua_rawfield(L, -1, "param") == LUA_TSTRING) {
+  if (ok && hg__lua_rawfield(L, -1, "token") == LUA_TTABLE && hg__lua_rawfield(L, -1, "param") == LUA_TSTRING) {
     size_t n;
     const char *s = lua_tolstring(L, -1, &n);
     if (n < cap) memcpy(param, s, n + 1); /* else freezing refuses it */
